@@ -1,0 +1,86 @@
+// swift-tools-version:6.2
+import PackageDescription
+
+let strictSettings: [SwiftSetting] = [
+    .enableUpcomingFeature("ExistentialAny"),
+    .enableUpcomingFeature("MemberImportVisibility"),
+]
+
+let package = Package(
+    name: "memwarden",
+    platforms: [.macOS(.v15)],
+    products: [
+        .executable(name: "memwarden", targets: ["memwarden"]),
+        .executable(name: "leaksim", targets: ["leaksim"]),
+        .library(name: "Memwarden", targets: ["Memwarden"]),
+    ],
+    dependencies: [
+        .package(url: "https://github.com/apple/swift-argument-parser.git", from: "1.8.2"),
+        .package(url: "https://github.com/swift-server/swift-service-lifecycle.git", from: "2.13.0"),
+        .package(url: "https://github.com/apple/swift-log.git", from: "1.16.2"),
+    ],
+    targets: [
+        // libbpf from the system (Debian: libbpf-dev), found through pkg-config.
+        .systemLibrary(
+            name: "CLibbpf",
+            pkgConfig: "libbpf",
+            providers: [.apt(["libbpf-dev"])]
+        ),
+        // The C side shared with the kernel program: ring-buffer structs (ebpf/memwarden.h)
+        // and a thin shim over libbpf with prefixed functions.
+        .target(
+            name: "CMemwarden",
+            dependencies: ["CLibbpf"],
+            cSettings: [.headerSearchPath("../../ebpf")]
+        ),
+        // Compiles ebpf/*.bpf.c with the toolchain's clang and embeds the objects.
+        .executableTarget(name: "bpf-embed", path: "Sources/bpf-embed"),
+        .plugin(
+            name: "BPFObjectPlugin",
+            capability: .buildTool(),
+            dependencies: ["bpf-embed"]
+        ),
+        // Only the embedded objects: a change in ebpf/ rebuilds this small module.
+        .target(
+            name: "MemwardenBPF",
+            swiftSettings: strictSettings,
+            plugins: ["BPFObjectPlugin"]
+        ),
+        .target(
+            name: "Memwarden",
+            dependencies: [
+                "CMemwarden",
+                "MemwardenBPF",
+                .product(name: "Logging", package: "swift-log"),
+                .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
+                .product(name: "UnixSignals", package: "swift-service-lifecycle"),
+            ],
+            swiftSettings: strictSettings
+        ),
+        .executableTarget(
+            name: "memwarden",
+            dependencies: [
+                "Memwarden",
+                .product(name: "ArgumentParser", package: "swift-argument-parser"),
+                .product(name: "Logging", package: "swift-log"),
+                .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
+            ],
+            swiftSettings: strictSettings
+        ),
+        .executableTarget(
+            name: "leaksim",
+            swiftSettings: strictSettings
+        ),
+        .testTarget(
+            name: "MemwardenTests",
+            dependencies: ["Memwarden"],
+            swiftSettings: strictSettings
+        ),
+        // Real kernel: loads the BPF program, attaches, runs child processes.
+        .testTarget(
+            name: "MemwardenKernelTests",
+            dependencies: ["Memwarden", "leaksim", "memwarden"],
+            swiftSettings: strictSettings
+        ),
+    ]
+)

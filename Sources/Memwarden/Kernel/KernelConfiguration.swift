@@ -1,0 +1,28 @@
+/// Load-time settings of the kernel program.
+public struct KernelConfiguration: Sendable, Hashable {
+    /// A process or cgroup produces a record when its RSS moved this far since its last one.
+    public var stepBytes: UInt64 = 1 << 20
+    /// ...or when this long passed since its last record and it had any event at all.
+    public var heartbeatNanoseconds: UInt64 = 10_000_000_000
+    /// Tracked processes (LRU: the least recently updated goes first, and is counted).
+    public var maxProcesses: UInt32 = 16384
+    /// Tracked memory cgroups.
+    public var maxCgroups: UInt32 = 4096
+    /// Ring buffer size in bytes: a power of two and a multiple of the page size.
+    public var ringBufferBytes: UInt32 = 1 << 20
+
+    public init() {}
+
+    /// Checks values the kernel would reject with a less helpful error.
+    public func validate() throws(KernelError) {
+        let page = UInt32(pageSize)
+        guard ringBufferBytes >= page, ringBufferBytes.nonzeroBitCount == 1 else {
+            throw KernelError(
+                .loadFailed, "ring buffer size \(ringBufferBytes) must be a power of two of at least \(page) bytes")
+        }
+        guard stepBytes > 0 else { throw KernelError(.loadFailed, "coalescing step must be more than 0 bytes") }
+        guard maxProcesses > 0, maxCgroups > 0 else {
+            throw KernelError(.loadFailed, "map sizes must be more than 0")
+        }
+    }
+}

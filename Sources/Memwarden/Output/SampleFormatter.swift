@@ -1,0 +1,118 @@
+/// Turns kernel records into the agent's JSON lines and into trace lines,
+/// resolving cgroup ids to paths and limits to the effective limit.
+public struct SampleFormatter: Sendable {
+    public private(set) var cgroups: CgroupIndex?
+    public let clock: WallClock
+    /// Monotonic nanoseconds at which `t` is 0.
+    public let origin: UInt64
+
+    public init(hierarchy: CgroupHierarchy?, clock: WallClock = WallClock(), origin: UInt64 = monotonicNanoseconds()) {
+        cgroups = hierarchy.map(CgroupIndex.init)
+        self.clock = clock
+        self.origin = origin
+    }
+
+    /// Seconds since the origin (never negative: records from before it are at 0).
+    public func traceTime(_ monotonic: UInt64) -> Double {
+        monotonic > origin ? Double(monotonic - origin) / 1e9 : 0
+    }
+
+    /// The memory cgroup's path; "" when neither the id nor /proc can tell (the process is gone).
+    public mutating func cgroupPath(id: UInt64, pid: Int32?) -> String {
+        if id != 0, let path = cgroups?.path(for: id) { return path }
+        if let pid, let version = cgroups?.hierarchy.version,
+            let path = ProcCgroup.memoryCgroupPath(pid: pid, version: version)
+        {
+            return path
+        }
+        return ""
+    }
+
+    mutating func limit(path: String, own: MemoryLimit) -> UInt64? {
+        guard !path.isEmpty, cgroups != nil else { return own.bytes }
+        return cgroups!.effectiveLimit(path: path, own: own).bytes
+    }
+
+    /// `memwarden run`'s line for a process record.
+    public mutating func eventLine(_ record: ProcessRecord) -> String {
+        var line = JSONLine()
+        switch record.kind {
+        case .sample: line.add("type", "sample")
+        case .exec: line.add("type", "process.exec")
+        case .exit: line.add("type", "process.exit")
+        }
+        line.add("time", clock.rfc3339(monotonic: record.monotonicNanoseconds))
+        addTraceFields(record, to: &line)
+        line.add("rss", record.memory.rss)
+        return line.finish()
+    }
+
+    /// `memwarden run`'s line for a cgroup aggregate.
+    public mutating func eventLine(_ record: CgroupRecord) -> String {
+        var line = JSONLine()
+        line.add("type", "cgroup_sample")
+        line.add("time", clock.rfc3339(monotonic: record.monotonicNanoseconds))
+        line.add("t", traceTime(record.monotonicNanoseconds), decimals: 6)
+        let path = cgroupPath(id: record.cgroupID, pid: nil)
+        line.add("cgroup", path)
+        line.add("cgroup_id", record.cgroupID)
+        line.add("processes", record.processCount)
+        line.add("anon", record.memory.anon)
+        line.add("file", record.memory.file)
+        line.add("shmem", record.memory.shmem)
+        line.add("swap", record.memory.swap)
+        line.add("rss", record.memory.rss)
+        line.add("usage", record.usage)
+        if let limit = limit(path: path, own: record.limit) { line.add("limit", limit) }
+        return line.finish()
+    }
+
+    /// One line of the trace format (docs/trace-format.md). exec and exit
+    /// records are samples too, marked with "event".
+    public mutating func traceLine(_ record: ProcessRecord) -> String {
+        var line = JSONLine()
+        addTraceFields(record, to: &line)
+        switch record.kind {
+        case .sample: break
+        case .exec: line.add("event", "exec")
+        case .exit: line.add("event", "exit")
+        }
+        return line.finish()
+    }
+
+    public func statsLine(_ counters: KernelCounters, at monotonic: UInt64 = monotonicNanoseconds()) -> String {
+        var line = JSONLine()
+        line.add("type", "stats")
+        line.add("time", clock.rfc3339(monotonic: monotonic))
+        line.add("t", traceTime(monotonic), decimals: 3)
+        line.add("events", counters.events)
+        line.add("coalesced", counters.coalesced)
+        line.add("process_samples", counters.processSamples)
+        line.add("cgroup_samples", counters.cgroupSamples)
+        line.add("ringbuf_drops", counters.ringBufferDrops)
+        line.add("unattributed", counters.unattributed)
+        line.add("execs", counters.execs)
+        line.add("exits", counters.exits)
+        line.add("map_full", counters.mapFull)
+        line.add("process_evictions", counters.processEvictions)
+        line.add("cgroup_evictions", counters.cgroupEvictions)
+        line.add("processes_tracked", counters.processesTracked)
+        line.add("cgroups_tracked", counters.cgroupsTracked)
+        line.add("userspace_drops", counters.userspaceDrops)
+        return line.finish()
+    }
+
+    private mutating func addTraceFields(_ record: ProcessRecord, to line: inout JSONLine) {
+        line.add("t", traceTime(record.monotonicNanoseconds), decimals: 6)
+        line.add("pid", record.pid)
+        line.add("comm", record.comm)
+        let path = cgroupPath(id: record.cgroupID, pid: record.pid)
+        line.add("cgroup", path)
+        line.add("anon", record.memory.anon)
+        line.add("file", record.memory.file)
+        line.add("shmem", record.memory.shmem)
+        line.add("swap", record.memory.swap)
+        line.add("vsz", record.virtualSize)
+        if let limit = limit(path: path, own: record.limit) { line.add("limit", limit) }
+    }
+}

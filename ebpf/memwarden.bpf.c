@@ -1,0 +1,510 @@
+// SPDX-License-Identifier: (LGPL-2.1 OR BSD-2-Clause)
+/*
+ * memwarden's kernel side: per-process and per-memory-cgroup RSS state, fed by
+ * kmem:rss_stat, coalesced so that userspace only hears when something moved.
+ *
+ * Facts this file depends on (checked on 6.18; see DESIGN.md):
+ *  - rss_stat's `size` is the counter's absolute value in BYTES (count << PAGE_SHIFT),
+ *    not a delta: an event we cannot attribute is safe to drop, the owner's next
+ *    event carries the full value again.
+ *  - `mm_id` is a keyed hash of the mm pointer (ptr_to_hashval), not computable
+ *    here; we learn mm_id -> owner when the owner itself faults (curr=1).
+ *  - curr=0 means the mm is NOT current's (reclaim, OOM reaper, exit teardown,
+ *    fork copy, remote GUP): such events go to the mm's known owner or nowhere.
+ *  - Since 6.2 the event fires on every counter change (~1 per page fault), so the
+ *    hot path must stay a lookup, a store and a compare.
+ *  - Threads exit one by one; only the one that drops signal->live to 0 ends the
+ *    process. exec installs a new mm in the same process.
+ */
+#define MW_BPF_SIDE
+#include "kernel_types.h"
+#include <bpf/bpf_helpers.h>
+#include <bpf/bpf_core_read.h>
+#include "memwarden.h"
+
+char LICENSE[] SEC("license") = "Dual BSD/GPL";
+
+/* Load-time settings, written by userspace before load (rodata is frozen after). */
+const volatile __u64 cfg_step_bytes = 1 << 20;
+const volatile __u64 cfg_heartbeat_ns = 10ULL * 1000 * 1000 * 1000;
+/* The page size is the running kernel's, passed in by userspace: never assume 4 KiB. */
+const volatile __u32 cfg_page_shift = 12;
+
+/* Sizes here are defaults: userspace sets max_entries before load. */
+struct {
+	__uint(type, BPF_MAP_TYPE_LRU_HASH);
+	__uint(max_entries, 16384);
+	__type(key, __u32);
+	__type(value, struct mw_proc_state);
+} procs SEC(".maps");
+
+struct {
+	__uint(type, BPF_MAP_TYPE_LRU_HASH);
+	__uint(max_entries, 16384);
+	__type(key, __u32);
+	__type(value, __u32);
+} mm_owner SEC(".maps");
+
+struct {
+	__uint(type, BPF_MAP_TYPE_LRU_HASH);
+	__uint(max_entries, 4096);
+	__type(key, __u64);
+	__type(value, struct mw_cgroup_state);
+} cgroups SEC(".maps");
+
+struct {
+	__uint(type, BPF_MAP_TYPE_RINGBUF);
+	__uint(max_entries, 1 << 20);
+} events SEC(".maps");
+
+struct {
+	__uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
+	__uint(max_entries, MW_CNT__MAX);
+	__type(key, __u32);
+	__type(value, __u64);
+} counters SEC(".maps");
+
+static __always_inline void count(__u32 idx)
+{
+	__u64 *c = bpf_map_lookup_elem(&counters, &idx);
+
+	if (c)
+		*c += 1;
+}
+
+static __always_inline __u64 rss_of(const __s64 bytes[MW_NR_MEMBERS])
+{
+	/* RSS is file + anon + shmem; swap entries are not resident */
+	return (__u64)(bytes[MW_FILE] + bytes[MW_ANON] + bytes[MW_SHMEM]);
+}
+
+static __always_inline __u64 distance(__u64 a, __u64 b)
+{
+	return a > b ? a - b : b - a;
+}
+
+/* Reads an mm's four counters directly: used when we start following an mm
+ * (first sight, fork, exec), so no member keeps a value from another mm. */
+static __always_inline void read_mm_counters(struct mm_struct *mm, __s64 out[MW_NR_MEMBERS])
+{
+	__u32 shift = cfg_page_shift;
+
+	/* Literal indices: CO-RE relocates `rss_stat[N]` with the kernel's element
+	 * size only when N is a constant in the access string. */
+	if (bpf_core_type_exists(struct mm_rss_stat)) {
+		/* before 6.2: atomic_long_t count[4] in struct mm_rss_stat */
+		struct mm_struct___pre62 *old = (void *)mm;
+
+		out[0] = BPF_CORE_READ(old, rss_stat.count[0].counter);
+		out[1] = BPF_CORE_READ(old, rss_stat.count[1].counter);
+		out[2] = BPF_CORE_READ(old, rss_stat.count[2].counter);
+		out[3] = BPF_CORE_READ(old, rss_stat.count[3].counter);
+	} else {
+		/* 6.2+: percpu_counter; `count` lacks the per-CPU deltas not yet folded
+		 * in (at most batch x CPUs pages), and the next event brings the exact sum */
+		out[0] = BPF_CORE_READ(mm, rss_stat[0].count);
+		out[1] = BPF_CORE_READ(mm, rss_stat[1].count);
+		out[2] = BPF_CORE_READ(mm, rss_stat[2].count);
+		out[3] = BPF_CORE_READ(mm, rss_stat[3].count);
+	}
+#pragma unroll
+	for (int i = 0; i < MW_NR_MEMBERS; i++)
+		out[i] = out[i] < 0 ? 0 : out[i] << shift;
+}
+
+/* The memory controller's cgroup of a task: on v2 the unified cgroup, on v1
+ * and hybrid nodes the memory hierarchy's. The subsystem id depends on the
+ * kernel config, so it comes from BTF. */
+static __always_inline struct mem_cgroup *task_memcg(struct task_struct *task)
+{
+	struct cgroup_subsys_state *css;
+
+	if (!bpf_core_enum_value_exists(enum cgroup_subsys_id, memory_cgrp_id))
+		return NULL;
+	css = BPF_CORE_READ(task, cgroups, subsys[bpf_core_enum_value(enum cgroup_subsys_id, memory_cgrp_id)]);
+	if (!css)
+		return NULL;
+	return (void *)css - bpf_core_field_offset(struct mem_cgroup, css);
+}
+
+static __always_inline __u64 memcg_id(struct mem_cgroup *memcg)
+{
+	return memcg ? BPF_CORE_READ(memcg, css.cgroup, kn, id) : 0;
+}
+
+static __always_inline __u64 memcg_limit(struct mem_cgroup *memcg)
+{
+	__u32 shift = cfg_page_shift;
+	__u64 max;
+
+	if (!memcg)
+		return 0;
+	max = BPF_CORE_READ(memcg, memory.max);
+	/* PAGE_COUNTER_MAX (LONG_MAX / PAGE_SIZE) means "max": no limit */
+	if (max >= (0x7fffffffffffffffULL >> shift))
+		return ~0ULL;
+	return max << shift;
+}
+
+static __always_inline __u64 memcg_usage(struct mem_cgroup *memcg)
+{
+	long pages = memcg ? BPF_CORE_READ(memcg, memory.usage.counter) : 0;
+
+	return pages < 0 ? 0 : (__u64)pages << cfg_page_shift;
+}
+
+/* comm, VSZ, cgroup and limit from a task whose mm is the process's own. */
+static __always_inline struct mem_cgroup *refresh_from_task(struct mw_proc_state *p, struct task_struct *task)
+{
+	struct task_struct *leader = BPF_CORE_READ(task, group_leader);
+	struct mem_cgroup *memcg = task_memcg(task);
+
+	BPF_CORE_READ_STR_INTO(&p->comm, leader, comm);
+	p->vsz = BPF_CORE_READ(task, mm, total_vm) << cfg_page_shift;
+	p->limit = memcg_limit(memcg);
+	return memcg;
+}
+
+static __always_inline void emit_cgroup(__u64 cgid, struct mw_cgroup_state *cg, __u64 now)
+{
+	struct mw_cgroup_record *r = bpf_ringbuf_reserve(&events, sizeof(*r), 0);
+
+	if (!r) {
+		count(MW_CNT_RINGBUF_DROPS);
+		return;
+	}
+	r->kind = MW_REC_CGROUP_SAMPLE;
+	r->nr_procs = cg->nr_procs < 0 ? 0 : cg->nr_procs;
+	r->ts_ns = now;
+	r->cgroup_id = cgid;
+#pragma unroll
+	for (int i = 0; i < MW_NR_MEMBERS; i++)
+		r->bytes[i] = cg->bytes[i] < 0 ? 0 : cg->bytes[i];
+	r->usage = cg->usage;
+	r->limit = cg->limit;
+	bpf_ringbuf_submit(r, 0);
+	count(MW_CNT_CGROUP_SAMPLES);
+}
+
+/* Takes a process's contribution out of its cgroup; the cgroup state goes when
+ * its last tracked process leaves (after a final record saying so). */
+static __always_inline void leave_cgroup(struct mw_proc_state *p, __u64 now)
+{
+	__u64 cgid = p->cgroup_id;
+	struct mw_cgroup_state *cg;
+
+	if (!p->joined)
+		return;
+	p->joined = 0;
+	cg = bpf_map_lookup_elem(&cgroups, &cgid);
+	if (!cg)
+		return;
+#pragma unroll
+	for (int i = 0; i < MW_NR_MEMBERS; i++) {
+		__sync_fetch_and_add(&cg->bytes[i], -p->contrib[i]);
+		p->contrib[i] = 0;
+	}
+	__sync_fetch_and_add(&cg->nr_procs, -1);
+	if (cg->nr_procs <= 0) {
+		emit_cgroup(cgid, cg, now);
+		bpf_map_delete_elem(&cgroups, &cgid);
+		count(MW_CNT_CGROUP_DELETED);
+		return;
+	}
+	cg->last_rss = rss_of(cg->bytes);
+	cg->last_ts = now;
+	emit_cgroup(cgid, cg, now);
+}
+
+/* Moves the process's latest counters into its cgroup's aggregate (joining or
+ * switching cgroups first), then lets the aggregate coalesce like a process.
+ * Runs only when the process itself produces a record, never per event. */
+static __always_inline void account_cgroup(struct mw_proc_state *p, __u64 cgid, struct mem_cgroup *memcg,
+					   __u64 now, bool force)
+{
+	struct mw_cgroup_state *cg;
+	__u64 rss;
+
+	if (p->joined && cgid != p->cgroup_id)
+		leave_cgroup(p, now);
+	p->cgroup_id = cgid;
+	if (!cgid)
+		return;
+	if (!p->joined) {
+		struct mw_cgroup_state fresh = {};
+
+		if (bpf_map_update_elem(&cgroups, &cgid, &fresh, BPF_NOEXIST) == 0)
+			count(MW_CNT_CGROUP_CREATED);
+		cg = bpf_map_lookup_elem(&cgroups, &cgid);
+		if (!cg) {
+			count(MW_CNT_MAP_FULL);
+			return;
+		}
+		__sync_fetch_and_add(&cg->nr_procs, 1);
+		p->joined = 1;
+		force = true;
+	} else {
+		cg = bpf_map_lookup_elem(&cgroups, &cgid);
+		if (!cg) {
+			/* evicted under us: rejoin on the next record */
+			p->joined = 0;
+#pragma unroll
+			for (int i = 0; i < MW_NR_MEMBERS; i++)
+				p->contrib[i] = 0;
+			return;
+		}
+	}
+#pragma unroll
+	for (int i = 0; i < MW_NR_MEMBERS; i++) {
+		__s64 d = p->bytes[i] - p->contrib[i];
+
+		if (d)
+			__sync_fetch_and_add(&cg->bytes[i], d);
+		p->contrib[i] = p->bytes[i];
+	}
+	if (memcg) {
+		cg->usage = memcg_usage(memcg);
+		cg->limit = memcg_limit(memcg);
+	}
+	rss = rss_of(cg->bytes);
+	if (!force && distance(rss, cg->last_rss) < cfg_step_bytes && now - cg->last_ts < cfg_heartbeat_ns)
+		return;
+	cg->last_rss = rss;
+	cg->last_ts = now;
+	emit_cgroup(cgid, cg, now);
+}
+
+static __always_inline void emit_proc(__u32 kind, __u32 tgid, struct mw_proc_state *p, __u64 now)
+{
+	struct mw_proc_record *r = bpf_ringbuf_reserve(&events, sizeof(*r), 0);
+
+	if (!r) {
+		count(MW_CNT_RINGBUF_DROPS);
+		return;
+	}
+	r->kind = kind;
+	r->tgid = tgid;
+	r->ts_ns = now;
+	r->cgroup_id = p->cgroup_id;
+#pragma unroll
+	for (int i = 0; i < MW_NR_MEMBERS; i++)
+		r->bytes[i] = p->bytes[i] < 0 ? 0 : p->bytes[i];
+	r->vsz = p->vsz;
+	r->limit = p->limit;
+	__builtin_memcpy(r->comm, p->comm, MW_COMM_LEN);
+	bpf_ringbuf_submit(r, 0);
+	count(kind == MW_REC_PROC_SAMPLE ? MW_CNT_PROC_SAMPLES : kind == MW_REC_PROC_EXEC ? MW_CNT_EXECS : MW_CNT_EXITS);
+}
+
+/* The slow half of an event that crossed a coalescing step or a heartbeat. */
+static __noinline int sample_process(struct mw_proc_state *p, __u32 tgid, __u32 mm_id, bool curr)
+{
+	__u64 now = bpf_ktime_get_ns();
+	struct mem_cgroup *memcg = NULL;
+	__u64 cgid;
+
+	if (!p)
+		return 0;
+	cgid = p->cgroup_id;
+	if (curr) {
+		/* the owner is current: its mm, cgroup and comm are at hand, and a
+		 * re-bind repairs an owner entry taken over by a vfork child */
+		memcg = refresh_from_task(p, (void *)bpf_get_current_task());
+		cgid = memcg_id(memcg);
+		bpf_map_update_elem(&mm_owner, &mm_id, &tgid, BPF_ANY);
+	}
+	p->last_rss = rss_of(p->bytes);
+	p->last_ts = now;
+	account_cgroup(p, cgid, memcg, now, false);
+	emit_proc(MW_REC_PROC_SAMPLE, tgid, p, now);
+	return 0;
+}
+
+/* First event of a process we do not follow yet (curr=1). */
+static __noinline struct mw_proc_state *first_sight(__u32 tgid, __u32 mm_id)
+{
+	struct task_struct *task = (void *)bpf_get_current_task();
+	struct mw_proc_state fresh = {};
+	struct mw_proc_state *p;
+	__u32 *owner;
+
+	/* kernels before the kthread fix report curr=1 for kthread_use_mm() users */
+	if (BPF_CORE_READ(task, flags) & PF_KTHREAD)
+		return NULL;
+	/* a vfork/CLONE_VM child runs on its parent's mm: the parent owns these events */
+	owner = bpf_map_lookup_elem(&mm_owner, &mm_id);
+	if (owner && *owner != tgid) {
+		__u32 o = *owner;
+
+		p = bpf_map_lookup_elem(&procs, &o);
+		if (p && p->mm_id == mm_id)
+			return p;
+	}
+	read_mm_counters(BPF_CORE_READ(task, mm), fresh.bytes);
+	fresh.mm_id = mm_id;
+	fresh.start_ts = bpf_ktime_get_ns();
+	if (bpf_map_update_elem(&procs, &tgid, &fresh, BPF_NOEXIST) == 0)
+		count(MW_CNT_PROC_CREATED);
+	p = bpf_map_lookup_elem(&procs, &tgid);
+	if (!p) {
+		count(MW_CNT_MAP_FULL);
+		return NULL;
+	}
+	bpf_map_update_elem(&mm_owner, &mm_id, &tgid, BPF_ANY);
+	return p;
+}
+
+/* curr=1 with an mm we did not follow: the process exec'd, or forked and this
+ * is the child's first own event. Start over from the mm's real counters. */
+static __noinline void rebind(struct mw_proc_state *p, __u32 tgid, __u32 mm_id)
+{
+	struct task_struct *task = (void *)bpf_get_current_task();
+
+	if (!p)
+		return;
+	read_mm_counters(BPF_CORE_READ(task, mm), p->bytes);
+	p->mm_id = mm_id;
+	bpf_map_update_elem(&mm_owner, &mm_id, &tgid, BPF_ANY);
+}
+
+SEC("tp/kmem/rss_stat")
+int mw_rss_stat(struct trace_event_raw_rss_stat *ctx)
+{
+	__u32 member = ctx->member;
+	__u32 mm_id = ctx->mm_id;
+	bool curr = ctx->curr;
+	struct mw_proc_state *p;
+	__u32 tgid;
+	__u64 moved;
+
+	count(MW_CNT_EVENTS);
+	if (member >= MW_NR_MEMBERS)
+		return 0;
+	if (curr) {
+		tgid = bpf_get_current_pid_tgid() >> 32;
+		p = bpf_map_lookup_elem(&procs, &tgid);
+		if (!p) {
+			p = first_sight(tgid, mm_id);
+			if (!p) {
+				count(MW_CNT_UNATTRIBUTED);
+				return 0;
+			}
+		} else if (p->mm_id != mm_id) {
+			rebind(p, tgid, mm_id);
+		}
+	} else {
+		__u32 *owner = bpf_map_lookup_elem(&mm_owner, &mm_id);
+
+		if (!owner) {
+			count(MW_CNT_UNATTRIBUTED);
+			return 0;
+		}
+		tgid = *owner;
+		p = bpf_map_lookup_elem(&procs, &tgid);
+		/* a stale owner (it exec'd or exited) must not take another mm's counters */
+		if (!p || p->mm_id != mm_id) {
+			count(MW_CNT_UNATTRIBUTED);
+			return 0;
+		}
+	}
+	p->bytes[member] = ctx->size;
+	moved = distance(rss_of(p->bytes), p->last_rss);
+	/* the clock is read only when the step test failed, to see if a heartbeat is due */
+	if (moved < cfg_step_bytes && bpf_ktime_get_ns() - p->last_ts < cfg_heartbeat_ns) {
+		count(MW_CNT_COALESCED);
+		return 0;
+	}
+	return sample_process(p, tgid, mm_id, curr);
+}
+
+/* A new process (not a thread) starts with a copy of its parent's counters,
+ * made by dup_mmap() under the parent (curr=0, unattributable): read them here. */
+SEC("tp_btf/sched_process_fork")
+int mw_fork(__u64 *ctx)
+{
+	struct task_struct *parent = (void *)ctx[0];
+	struct task_struct *child = (void *)ctx[1];
+	struct mw_proc_state fresh = {};
+	struct mm_struct *mm;
+	__u32 tgid;
+
+	if (BPF_CORE_READ(child, pid) != BPF_CORE_READ(child, tgid))
+		return 0; /* a thread: same process */
+	mm = BPF_CORE_READ(child, mm);
+	/* kernel threads have none; vfork/CLONE_VM children borrow the parent's until exec */
+	if (!mm || mm == BPF_CORE_READ(parent, mm))
+		return 0;
+	tgid = BPF_CORE_READ(child, tgid);
+	read_mm_counters(mm, fresh.bytes);
+	BPF_CORE_READ_STR_INTO(&fresh.comm, parent, comm);
+	fresh.vsz = BPF_CORE_READ(mm, total_vm) << cfg_page_shift;
+	fresh.start_ts = bpf_ktime_get_ns();
+	fresh.last_ts = fresh.start_ts;
+	/* mm_id stays 0: the child's first own event binds it */
+	fresh.cgroup_id = memcg_id(task_memcg(child));
+	if (bpf_map_update_elem(&procs, &tgid, &fresh, BPF_ANY) == 0)
+		count(MW_CNT_PROC_CREATED);
+	return 0;
+}
+
+/* exec: a new program in the same process. New mm, new name, new baseline. */
+SEC("tp_btf/sched_process_exec")
+int mw_exec(__u64 *ctx)
+{
+	struct task_struct *task = (void *)ctx[0];
+	__u32 tgid = BPF_CORE_READ(task, tgid);
+	__u64 now = bpf_ktime_get_ns();
+	struct mw_proc_state *p = bpf_map_lookup_elem(&procs, &tgid);
+	struct mem_cgroup *memcg;
+
+	if (!p) {
+		struct mw_proc_state fresh = {};
+
+		if (bpf_map_update_elem(&procs, &tgid, &fresh, BPF_NOEXIST) == 0)
+			count(MW_CNT_PROC_CREATED);
+		p = bpf_map_lookup_elem(&procs, &tgid);
+		if (!p) {
+			count(MW_CNT_MAP_FULL);
+			return 0;
+		}
+	}
+	read_mm_counters(BPF_CORE_READ(task, mm), p->bytes);
+	p->mm_id = 0; /* the new mm's first curr=1 event binds it */
+	p->start_ts = now;
+	p->last_ts = now;
+	p->last_rss = rss_of(p->bytes);
+	memcg = refresh_from_task(p, task);
+	account_cgroup(p, memcg_id(memcg), memcg, now, false);
+	emit_proc(MW_REC_PROC_EXEC, tgid, p, now);
+	return 0;
+}
+
+/* Runs once per exiting thread; only the thread that ends the group counts. */
+SEC("tp_btf/sched_process_exit")
+int mw_exit(__u64 *ctx)
+{
+	struct task_struct *task = (void *)ctx[0];
+	struct mw_proc_state *p;
+	__u32 tgid;
+	__u64 now;
+
+	if (BPF_CORE_READ(task, signal, live.counter) != 0)
+		return 0;
+	tgid = BPF_CORE_READ(task, tgid);
+	p = bpf_map_lookup_elem(&procs, &tgid);
+	if (!p)
+		return 0;
+	now = bpf_ktime_get_ns();
+	leave_cgroup(p, now);
+	emit_proc(MW_REC_PROC_EXIT, tgid, p, now);
+	if (p->mm_id) {
+		__u32 mm_id = p->mm_id;
+		__u32 *owner = bpf_map_lookup_elem(&mm_owner, &mm_id);
+
+		if (owner && *owner == tgid)
+			bpf_map_delete_elem(&mm_owner, &mm_id);
+	}
+	if (bpf_map_delete_elem(&procs, &tgid) == 0)
+		count(MW_CNT_PROC_DELETED);
+	return 0;
+}
