@@ -1,0 +1,104 @@
+import Foundation
+import Memwarden
+import Testing
+
+/// The `memwarden` executable itself, as a user runs it.
+@Suite(.serialized, .enabled(if: KernelAccess.enabled, KernelAccess.comment))
+struct AgentCommandTests {
+    static func memwarden() throws -> String {
+        guard let path = ChildProcess.sibling("memwarden") else { throw TestFailure("memwarden not built next to the tests") }
+        return path
+    }
+
+    static func json(_ line: String) -> [String: Any]? {
+        (try? JSONSerialization.jsonObject(with: Data(line.utf8))) as? [String: Any]
+    }
+
+    /// Reads the agent's stderr until it says the program is attached.
+    static func waitUntilAttached(_ agent: ChildProcess) throws {
+        guard agent.stderr?.readLine(until: deadline(seconds: 60), where: { $0.contains("kernel program attached") }) != nil
+        else { throw TestFailure("the agent did not attach its program within 60 s") }
+    }
+
+    @Test("run --duration prints samples for a process growing 200 MiB, stats with nonzero counters, and exits 0")
+    func runReportsGrowth() throws {
+        let agent = try ChildProcess(try Self.memwarden(), ["run", "--duration", "10", "--stats-interval", "2"], stdout: .pipe, stderr: .pipe)
+        try Self.waitUntilAttached(agent)
+        let simulator = try Simulator()
+        for _ in 0..<4 { try simulator.run("touch 50") }
+        var samples: [[String: Any]] = []
+        var stats: [[String: Any]] = []
+        while let line = agent.stdout?.readLine(deadline: deadline(seconds: 30)) {
+            let object = try #require(Self.json(line), "not a JSON object: \(line)")
+            #expect(object["type"] is String && object["time"] is String, "line without type/time: \(line)")
+            if object["type"] as? String == "sample", object["pid"] as? Int == Int(simulator.pid) { samples.append(object) }
+            if object["type"] as? String == "stats" { stats.append(object) }
+        }
+        #expect(agent.waitForExit() == 0)
+        simulator.kill()
+        let largest = samples.compactMap { $0["anon"] as? Int }.max() ?? 0
+        #expect(largest >= 199 << 20, "largest anon sample \(largest)")
+        #expect(samples.count <= 200 + 20, "\(samples.count) samples for 200 MiB")
+        let last = try #require(stats.last, "no stats line")
+        #expect((last["events"] as? Int ?? 0) > 0)
+        #expect((last["process_samples"] as? Int ?? 0) > 0)
+        #expect(last["ringbuf_drops"] as? Int == 0)
+        let time = try #require(samples.first?["time"] as? String)
+        #expect(time.hasSuffix("Z") && time.count == 24, "not RFC 3339 with ms: \(time)")
+    }
+
+    @Test("SIGTERM detaches everything and exits 0")
+    func sigtermExitsCleanly() throws {
+        let agent = try ChildProcess(try Self.memwarden(), ["run", "--stats-interval", "1"], stdout: .pipe, stderr: .pipe)
+        try Self.waitUntilAttached(agent)
+        let stats = agent.stdout?.readLine(until: deadline(seconds: 10)) { $0.contains("\"type\":\"stats\"") }
+        #expect(stats != nil)
+        agent.signal(SIGTERM)
+        #expect(agent.waitForExit() == 0)
+    }
+
+    @Test("record writes a valid trace in the documented format, filtered by pid")
+    func recordWritesTrace() throws {
+        let path = FileManager.default.temporaryDirectory.appendingPathComponent("memwarden-trace-\(getpid()).jsonl").path
+        defer { try? FileManager.default.removeItem(atPath: path) }
+        let simulator = try Simulator()
+        defer { simulator.kill() }
+        let recorder = try ChildProcess(
+            try Self.memwarden(), ["record", "--duration", "6", "--out", path, "--pid", "\(simulator.pid)"], stderr: .pipe)
+        try Self.waitUntilAttached(recorder)
+        try simulator.run("touch 32")
+        try simulator.run("shm 8")
+        #expect(recorder.waitForExit() == 0)
+        let text = try String(contentsOfFile: path, encoding: .utf8)
+        let lines = text.split(separator: "\n", omittingEmptySubsequences: false).dropLast()
+        #expect(text.hasSuffix("\n"))
+        #expect(lines.count >= 32)
+        var previous = -1.0
+        for line in lines {
+            let object = try #require(Self.json(String(line)), "not JSON: \(line)")
+            let t = try #require(object["t"] as? Double ?? (object["t"] as? Int).map(Double.init), "t missing: \(line)")
+            #expect(t >= previous, "t went backwards: \(line)")
+            previous = t
+            #expect(object["pid"] as? Int == Int(simulator.pid))
+            #expect(object["comm"] as? String == "leaksim")
+            #expect((object["cgroup"] as? String)?.hasPrefix("/") == true, "cgroup: \(line)")
+            for field in ["anon", "file", "shmem", "swap", "vsz"] {
+                #expect((object[field] as? Int ?? -1) >= 0, "\(field) missing or negative: \(line)")
+            }
+        }
+        let shmem = lines.compactMap { Self.json(String($0))?["shmem"] as? Int }.max() ?? 0
+        #expect(shmem >= 7 << 20, "shmem growth not recorded: \(shmem)")
+    }
+
+    @Test("without privileges, run exits 2 with one line naming what is missing")
+    func unprivilegedExitsTwo() throws {
+        // setpriv drops to nobody with no capabilities
+        let agent = try ChildProcess(
+            "/usr/bin/setpriv", ["--reuid=65534", "--regid=65534", "--clear-groups", "--inh-caps=-all", try Self.memwarden(), "run"],
+            stdout: .pipe, stderr: .pipe)
+        #expect(agent.waitForExit() == 2)
+        let message = agent.stderr?.readLine(deadline: deadline(seconds: 5)) ?? ""
+        #expect(message.contains("CAP_BPF") && message.contains("CAP_PERFMON"), "message: \(message)")
+        #expect(agent.stderr?.readLine(deadline: deadline(seconds: 1)) == nil, "more than one line on stderr")
+    }
+}

@@ -1,0 +1,84 @@
+import Memwarden
+import Testing
+
+#if canImport(Glibc)
+import Glibc
+#endif
+
+/// A child memory cgroup below the test's own (never anything else in the
+/// hierarchy), removed afterwards.
+final class ScratchCgroup {
+    let hierarchy: CgroupHierarchy
+    /// Path relative to the hierarchy's root, as samples name it.
+    let path: String
+    var directory: String { hierarchy.mountPoint + path }
+
+    init() throws {
+        guard let hierarchy = CgroupHierarchy.detect() else { throw TestFailure("no memory cgroup hierarchy mounted") }
+        guard let own = ProcCgroup.memoryCgroupPath(pid: getpid(), version: hierarchy.version) else {
+            throw TestFailure("cannot read this process's memory cgroup")
+        }
+        self.hierarchy = hierarchy
+        path = (own == "/" ? "" : own) + "/memwarden-test-\(getpid())-\(monotonicNanoseconds() % 1_000_000)"
+        guard mkdir(hierarchy.mountPoint + path, 0o755) == 0 else {
+            throw TestFailure("mkdir \(hierarchy.mountPoint + path): errno \(errno)")
+        }
+    }
+
+    var inode: UInt64 {
+        var info = stat()
+        return stat(directory, &info) == 0 ? UInt64(info.st_ino) : 0
+    }
+
+    /// Removes the group once its processes are gone (rmdir fails with EBUSY until then).
+    func remove() {
+        let end = deadline(seconds: 10)
+        while rmdir(directory) != 0 && errno == EBUSY && monotonicNanoseconds() < end {
+            var pause = timespec(tv_sec: 0, tv_nsec: 20_000_000)
+            nanosleep(&pause, nil)
+        }
+    }
+}
+
+@Suite(.serialized, .enabled(if: KernelAccess.enabled, KernelAccess.comment))
+struct CgroupChargeTests {
+    @Test("a child moved into a new memory cgroup is charged to it, and its samples name it")
+    func movedChildIsChargedToItsNewCgroup() throws {
+        let cgroup = try ScratchCgroup()
+        defer { cgroup.remove() }
+        let monitor = try KernelMonitor()
+        let log = RecordLog(monitor)
+        let simulator = try Simulator()
+        defer { simulator.kill() }
+        try simulator.run("cgroup \(cgroup.directory)")
+        try simulator.run("touch 64")
+        let sample = try #require(
+            log.waitFor(seconds: 10) {
+                guard let p = $0.process, p.pid == simulator.pid else { return false }
+                return p.cgroupID == cgroup.inode && p.memory.anon >= 63 * mib
+            }?.process,
+            "no sample naming the new cgroup (id \(cgroup.inode)) within 10 s")
+        let aggregate = try #require(
+            log.waitFor(seconds: 10) {
+                guard let c = $0.cgroup, c.cgroupID == cgroup.inode else { return false }
+                return c.memory.anon >= 63 * mib
+            }?.cgroup,
+            "no cgroup aggregate of 64 MiB for the new cgroup within 10 s")
+        #expect(aggregate.processCount == 1)
+        if let usage = aggregate.usage { #expect(usage >= 63 * mib) }
+
+        // the id resolves to the path userspace prints
+        var formatter = SampleFormatter(hierarchy: cgroup.hierarchy)
+        #expect(formatter.cgroupPath(id: sample.cgroupID, pid: nil) == cgroup.path)
+        let line = formatter.traceLine(sample)
+        #expect(line.contains("\"cgroup\":\"\(cgroup.path)\""))
+
+        // leaving: the aggregate goes back down when the process exits
+        simulator.kill()
+        let emptied = log.waitFor(seconds: 10) {
+            guard let c = $0.cgroup, c.cgroupID == cgroup.inode else { return false }
+            return c.processCount == 0
+        }
+        #expect(emptied != nil, "the cgroup's aggregate did not drop its last process within 10 s")
+    }
+}

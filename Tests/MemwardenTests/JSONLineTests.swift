@@ -1,0 +1,65 @@
+import Testing
+
+@testable import Memwarden
+
+struct JSONLineTests {
+    @Test func buildsOneObjectOnOneLine() {
+        var line = JSONLine()
+        line.add("type", "sample")
+        line.add("pid", Int32(42))
+        line.add("limit", UInt64?.none)
+        line.add("ok", true)
+        #expect(line.finish() == #"{"type":"sample","pid":42,"limit":null,"ok":true}"#)
+    }
+
+    @Test(arguments: [
+        ("plain", #""plain""#),
+        ("quote\"back\\slash", #""quote\"back\\slash""#),
+        ("tab\tnew\nline", #""tab\tnew\nline""#),
+        ("\u{01}ctl", #""\u0001ctl""#),
+        ("ünï/κόσμε", #""ünï/κόσμε""#),
+    ])
+    func escapesStrings(input: String, expected: String) {
+        var text = ""
+        JSONLine.appendQuoted(input, to: &text)
+        #expect(text == expected)
+    }
+
+    @Test(arguments: [
+        (0.0, 6, "0"),
+        (1.5, 6, "1.5"),
+        (0.000001, 6, "0.000001"),
+        (12.3456789, 3, "12.346"),
+        (-2.25, 2, "-2.25"),
+        (-0.0000001, 6, "0"),
+        (Double.nan, 3, "null"),
+    ])
+    func formatsNumbersWithoutExponents(value: Double, decimals: Int, expected: String) {
+        #expect(JSONLine.format(value, decimals: decimals) == expected)
+    }
+}
+
+struct WallClockTests {
+    @Test func formatsRFC3339WithMilliseconds() {
+        // 2026-11-22T01:02:03.456Z
+        let epoch: UInt64 = 1_795_309_323_456_000_000
+        #expect(WallClock.rfc3339(epochNanoseconds: epoch) == "2026-11-22T01:02:03.456Z")
+    }
+
+    @Test func mapsMonotonicToWallTime() {
+        let clock = WallClock(offset: 1_000_000_000_000)
+        #expect(clock.realtime(fromMonotonic: 5) == 1_000_000_000_005)
+        #expect(clock.rfc3339(monotonic: 0) == "1970-01-01T00:16:40.000Z")
+    }
+}
+
+struct Base64Tests {
+    @Test(arguments: [("", [UInt8]()), ("TQ==", [77]), ("TWE=", [77, 97]), ("TWFu", [77, 97, 110]), ("/+8=", [255, 239])])
+    func decodes(text: String, bytes: [UInt8]) {
+        #expect(Base64.decode(text) == bytes)
+    }
+
+    @Test func rejectsOtherCharacters() {
+        #expect(Base64.decode("TW*u") == nil)
+    }
+}

@@ -1,0 +1,84 @@
+import Foundation
+import Testing
+
+@testable import Memwarden
+
+struct KernelSettingsTests {
+    @Test func defaultsAreValid() throws {
+        try KernelConfiguration().validate()
+    }
+
+    @Test(arguments: [3000 as UInt32, 0, 12288])
+    func ringBufferMustBeAPowerOfTwoOfPages(bytes: UInt32) {
+        var configuration = KernelConfiguration()
+        configuration.ringBufferBytes = bytes
+        #expect(throws: KernelError.self) { try configuration.validate() }
+    }
+
+    @Test func zeroStepIsRejected() {
+        var configuration = KernelConfiguration()
+        configuration.stepBytes = 0
+        #expect(throws: KernelError.self) { try configuration.validate() }
+    }
+
+    @Test func readsEffectiveCapabilities() throws {
+        let root = FileManager.default.temporaryDirectory.appendingPathComponent("memwarden-proc-\(getpid())").path
+        try FileManager.default.createDirectory(atPath: root + "/self", withIntermediateDirectories: true)
+        defer { try? FileManager.default.removeItem(atPath: root) }
+        // CAP_PERFMON (38) and CAP_BPF (39) only
+        try "Name:\tx\nCapEff:\t000000c000000000\n".write(toFile: root + "/self/status", atomically: false, encoding: .utf8)
+        #expect(KernelPreflight.effectiveCapabilities(procRoot: root) == [38, 39])
+        try "Name:\tx\nCapEff:\t0000000000000000\n".write(toFile: root + "/self/status", atomically: false, encoding: .utf8)
+        #expect(KernelPreflight.effectiveCapabilities(procRoot: root) == [])
+    }
+
+    @Test func memoryLimitFromKernelValues() {
+        #expect(MemoryLimit(kernelValue: 0) == .unknown)
+        #expect(MemoryLimit(kernelValue: .max) == .unlimited)
+        #expect(MemoryLimit(kernelValue: 4096) == .bytes(4096))
+    }
+}
+
+struct TraceOutputTests {
+    static let record = ProcessRecord(
+        kind: .sample, pid: 7, monotonicNanoseconds: 3_500_000_000, cgroupID: 0,
+        memory: MemoryCounters(anon: 10, file: 20, shmem: 30, swap: 40), virtualSize: 100, limit: .bytes(4096),
+        comm: "a\"b")
+
+    @Test func traceLineHasTheDocumentedFields() {
+        var formatter = SampleFormatter(hierarchy: nil, clock: WallClock(offset: 0), origin: 1_000_000_000)
+        let line = formatter.traceLine(Self.record)
+        #expect(line == #"{"t":2.5,"pid":7,"comm":"a\"b","cgroup":"","anon":10,"file":20,"shmem":30,"swap":40,"vsz":100,"limit":4096}"#)
+    }
+
+    @Test func execAndExitAreMarked() {
+        var formatter = SampleFormatter(hierarchy: nil, clock: WallClock(offset: 0), origin: 0)
+        var record = Self.record
+        record.kind = .exec
+        #expect(formatter.traceLine(record).hasSuffix(#","event":"exec"}"#))
+        record.kind = .exit
+        record.limit = .unlimited
+        let line = formatter.traceLine(record)
+        #expect(line.hasSuffix(#","event":"exit"}"#))
+        #expect(!line.contains("limit"))
+    }
+
+    @Test func eventLineCarriesTypeTimeAndRSS() {
+        var formatter = SampleFormatter(hierarchy: nil, clock: WallClock(offset: 0), origin: 0)
+        let line = formatter.eventLine(Self.record)
+        #expect(line.hasPrefix(#"{"type":"sample","time":"1970-01-01T00:00:03.500Z","t":3.5,"pid":7"#))
+        #expect(line.hasSuffix(#""rss":60}"#))
+    }
+
+    @Test(arguments: [
+        (Int32?(nil), String?("/a"), Int32(1), "/a/b", true),
+        (nil, "/a", 1, "/ab", false),
+        (nil, "/a/", 1, "/a", true),
+        (5, nil, 5, "/x", true),
+        (5, nil, 6, "/x", false),
+        (nil, "/", 9, "/anything", true),
+    ])
+    func filtersByPidAndCgroupSubtree(pid: Int32?, cgroup: String?, samplePID: Int32, path: String, kept: Bool) {
+        #expect(TraceFilter(pid: pid, cgroup: cgroup).keeps(pid: samplePID, cgroupPath: path) == kept)
+    }
+}
