@@ -72,6 +72,20 @@ struct mw_cgroup_record {
 	__u64 limit;              /* memcg memory.max in bytes; 0 = unknown, ~0 = unlimited */
 };
 
+/* A slot of the `hot` array: the few fields the per-event path touches, for the
+ * process whose tgid is cached there (slot = tgid & (slots - 1)). A write-back
+ * cache in front of `procs`: bytes, last_rss and last_ts are newer here while
+ * the process holds the slot. */
+struct mw_hot {
+	__u32 tgid;               /* 0 = free */
+	__u32 mm_id;
+	__s64 bytes[MW_NR_MEMBERS];
+	__u64 last_rss;
+	__u64 last_ts;
+	__u32 events;             /* events since the last record, not yet counted */
+	__u32 pad;
+};
+
 /* Value of the `procs` map (key: tgid). Userspace only reads it (tests, status). */
 struct mw_proc_state {
 	__s64 bytes[MW_NR_MEMBERS]; /* latest absolute counters */

@@ -33,6 +33,9 @@ struct KernelOptions: ParsableArguments {
     @Option(help: "Ring buffer size in KiB (a power of two).")
     var ringBufferKib: UInt32 = 1024
 
+    @Option(help: "Slots of the kernel's per-event cache (a power of two; 64 bytes each).")
+    var hotSlots: UInt32 = 65536
+
     @Option(help: "Log level for stderr: trace, debug, info, notice, warning, error, critical.")
     var logLevel: Logger.Level = .info
 
@@ -44,6 +47,9 @@ struct KernelOptions: ParsableArguments {
         guard ringBufferKib >= 4, ringBufferKib.nonzeroBitCount == 1 else {
             throw ValidationError("--ring-buffer-kib must be a power of two of at least 4")
         }
+        guard hotSlots > 0, hotSlots.nonzeroBitCount == 1 else {
+            throw ValidationError("--hot-slots must be a power of two")
+        }
     }
 
     var kernel: KernelConfiguration {
@@ -53,6 +59,7 @@ struct KernelOptions: ParsableArguments {
         configuration.maxProcesses = maxProcesses
         configuration.maxCgroups = maxCgroups
         configuration.ringBufferBytes = ringBufferKib * 1024
+        configuration.hotSlots = hotSlots
         return configuration
     }
 

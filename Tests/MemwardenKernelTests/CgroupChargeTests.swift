@@ -65,7 +65,10 @@ struct CgroupChargeTests {
             }?.cgroup,
             "no cgroup aggregate of 64 MiB for the new cgroup within 10 s")
         #expect(aggregate.processCount == 1)
-        if let usage = aggregate.usage { #expect(usage >= 63 * mib) }
+        // usage is the cgroup's page counter: what the child had before it moved
+        // stays charged to its old cgroup (v1 does not move charges), and the
+        // record may be written before the last touched pages are charged
+        if let usage = aggregate.usage { #expect(usage >= 60 * mib, "usage \(usage)") }
 
         // the id resolves to the path userspace prints
         var formatter = SampleFormatter(hierarchy: cgroup.hierarchy)

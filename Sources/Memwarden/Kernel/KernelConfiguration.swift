@@ -8,6 +8,10 @@ public struct KernelConfiguration: Sendable, Hashable {
     public var maxProcesses: UInt32 = 16384
     /// Tracked memory cgroups.
     public var maxCgroups: UInt32 = 4096
+    /// Slots of the per-event cache, indexed by the event's mm hash (64 bytes
+    /// each; a power of two). Two live processes sharing a slot still work,
+    /// each taking it over in turn on a slower path.
+    public var hotSlots: UInt32 = 65536
     /// Ring buffer size in bytes: a power of two and a multiple of the page size.
     public var ringBufferBytes: UInt32 = 1 << 20
 
@@ -23,6 +27,9 @@ public struct KernelConfiguration: Sendable, Hashable {
         guard stepBytes > 0 else { throw KernelError(.loadFailed, "coalescing step must be more than 0 bytes") }
         guard maxProcesses > 0, maxCgroups > 0 else {
             throw KernelError(.loadFailed, "map sizes must be more than 0")
+        }
+        guard hotSlots > 0, hotSlots.nonzeroBitCount == 1 else {
+            throw KernelError(.loadFailed, "hot slots \(hotSlots) must be a power of two")
         }
     }
 }

@@ -17,6 +17,7 @@ public final class KernelMonitor {
     private let collector = RecordCollector()
     private let countersFD: Int32
     private let procsFD: Int32
+    private let hotFD: Int32
     private let cgroupsFD: Int32
     private let cpuCount: Int
     private var evictionFloor = (processes: UInt64(0), cgroups: UInt64(0))
@@ -30,6 +31,8 @@ public final class KernelMonitor {
         try object.setGlobal("cfg_step_bytes", configuration.stepBytes)
         try object.setGlobal("cfg_heartbeat_ns", configuration.heartbeatNanoseconds)
         try object.setGlobal("cfg_page_shift", UInt32(pageSize.trailingZeroBitCount))
+        try object.setGlobal("cfg_hot_mask", configuration.hotSlots - 1)
+        try object.setMaxEntries(map: "hot", configuration.hotSlots)
         try object.setMaxEntries(map: "procs", configuration.maxProcesses)
         try object.setMaxEntries(map: "mm_owner", configuration.maxProcesses)
         try object.setMaxEntries(map: "cgroups", configuration.maxCgroups)
@@ -37,6 +40,7 @@ public final class KernelMonitor {
         try object.load()
         countersFD = try object.mapFD("counters")
         procsFD = try object.mapFD("procs")
+        hotFD = try object.mapFD("hot")
         cgroupsFD = try object.mapFD("cgroups")
         cpuCount = Int(libbpf_num_possible_cpus())
         let context = Unmanaged.passUnretained(collector).toOpaque()
@@ -60,9 +64,13 @@ public final class KernelMonitor {
         ring_buffer__free(ringBuffer)
     }
 
-    /// Waits up to `timeoutMilliseconds` for records and returns what arrived.
+    /// Waits `timeoutMilliseconds` (less if the ring fills up) and returns what arrived.
+    /// The kernel side writes without waking us (a wakeup per record costs more
+    /// than the record) except when the ring is half full, so the wait usually
+    /// ends on the timeout and the consume after it does the work.
     public func poll(timeoutMilliseconds: Int32) -> [KernelRecord] {
         _ = ring_buffer__poll(ringBuffer, timeoutMilliseconds)
+        _ = ring_buffer__consume(ringBuffer)
         return collector.take()
     }
 
@@ -113,6 +121,12 @@ public final class KernelMonitor {
         var key = UInt32(bitPattern: pid)
         var state = mw_proc_state()
         guard bpf_map_lookup_elem(procsFD, &key, &state) == 0 else { return nil }
+        // while the process holds its hot slot, the slot's counters are the newer ones
+        var slot = state.mm_id & (configuration.hotSlots - 1)
+        var hot = mw_hot()
+        if state.mm_id != 0, bpf_map_lookup_elem(hotFD, &slot, &hot) == 0, hot.tgid == key, hot.mm_id == state.mm_id {
+            state.bytes = hot.bytes
+        }
         return TrackedProcess(state)
     }
 

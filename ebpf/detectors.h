@@ -1,0 +1,1363 @@
+/* SPDX-License-Identifier: (LGPL-2.1 OR BSD-2-Clause) */
+/*
+ * memwarden's three leak detectors, in one header compiled twice: into the BPF
+ * object (MW_BPF_SIDE, kernel_types.h first, no libc) and into userspace
+ * (Sources/CMemwarden/detectors.c defines MW_DET_IMPLEMENTATION), so `replay`
+ * and the tests run exactly the code the kernel runs. docs/detectors.md tells
+ * what each detector computes and why; this file says how, and proves bounds.
+ *
+ * Rules this code keeps so that both builds agree and the verifier accepts it:
+ *  - integers only; no signed division (BPF before cpu=v4 has none): signed
+ *    quantities are divided as magnitudes and the sign put back;
+ *  - every loop has a constant bound; every computed array index is masked;
+ *  - the state is one fixed-size struct without pointers, meant to live in a
+ *    map value; functions keep their stack frames well under 256 bytes;
+ *  - time enters only as a difference from the target's first sample, so the
+ *    kernel (absolute monotonic ms) and replay (trace ms) reach the same verdicts.
+ *
+ * The signal. Every detector follows "held" memory: anon + shmem + swap, the
+ * memory a process can only give back itself (swap counts because a leak under
+ * pressure keeps growing there while RSS stands still). File-backed pages are
+ * reclaimable cache and never a leak; they are looked at only by composition.
+ *
+ * Windowing. Two rings of time buckets, anchored at the first sample (bucket =
+ * (t - t0) / width), so a bucket means the same span of time however many
+ * samples fell into it: a 50 MiB/s leak writes a line every 20 ms, a 1 MiB/min
+ * leak one a minute plus 10 s heartbeats, and both fill buckets evenly.
+ *  - long ring: MW_DET_LONG_N buckets, first bucket_ms wide; when full, pairs
+ *    merge and the width doubles, up to max_bucket_ms; then it slides. A young
+ *    process is seen at fine resolution (fast answers), an old one over a long
+ *    window (slow leaks); the floor window (floor_buckets buckets) widens with
+ *    it, so GC cycles longer than a young process's floor window are absorbed
+ *    once it is a few minutes old. Per bucket: min and max of held memory, and
+ *    the last anon, file, shmem and swap values.
+ *  - short ring: MW_DET_SHORT_N buckets of bucket_ms, always sliding: the fast
+ *    path, which sees a fast leak within seconds even in a process whose long
+ *    buckets are minutes wide.
+ * Fits run only when a bucket completes (at most once per bucket width), never
+ * per sample, which keeps replay above a million samples a second and the
+ * kernel's per-sample cost small; per sample there is O(1) work plus a scan of
+ * at most MW_DET_FLOOR_MAX buckets.
+ */
+#ifndef MW_DETECTORS_TYPES_H
+#define MW_DETECTORS_TYPES_H
+
+#ifndef MW_BPF_SIDE
+#include <linux/types.h>
+#endif
+
+#define MW_DET_LONG_N 32         /* long ring buckets (a power of two: indices are masked) */
+#define MW_DET_SHORT_N 8         /* short ring buckets (a power of two) */
+#define MW_DET_FLOOR_MAX 8       /* most buckets a rolling minimum spans */
+#define MW_DET_EMPTY 0xffffffffu /* hmin of a bucket without samples */
+#define MW_DET_KIB_MAX 0xfffffffeu /* ring values saturate here: 4 TiB */
+#define MW_DET_SCORE_MAX 1000
+
+enum mw_det_kind {
+	MW_DET_TREND = 0,       /* linear trend of the level and the floor */
+	MW_DET_COMPOSITION = 1, /* which members grow: anon, shmem, swap vs file */
+	MW_DET_MULTI = 2,       /* multi-factor thresholds: fast growth, rising floor, VSZ */
+	MW_DET_NR = 3,
+};
+
+/* Reason codes: a bitmask in the verdict. */
+enum mw_det_reason {
+	MW_R_FLOOR_RISING = 1u << 0,   /* trend: floor slope above the absolute and relative minimum */
+	MW_R_LEVEL_RISING = 1u << 1,   /* trend: the level rises too */
+	MW_R_LINEAR = 1u << 2,         /* trend: the floor fits a line (R^2 >= trend_min_r2) */
+	MW_R_SAWTOOTH = 1u << 3,       /* trend: the level does not fit a line, the floor does */
+	MW_R_ANON_GROWTH = 1u << 4,    /* composition: anonymous memory grows */
+	MW_R_SHMEM_GROWTH = 1u << 5,   /* composition: shared memory grows */
+	MW_R_SWAP_GROWTH = 1u << 6,    /* composition: held memory grows into swap */
+	MW_R_FILE_GROWTH = 1u << 7,    /* composition: page cache grows (informative) */
+	MW_R_CACHE_ONLY = 1u << 8,     /* composition: only file-backed memory grows: not a leak */
+	MW_R_SWAP_SHUFFLE = 1u << 9,   /* composition: anon moves to swap, no net growth: not a leak */
+	MW_R_FAST_GROWTH = 1u << 10,   /* multi: fast, linear growth beyond every earlier peak */
+	MW_R_RISING_FLOOR = 1u << 11,  /* multi: the floor has made new highs for long */
+	MW_R_VSZ_DIVERGENCE = 1u << 12,/* multi: VSZ grows far faster than held memory */
+	MW_R_ANON_SHARE = 1u << 13,    /* multi: anon is most of RSS */
+	MW_R_SWAP_SHARE = 1u << 14,    /* multi: much of held memory is in swap */
+};
+
+/* Factors with their own hysteresis (bits of mw_det_verdict.factors). */
+enum mw_det_factor {
+	MW_F_TREND = 1u << 0,
+	MW_F_COMPOSITION = 1u << 1,
+	MW_F_FAST = 1u << 2,
+	MW_F_RISE = 1u << 3,
+	MW_F_VSZ = 1u << 4,
+};
+
+/* Every threshold. MW_DET_CONFIG_DEFAULT gives the defaults (docs/detectors.md says why). */
+struct mw_det_config {
+	/* the cgroup aggregation rule (same as the kernel's per-process coalescing) */
+	__u64 step_bytes;          /* run a cgroup's detectors when its RSS moved this much */
+	__u64 heartbeat_ms;        /* ... or when this long passed since their last run */
+	/* windows */
+	__u32 bucket_ms;           /* short ring width; the long ring's first width */
+	__u32 max_bucket_ms;       /* the long ring stops doubling here */
+	__u32 floor_buckets;       /* rolling minimum width, in long buckets (1..MW_DET_FLOOR_MAX) */
+	/* hysteresis of every factor: fires at fire_score, stays while >= stay_score */
+	__u32 fire_score;
+	__u32 stay_score;
+	/* trend */
+	__u32 trend_min_points;    /* non-empty buckets in the fitted window */
+	__u32 trend_min_span_ms;   /* time the fitted window must cover */
+	__u32 trend_min_r2;        /* permille, of the floor fit */
+	__u32 trend_min_rate;      /* bytes/s of floor growth */
+	__u32 trend_min_rel;       /* floor growth in permille of the floor per hour */
+	__u32 trend_min_growth_kib;/* floor growth over the fitted window */
+	/* composition */
+	__u32 comp_min_growth_kib; /* held growth over the window */
+	__u32 comp_min_share;      /* permille of resident growth that is held (not file) */
+	/* multi-factor */
+	__u32 fast_rate_kib;       /* KiB/s of level growth that counts as fast */
+	__u32 fast_span_ms;        /* ... sustained this long */
+	__u32 fast_min_r2;         /* permille, of the level fit over that span */
+	__u32 rise_min_ms;         /* rising-floor duration */
+	__u32 rise_min_highs;      /* new floor highs in that run */
+	__u32 rise_tol_kib;        /* a new high must beat the last by this much ... */
+	__u32 rise_tol_permille;   /* ... or by this share of the floor, whichever is more */
+	__u32 rise_stall_ms;       /* least time without a new high that ends a run */
+	__u32 vsz_min_growth_kib;  /* VSZ growth in a run */
+	__u32 vsz_ratio;           /* VSZ growth / held growth */
+	__u32 vsz_min_span_ms;     /* VSZ run duration */
+	__u32 anon_share;          /* permille of RSS (reason only) */
+	__u32 swap_share;          /* permille of held memory (reason only) */
+	__u32 reserved;
+};
+
+#define MW_DET_CONFIG_DEFAULT {                 \
+	.step_bytes = 1ULL << 20,                   \
+	.heartbeat_ms = 10000,                      \
+	.bucket_ms = 1000,                          \
+	.max_bucket_ms = 128000,                    \
+	.floor_buckets = 4,                         \
+	.fire_score = 500,                          \
+	.stay_score = 400,                          \
+	.trend_min_points = 6,                      \
+	.trend_min_span_ms = 60000,                 \
+	.trend_min_r2 = 800,                        \
+	.trend_min_rate = 8192,                     \
+	.trend_min_rel = 100,                       \
+	.trend_min_growth_kib = 4096,               \
+	.comp_min_growth_kib = 4096,                \
+	.comp_min_share = 600,                      \
+	.fast_rate_kib = 10240,                     \
+	.fast_span_ms = 6000,                       \
+	.fast_min_r2 = 900,                         \
+	.rise_min_ms = 300000,                      \
+	.rise_min_highs = 5,                        \
+	.rise_tol_kib = 1024,                       \
+	.rise_tol_permille = 5,                     \
+	.rise_stall_ms = 30000,                     \
+	.vsz_min_growth_kib = 262144,               \
+	.vsz_ratio = 8,                             \
+	.vsz_min_span_ms = 60000,                   \
+	.anon_share = 500,                          \
+	.swap_share = 100,                          \
+	.reserved = 0,                              \
+}
+
+/* mw_det_config_check's answers: which field is out of range. */
+enum mw_det_config_error {
+	MW_DET_CFG_OK = 0,
+	MW_DET_CFG_BUCKET_MS = 1,      /* 0 */
+	MW_DET_CFG_MAX_BUCKET_MS = 2,  /* below bucket_ms */
+	MW_DET_CFG_FLOOR_BUCKETS = 3,  /* not 1..MW_DET_FLOOR_MAX */
+	MW_DET_CFG_SCORES = 4,         /* stay_score > fire_score, or fire_score > 1000 */
+	MW_DET_CFG_PERMILLE = 5,       /* an R^2 or share above 1000 */
+	MW_DET_CFG_FAST_SPAN = 6,      /* fewer than 3 or more than MW_DET_SHORT_N - 1 buckets */
+	MW_DET_CFG_ZERO = 7,           /* a threshold that must not be 0 is 0 */
+};
+
+/* One coalesced sample: absolute time in ms (any origin), counters in bytes. */
+struct mw_det_sample {
+	__u64 t_ms;
+	__u64 anon;
+	__u64 file;
+	__u64 shmem;
+	__u64 swap;
+	__u64 vsz;
+};
+
+/* What the detectors say after a sample. Slopes are bytes/s, signed. */
+struct mw_det_verdict {
+	__s64 level_slope;      /* held level, over the trend's best window */
+	__s64 floor_slope;      /* held floor (rolling minima), same window */
+	__s64 growth;           /* the rate of the evidence that fired: the forecast's slope */
+	__s64 fast_slope;       /* held floor over the fast window */
+	__s64 anon_rate;        /* composition: each member over the trend's best window */
+	__s64 file_rate;
+	__s64 shmem_rate;
+	__s64 swap_rate;
+	__u64 held;             /* anon + shmem + swap of this sample, bytes */
+	__u64 floor;            /* held floor now (rolling minimum), bytes */
+	__u64 span_ms;          /* time the trend's best window covers */
+	__u64 rise_ms;          /* duration of the current rising-floor run */
+	__u64 vsz_growth;       /* bytes VSZ grew in the current VSZ run */
+	__u64 age_ms;           /* time since the first sample */
+	__u32 reasons;          /* MW_R_* */
+	__u32 factors;          /* MW_F_* currently on */
+	__u16 score[MW_DET_NR]; /* 0..1000 each */
+	__u16 level_r2;         /* permille */
+	__u16 floor_r2;         /* permille */
+	__u16 rise_highs;       /* new floor highs in the current run */
+	__u8 fired;             /* bit (1 << mw_det_kind) per detector that fired */
+	__u8 level;             /* 0..3: band of the strongest score (250/500/750, hysteresis 50) */
+	__u8 pad[6];
+};
+
+/* A long-ring bucket, in KiB. hmin == MW_DET_EMPTY: no sample fell in it. */
+struct mw_det_lbucket {
+	__u32 hmin;
+	__u32 hmax;
+	__u32 anon;   /* last values */
+	__u32 file;
+	__u32 shmem;
+	__u32 swap;
+};
+
+struct mw_det_sbucket {
+	__u32 hmin;
+	__u32 hlast;
+};
+
+/* Least-squares sums (bounds at mw_fit_solve). */
+struct mw_fit {
+	__u32 n, sx, sxx, sy, sxy, pad;
+	__u64 syy;
+};
+
+/* Working memory of one evaluation, kept in the state rather than on the
+ * stack: the BPF verifier does not track values in map memory, so a loop that
+ * keeps its running sums and minima here leaves no register state that differs
+ * between the two sides of a branch, and every branch inside a loop prunes at
+ * the next iteration instead of multiplying paths. Meaningless between calls. */
+struct mw_det_scratch {
+	union {
+		struct {
+			struct mw_fit level;
+			struct mw_fit floor;
+		} fit;
+		struct {
+			__u64 sum[2][5]; /* first, last quarter: anon, file, shmem, swap, bucket index */
+			__u64 cnt[2];
+		} comp;
+	};
+	__u32 lo, hi, prior, m;
+	__u32 x_first, x_last, floor_last, floor_peak;
+	__u32 l_first, l_mid, l_last, have_mid;
+	__u32 best_score, best_first, best_reasons, k;
+	/* loop bounds, reloaded inside each loop: a bound kept in a register gets its
+	 * range narrowed differently by each path's comparisons, and the verifier
+	 * could then no longer prune one path against another */
+	__u32 first, done, q, mid, shift, pad2;
+};
+
+/* Per-target detector state: zero it (mw_det_reset) to start over, e.g. on exec.
+ * About 1.2 KiB: 16384 tracked processes hold 20 MiB of map memory. */
+struct mw_det_state {
+	__u64 t0_ms;            /* absolute time of the first sample: all others are relative */
+	__u64 last_ms;          /* relative time of the last sample */
+	__u64 samples;
+	__u64 long_start;       /* bucket index (at the current width) of lb[0] */
+	__u64 short_start;
+	__u32 long_len;         /* buckets in use; the last one is the open one */
+	__u32 short_len;
+	__u32 long_shift;       /* long width = bucket_ms << long_shift */
+	__u32 win_floor_peak;   /* highest floor in the long window (last evaluation), KiB */
+	__u32 prior_peak;       /* highest held level before the fast window, KiB */
+	__u32 high_ref;         /* a new floor high must beat this (+ tolerance), KiB */
+	__u32 run_base;         /* floor before the current rising run, KiB */
+	__u32 run_high;         /* last high of the run, KiB */
+	__u32 run_count;        /* new highs in the run; 0 = no run */
+	__u32 vsz_count;        /* new VSZ highs in the VSZ run; 0 = no run */
+	__u64 run_start_ms;
+	__u64 run_last_ms;
+	__u64 vsz_ref;          /* highest VSZ seen, KiB */
+	__u64 vsz_base;         /* VSZ before the current VSZ run, KiB */
+	__u64 vsz_start_ms;
+	__u64 vsz_last_ms;
+	__u32 vsz_base_floor;   /* held floor when the VSZ run began, KiB */
+	__u16 trend_score;      /* cached from the last long evaluation */
+	__u16 comp_score;
+	__u16 fast_score;       /* cached from the last short evaluation */
+	__u16 pad;
+	__u32 trend_reasons;
+	__u32 comp_reasons;
+	__u32 signature;        /* of the last verdict returned, for change detection */
+	struct mw_det_verdict v;
+	struct mw_det_scratch scratch;
+	struct mw_det_lbucket lb[MW_DET_LONG_N];
+	struct mw_det_sbucket sb[MW_DET_SHORT_N];
+};
+
+/* A memory cgroup's aggregate: the sum over its live processes of each one's
+ * last sampled counters, and when its detectors last ran. */
+struct mw_agg {
+	__s64 anon;             /* signed: a member's move is two steps in the kernel */
+	__s64 file;
+	__s64 shmem;
+	__s64 swap;
+	__s64 vsz;
+	__u64 last_rss;         /* RSS when the cgroup's detectors last ran */
+	__u64 last_ms;          /* absolute time of that run */
+	__u32 members;
+	__u32 sampled;          /* 0 until the detectors ran once */
+};
+
+#endif /* MW_DETECTORS_TYPES_H */
+
+/* ------------------------------------------------------------------------ */
+/* The implementation: in the BPF object, and in exactly one userspace file. */
+
+#if (defined(MW_BPF_SIDE) || defined(MW_DET_IMPLEMENTATION)) && !defined(MW_DETECTORS_IMPL_H)
+#define MW_DETECTORS_IMPL_H
+
+#ifdef MW_BPF_SIDE
+/* Helpers inline into their caller; the big steps are BPF subprograms, each
+ * verified with its own frame, so no frame nears the 512-byte limit. */
+#define MW_DET_INLINE static inline __attribute__((always_inline))
+#define MW_DET_SUB static __attribute__((noinline, unused))
+#define MW_DET_API static __attribute__((noinline, unused))
+/* Keeps clang from promoting scratch memory to registers inside a loop, which
+ * would undo what struct mw_det_scratch is for. */
+#define MW_DET_LOOP_BARRIER() asm volatile("" ::: "memory")
+#else
+#define MW_DET_INLINE static inline
+#define MW_DET_SUB static
+#define MW_DET_API
+#define MW_DET_LOOP_BARRIER() do { } while (0)
+#endif
+
+#define MW_DET_MASK_L(i) ((i) & (MW_DET_LONG_N - 1))
+#define MW_DET_MASK_S(i) ((i) & (MW_DET_SHORT_N - 1))
+
+MW_DET_INLINE __u64 mw_min64(__u64 a, __u64 b) { return a < b ? a : b; }
+MW_DET_INLINE __u64 mw_max64(__u64 a, __u64 b) { return a > b ? a : b; }
+MW_DET_INLINE __u32 mw_min32(__u32 a, __u32 b) { return a < b ? a : b; }
+MW_DET_INLINE __u32 mw_max32(__u32 a, __u32 b) { return a > b ? a : b; }
+
+MW_DET_INLINE __u32 mw_kib(__u64 bytes)
+{
+	bytes >>= 10;
+	return bytes > MW_DET_KIB_MAX ? MW_DET_KIB_MAX : (__u32)bytes;
+}
+
+/* A threshold as a score: 0 at 0, 500 at the threshold, 1000 at twice it.
+ * Bounds: v < 2*thr here, and both are scaled below 2^41 first, so v*500 < 2^50. */
+MW_DET_INLINE __u32 mw_ramp(__u64 v, __u64 thr)
+{
+	if (!thr)
+		return MW_DET_SCORE_MAX;
+	if (thr > (1ULL << 40)) {
+		v >>= 20;
+		thr >>= 20;
+		if (!thr)
+			thr = 1;
+	}
+	if (v >= 2 * thr)
+		return MW_DET_SCORE_MAX;
+	return (__u32)(v * 500 / thr);
+}
+
+MW_DET_INLINE __u32 mw_ramp_signed(__s64 v, __u64 thr)
+{
+	return v <= 0 ? 0 : mw_ramp((__u64)v, thr);
+}
+
+/* A permille quantity (R^2, a share) as a score: 500 at the minimum, 1000 at
+ * 1000, 0 as far below the minimum as 1000 is above it. */
+MW_DET_INLINE __u32 mw_ramp_permille(__u32 r2, __u32 min)
+{
+	__u32 lower;
+
+	if (min >= 1000)
+		return r2 >= 1000 ? MW_DET_SCORE_MAX : 0;
+	if (r2 >= min)
+		return 500 + (mw_min32(r2, 1000) - min) * 500 / (1000 - min);
+	lower = 2 * min > 1000 ? 2 * min - 1000 : 0;
+	if (r2 <= lower)
+		return 0;
+	return (r2 - lower) * 500 / (min - lower);
+}
+
+MW_DET_INLINE __u32 mw_factor_on(__u32 was_on, __u32 score, const struct mw_det_config *cfg)
+{
+	return was_on ? score >= cfg->stay_score : score >= cfg->fire_score;
+}
+
+/* Least squares over points (x, y), x a bucket index in 0..31, y in scaled units
+ * below 2^15 (the caller shifts values, relative to the window minimum, until
+ * they fit). Bounds, with n <= 32:
+ *   sx <= 496, sxx <= 10416, n*sxx <= 333312 < 2^19;
+ *   sy < 2^20, syy < 2^35, sxy < 2^25: all but syy fit u32;
+ *   |n*sxy - sx*sy| < 2^30, its square < 2^60; n*syy - sy^2 < 2^40;
+ *   dx*dy < 2^59. Everything fits in u64 without a 128-bit product. */
+MW_DET_INLINE void mw_fit_add(struct mw_fit *f, __u32 x, __u32 y)
+{
+	f->n++;
+	f->sx += x;
+	f->sxx += x * x;
+	f->sy += y;
+	f->syy += (__u64)y * y;
+	f->sxy += x * y;
+}
+
+/* Slope in bytes/s (y units are KiB << shift, x units width_ms) and R^2 in permille. */
+MW_DET_INLINE void mw_fit_solve(const struct mw_fit *f, __u32 shift, __u64 width_ms, __s64 *slope, __u32 *r2)
+{
+	__u64 n = f->n, sx = f->sx, sy = f->sy;
+	__u64 dx = n * f->sxx - sx * sx;
+	__u64 a = n * f->sxy, b = sx * sy;
+	__u64 dy = n * f->syy - sy * sy;
+	__u64 num = a >= b ? a - b : b - a;
+	__u64 per_bucket, bps, num2, den;
+
+	*slope = 0;
+	*r2 = 0;
+	if (n < 2 || !dx || !width_ms)
+		return;
+	/* For distinct integer x, |slope| <= 3 * range (at most one |x - mean| is
+	 * below 1/2, so sum|d| <= 2 sum d^2 + 1/2 and sum d^2 >= 1/2): bytes per
+	 * bucket < 3 * 2^15 << (10 + shift) <= 2^44 for shift <= 17; times 1000 < 2^54.
+	 * The clamp only guards against a caller breaking those preconditions. */
+	per_bucket = (num << (10 + (shift & 31))) / dx;
+	if (per_bucket > (1ULL << 50))
+		per_bucket = 1ULL << 50;
+	bps = per_bucket * 1000 / width_ms;
+	*slope = a >= b ? (__s64)bps : -(__s64)bps;
+	if (!dy)
+		return;
+	/* Cauchy-Schwarz: num^2 <= dx*dy < 2^59, so 1000 * num^2 overflows only when
+	 * dx*dy >= 2^50; then both are scaled down by 2^10 first. */
+	num2 = num * num;
+	den = dx * dy;
+	if (den >= (1ULL << 50)) {
+		num2 >>= 10;
+		den >>= 10;
+	}
+	if (!den)
+		return;
+	num2 = num2 * 1000 / den;
+	*r2 = num2 > 1000 ? 1000 : (__u32)num2;
+}
+
+/* Shift that brings a KiB range below 2^15 (at most 17 for a u32 range). */
+MW_DET_INLINE __u32 mw_scale_shift(__u32 range)
+{
+	__u32 shift = 0;
+
+	for (int i = 0; i < 18; i++) {
+		if ((range >> shift) < (1u << 15))
+			break;
+		shift++;
+	}
+	return shift;
+}
+
+MW_DET_INLINE void mw_lbucket_clear(struct mw_det_lbucket *b)
+{
+	b->hmin = MW_DET_EMPTY;
+	b->hmax = 0;
+	b->anon = 0;
+	b->file = 0;
+	b->shmem = 0;
+	b->swap = 0;
+}
+
+/* Adjacent buckets become one: extremes combine, last values come from the later one. */
+MW_DET_INLINE void mw_lbucket_merge(struct mw_det_lbucket *dst, const struct mw_det_lbucket *src)
+{
+	if (src->hmin == MW_DET_EMPTY)
+		return;
+	if (dst->hmin == MW_DET_EMPTY) {
+		*dst = *src;
+		return;
+	}
+	if (src->hmin < dst->hmin)
+		dst->hmin = src->hmin;
+	if (src->hmax > dst->hmax)
+		dst->hmax = src->hmax;
+	dst->anon = src->anon;
+	dst->file = src->file;
+	dst->shmem = src->shmem;
+	dst->swap = src->swap;
+}
+
+/* Widens the long buckets 2^levels times, in place: bucket a (absolute) goes
+ * to a >> levels. With lb[i] holding bucket start + i, its new slot
+ * j = ((start + i) >> levels) - (start >> levels) never exceeds i, so a
+ * forward pass reads every old slot before anything overwrites it. */
+MW_DET_SUB void mw_long_widen(struct mw_det_state *st, __u32 levels)
+{
+	__u64 start = st->long_start, nstart = start >> levels;
+	__u32 len = st->long_len;
+
+	for (__u32 i = 0; i < MW_DET_LONG_N; i++) {
+		struct mw_det_lbucket src;
+		__u64 a = start + i;
+		__u32 j;
+
+		if (i >= len)
+			break;
+		j = (__u32)((a >> levels) - nstart);
+		src = st->lb[MW_DET_MASK_L(i)];
+		/* the first old bucket of each new one starts it, the rest merge in */
+		if (i == 0 || (a >> levels) != ((a - 1) >> levels))
+			st->lb[MW_DET_MASK_L(j)] = src;
+		else
+			mw_lbucket_merge(&st->lb[MW_DET_MASK_L(j)], &src);
+	}
+	st->long_len = len ? (__u32)(((start + len - 1) >> levels) - nstart + 1) : 0;
+	st->long_start = nstart;
+	st->long_shift += levels;
+}
+
+MW_DET_SUB void mw_long_slide(struct mw_det_state *st, __u64 by)
+{
+	__u32 len = st->long_len;
+
+	for (__u32 i = 0; i < MW_DET_LONG_N; i++) {
+		__u64 src = i + by;
+
+		if (src >= len)
+			break;
+		st->lb[MW_DET_MASK_L(i)] = st->lb[MW_DET_MASK_L(src)];
+	}
+	st->long_len = len > by ? (__u32)(len - by) : 0;
+	st->long_start += by;
+}
+
+MW_DET_SUB void mw_short_slide(struct mw_det_state *st, __u64 by)
+{
+	__u32 len = st->short_len;
+
+	for (__u32 i = 0; i < MW_DET_SHORT_N; i++) {
+		__u64 src = i + by;
+
+		if (src >= len)
+			break;
+		st->sb[MW_DET_MASK_S(i)] = st->sb[MW_DET_MASK_S(src)];
+	}
+	st->short_len = len > by ? (__u32)(len - by) : 0;
+	st->short_start += by;
+}
+
+/* Moves the long ring to the bucket of time `now` (relative ms): widens it as
+ * far as needed and allowed, slides it when it may not widen, opens the new
+ * bucket. Returns how many buckets are complete (they precede the open one)
+ * when a new bucket was opened, 0 when the sample falls into the open bucket. */
+MW_DET_SUB __u32 mw_long_advance(struct mw_det_state *st, const struct mw_det_config *cfg, __u64 now)
+{
+	__u64 width = (__u64)cfg->bucket_ms << st->long_shift;
+	__u64 a, cur;
+	__u32 done, levels = 0;
+
+	if (!width)
+		return 0;
+	a = now / width;
+	if (!st->long_len) {
+		st->long_start = a;
+		st->long_len = 1;
+		mw_lbucket_clear(&st->lb[0]);
+		return 0;
+	}
+	cur = st->long_start + st->long_len - 1;
+	if (a <= cur)
+		return 0;
+	/* the fewest doublings that bring `now` inside the ring, within max_bucket_ms */
+	for (__u32 i = 1; i < 24; i++) {
+		if (a < (st->long_start >> levels) + MW_DET_LONG_N || (width << i) > cfg->max_bucket_ms)
+			break;
+		levels = i;
+		a = now / (width << i);
+	}
+	if (levels) {
+		mw_long_widen(st, levels);
+		width <<= levels;
+		a = now / width;
+		if (a <= st->long_start + st->long_len - 1)
+			return 0; /* the wider open bucket holds this sample too */
+	}
+	if (a >= st->long_start + MW_DET_LONG_N)
+		mw_long_slide(st, a - (st->long_start + MW_DET_LONG_N - 1));
+	done = st->long_len;
+	if (!done)
+		st->long_start = a;
+	for (__u32 i = 0; i < MW_DET_LONG_N; i++) {
+		if (st->long_start + i > a)
+			break;
+		if (i >= done)
+			mw_lbucket_clear(&st->lb[MW_DET_MASK_L(i)]);
+	}
+	st->long_len = (__u32)(a - st->long_start + 1);
+	return done;
+}
+
+MW_DET_SUB __u32 mw_short_advance(struct mw_det_state *st, const struct mw_det_config *cfg, __u64 now)
+{
+	__u64 width = cfg->bucket_ms, a;
+	__u32 done;
+
+	if (!width)
+		return 0;
+	a = now / width;
+	if (!st->short_len) {
+		st->short_start = a;
+		st->short_len = 1;
+		st->sb[0].hmin = MW_DET_EMPTY;
+		st->sb[0].hlast = 0;
+		return 0;
+	}
+	if (a <= st->short_start + st->short_len - 1)
+		return 0;
+	if (a >= st->short_start + MW_DET_SHORT_N)
+		mw_short_slide(st, a - (st->short_start + MW_DET_SHORT_N - 1));
+	done = st->short_len;
+	if (!done)
+		st->short_start = a;
+	for (__u32 i = 0; i < MW_DET_SHORT_N; i++) {
+		if (st->short_start + i > a)
+			break;
+		if (i >= done) {
+			st->sb[MW_DET_MASK_S(i)].hmin = MW_DET_EMPTY;
+			st->sb[MW_DET_MASK_S(i)].hlast = 0;
+		}
+	}
+	st->short_len = (__u32)(a - st->short_start + 1);
+	return done;
+}
+
+MW_DET_INLINE __u32 mw_floor_k(const struct mw_det_config *cfg)
+{
+	return cfg->floor_buckets < 1 ? 1 : cfg->floor_buckets > MW_DET_FLOOR_MAX ? MW_DET_FLOOR_MAX : cfg->floor_buckets;
+}
+
+/* Rolling minimum of hmin over the k long buckets ending at i (fewer at the
+ * ring's start); MW_DET_EMPTY when they are all empty. */
+MW_DET_INLINE __u32 mw_long_floor(struct mw_det_state *st, __u32 i, __u32 k)
+{
+	struct mw_det_scratch *sc = &st->scratch;
+
+	sc->m = MW_DET_EMPTY;
+	sc->k = k;
+	for (__u32 j = 0; j < MW_DET_FLOOR_MAX; j++) {
+		__u32 v;
+
+		MW_DET_LOOP_BARRIER();
+		if (j >= sc->k || j > i)
+			break;
+		v = st->lb[MW_DET_MASK_L(i - j)].hmin;
+		if (v < sc->m)
+			sc->m = v;
+	}
+	return sc->m;
+}
+
+/* One window of the trend: the completed long buckets [first, done). */
+struct mw_trend_fit {
+	__s64 lslope, fslope;
+	__u32 lr2, fr2;
+	__u32 points;
+	__u32 floor_last;       /* floor at the window's last point, KiB */
+	__u32 floor_peak;       /* highest floor in the window, KiB */
+	__u32 xspan;            /* buckets between the first and last point */
+};
+
+/* One bucket of a trend window. Loop bodies that keep running values are BPF
+ * subprograms: across the call clang keeps nothing of them in registers, so
+ * the verifier sees iterations that differ only in the counter, whatever
+ * clang's scheduling, and prunes each branch at the next iteration. */
+MW_DET_SUB void mw_trend_point(struct mw_det_state *st, __u32 i)
+{
+	struct mw_det_scratch *sc = &st->scratch;
+	const struct mw_det_lbucket *b = &st->lb[MW_DET_MASK_L(i)];
+	__u32 x, fl, mid, lo = sc->lo, shift = sc->shift & 31;
+
+	if (i >= sc->done || i < sc->first || b->hmin == MW_DET_EMPTY)
+		return;
+	x = i - sc->first;
+	if (!sc->fit.level.n)
+		sc->x_first = x;
+	sc->x_last = x;
+	/* hmin <= hmax < 2^32, so the midpoint is computed without overflow */
+	mid = b->hmin + ((b->hmax - b->hmin) >> 1);
+	fl = mw_long_floor(st, i, sc->k);
+	/* hmin, hmax and every floor are >= lo, the minimum over all completed buckets */
+	mw_fit_add(&sc->fit.level, x, (mid - lo) >> shift);
+	mw_fit_add(&sc->fit.floor, x, (fl - lo) >> shift);
+	sc->floor_last = fl;
+	if (fl > sc->floor_peak)
+		sc->floor_peak = fl;
+}
+
+MW_DET_INLINE void mw_trend_window(struct mw_det_state *st, __u32 first, __u32 done, __u32 shift, __u32 k,
+				   __u64 width, struct mw_trend_fit *out)
+{
+	struct mw_det_scratch *sc = &st->scratch;
+
+	__builtin_memset(&sc->fit, 0, sizeof(sc->fit));
+	sc->first = first;
+	sc->done = done;
+	sc->shift = shift;
+	sc->k = k;
+	sc->x_first = 0;
+	sc->x_last = 0;
+	sc->floor_last = 0;
+	sc->floor_peak = 0;
+	for (__u32 i = 0; i < MW_DET_LONG_N; i++)
+		mw_trend_point(st, i);
+	out->points = sc->fit.level.n;
+	out->xspan = sc->x_last - sc->x_first;
+	out->floor_last = sc->floor_last;
+	out->floor_peak = sc->floor_peak;
+	mw_fit_solve(&sc->fit.level, shift, width, &out->lslope, &out->lr2);
+	mw_fit_solve(&sc->fit.floor, shift, width, &out->fslope, &out->fr2);
+}
+
+/* Scores one trend window; reasons go to *reasons. */
+MW_DET_INLINE __u32 mw_trend_score(const struct mw_det_config *cfg, const struct mw_trend_fit *w, __u64 width,
+				   __u32 *reasons)
+{
+	__u64 span_ms = (__u64)w->xspan * width;
+	__u64 floor_bytes = (__u64)w->floor_last << 10;
+	/* floor bytes < 2^42 and the relative minimum is capped at 2^21 permille per
+	 * hour, so the product stays below 2^63 */
+	__u64 rel_thr = floor_bytes * mw_min64(cfg->trend_min_rel, 1u << 21) / 3600000;
+	__u64 fslope = w->fslope > 0 ? (__u64)w->fslope : 0;
+	__u64 growth_kib;
+	__u32 s_abs, s_rel, s_r2, s_span, s_growth;
+
+	*reasons = 0;
+	if (w->points < cfg->trend_min_points || w->points < 2)
+		return 0;
+	fslope = mw_min64(fslope, 1ULL << 44); /* 16 TiB/s: beyond any machine */
+	growth_kib = (fslope >> 10) * span_ms / 1000; /* < 2^34 * 2^22 */
+	s_abs = mw_ramp(fslope, cfg->trend_min_rate);
+	s_rel = mw_ramp(fslope, rel_thr);
+	s_r2 = mw_ramp_permille(w->fr2, cfg->trend_min_r2);
+	s_span = span_ms >= cfg->trend_min_span_ms ? MW_DET_SCORE_MAX : mw_min32(mw_ramp(span_ms, cfg->trend_min_span_ms), 499);
+	s_growth = mw_ramp(growth_kib, cfg->trend_min_growth_kib);
+	if (s_abs >= 500 && s_rel >= 500)
+		*reasons |= MW_R_FLOOR_RISING;
+	if (w->lslope > 0 && (__u64)w->lslope >= cfg->trend_min_rate)
+		*reasons |= MW_R_LEVEL_RISING;
+	if (w->fr2 >= cfg->trend_min_r2)
+		*reasons |= MW_R_LINEAR;
+	if (w->fr2 >= cfg->trend_min_r2 && w->lr2 < cfg->trend_min_r2 && (*reasons & MW_R_FLOOR_RISING))
+		*reasons |= MW_R_SAWTOOTH;
+	return mw_min32(mw_min32(s_abs, s_rel), mw_min32(s_r2, mw_min32(s_span, s_growth)));
+}
+
+/* Extremes of the completed buckets, and the peak before the fast window. */
+MW_DET_SUB void mw_range_point(struct mw_det_state *st, __u32 i)
+{
+	struct mw_det_scratch *sc = &st->scratch;
+	const struct mw_det_lbucket *b = &st->lb[MW_DET_MASK_L(i)];
+
+	if (i >= sc->done || b->hmin == MW_DET_EMPTY)
+		return;
+	if (b->hmin < sc->lo)
+		sc->lo = b->hmin;
+	if (b->hmax > sc->hi)
+		sc->hi = b->hmax;
+	if (i + sc->q < sc->done && b->hmax > sc->prior)
+		sc->prior = b->hmax;
+}
+
+/* Evaluates the trend over the completed long buckets [0, done): windows of
+ * the last 8, 16 and 32 buckets, best score wins (ties: the longer window).
+ * Also refreshes the peaks the per-sample checks compare against. Returns the
+ * first bucket of the chosen window, for composition. */
+MW_DET_SUB __u32 mw_eval_long(struct mw_det_state *st, const struct mw_det_config *cfg, __u32 done)
+{
+	struct mw_det_scratch *sc = &st->scratch;
+	__u64 width = (__u64)cfg->bucket_ms << st->long_shift;
+	__u32 k = mw_floor_k(cfg), excl, shift;
+	struct mw_trend_fit w;
+
+	if (!width || done < 2)
+		return 0;
+	/* the fast gate compares with peaks from before the fast window */
+	excl = (__u32)((cfg->fast_span_ms + width - 1) / width);
+	sc->lo = MW_DET_EMPTY;
+	sc->hi = 0;
+	sc->prior = 0;
+	sc->done = done;
+	sc->q = excl;
+	for (__u32 i = 0; i < MW_DET_LONG_N; i++)
+		mw_range_point(st, i);
+	st->prior_peak = sc->prior;
+	if (sc->lo == MW_DET_EMPTY || sc->hi < sc->lo)
+		return 0;
+	shift = mw_scale_shift(sc->hi - sc->lo);
+	sc->best_score = 0;
+	sc->best_first = 0;
+	sc->best_reasons = 0;
+	/* unrolled: the scoring's many branches then join in straight-line code,
+	 * where the verifier prunes on the scalars that matter only */
+#pragma unroll
+	for (int sc_i = 2; sc_i >= 0; sc_i--) {
+		__u32 n = 8u << sc_i, first = done > n ? done - n : 0, score, reasons;
+
+		MW_DET_LOOP_BARRIER();
+		/* a shorter window that starts where a longer one did is the same window */
+		if (sc_i < 2 && first == 0)
+			continue;
+		mw_trend_window(st, first, done, shift, k, width, &w);
+		if (sc_i == 2)
+			st->win_floor_peak = w.floor_peak; /* the reference for new floor highs */
+		score = mw_trend_score(cfg, &w, width, &reasons);
+		if (sc_i == 2 || score > sc->best_score) {
+			sc->best_score = score;
+			sc->best_first = first;
+			sc->best_reasons = reasons;
+			st->v.level_slope = w.lslope;
+			st->v.floor_slope = w.fslope;
+			st->v.level_r2 = (__u16)w.lr2;
+			st->v.floor_r2 = (__u16)w.fr2;
+			st->v.span_ms = (__u64)w.xspan * width;
+		}
+	}
+	st->trend_score = (__u16)sc->best_score;
+	st->trend_reasons = sc->best_reasons;
+	return sc->best_first;
+}
+
+/* after - before, in bytes/s, of two KiB values dt_ms apart. */
+MW_DET_INLINE __s64 mw_rate(__u64 before, __u64 after, __u64 dt_ms)
+{
+	__u64 d = after >= before ? after - before : before - after;
+	__u64 r;
+
+	if (!dt_ms)
+		return 0;
+	/* KiB < 2^32, so d << 10 < 2^42, times 1000 < 2^52 */
+	r = (d << 10) * 1000 / dt_ms;
+	return after >= before ? (__s64)r : -(__s64)r;
+}
+
+/* Composition over the window [first, done): each member's growth is the
+ * difference between the means of the window's last and first quarters
+ * (Wald's grouping estimate: robust to one noisy bucket, no fit per member). */
+MW_DET_SUB void mw_eval_comp(struct mw_det_state *st, const struct mw_det_config *cfg, __u32 first, __u32 done)
+{
+	struct mw_det_scratch *sc = &st->scratch;
+	__u64 width = (__u64)cfg->bucket_ms << st->long_shift;
+	__u64 m[2][5], n0, n1, x0, x1, dt, gpos, fpos, share, min_g = cfg->comp_min_growth_kib;
+	__u32 n, q, reasons = 0, score;
+	__s64 g, da, ds, dw, df;
+
+	st->comp_score = 0;
+	st->comp_reasons = 0;
+	if (done <= first + 1)
+		return;
+	n = done - first;
+	q = n / 4 ? n / 4 : 1;
+	__builtin_memset(&sc->comp, 0, sizeof(sc->comp));
+	sc->first = first;
+	sc->done = done;
+	sc->q = q;
+	for (__u32 i = 0; i < MW_DET_LONG_N; i++) {
+		const struct mw_det_lbucket *b = &st->lb[MW_DET_MASK_L(i)];
+		__u32 h;
+
+		MW_DET_LOOP_BARRIER();
+		if (i >= sc->done)
+			break;
+		if (i < sc->first || b->hmin == MW_DET_EMPTY)
+			continue;
+		/* a bucket can be in both quarters only when the window has one bucket per quarter */
+		for (h = 0; h < 2; h++) {
+			MW_DET_LOOP_BARRIER();
+			if (h == 0 ? i >= sc->first + sc->q : i + sc->q < sc->done)
+				continue;
+			sc->comp.sum[h][0] += b->anon;
+			sc->comp.sum[h][1] += b->file;
+			sc->comp.sum[h][2] += b->shmem;
+			sc->comp.sum[h][3] += b->swap;
+			sc->comp.sum[h][4] += i;
+			sc->comp.cnt[h]++;
+		}
+	}
+	n0 = sc->comp.cnt[0];
+	n1 = sc->comp.cnt[1];
+	if (!n0 || !n1)
+		return;
+	for (__u32 h = 0; h < 2; h++)
+		for (__u32 c = 0; c < 4; c++)
+			m[h][c] = sc->comp.sum[h][c] / (h ? n1 : n0);
+	/* quarter centres in units of 1/(n0*n1) bucket, to stay in integers */
+	x0 = sc->comp.sum[0][4] * n1;
+	x1 = sc->comp.sum[1][4] * n0;
+	if (x1 <= x0)
+		return;
+	dt = (x1 - x0) * width / (n0 * n1);
+	st->v.anon_rate = mw_rate(m[0][0], m[1][0], dt);
+	st->v.file_rate = mw_rate(m[0][1], m[1][1], dt);
+	st->v.shmem_rate = mw_rate(m[0][2], m[1][2], dt);
+	st->v.swap_rate = mw_rate(m[0][3], m[1][3], dt);
+	/* growth in KiB, signed: every operand < 2^32 */
+	da = (__s64)m[1][0] - (__s64)m[0][0];
+	df = (__s64)m[1][1] - (__s64)m[0][1];
+	ds = (__s64)m[1][2] - (__s64)m[0][2];
+	dw = (__s64)m[1][3] - (__s64)m[0][3];
+	g = da + ds + dw;
+	gpos = g > 0 ? (__u64)g : 0;
+	fpos = df > 0 ? (__u64)df : 0;
+	if (da * 2 >= (__s64)min_g && da * 4 >= g)
+		reasons |= MW_R_ANON_GROWTH;
+	if (ds * 2 >= (__s64)min_g && ds * 4 >= g)
+		reasons |= MW_R_SHMEM_GROWTH;
+	if (dw * 2 >= (__s64)min_g && g * 2 >= (__s64)min_g)
+		reasons |= MW_R_SWAP_GROWTH;
+	if (fpos >= min_g)
+		reasons |= MW_R_FILE_GROWTH;
+	if (fpos >= min_g && gpos * 2 < min_g)
+		reasons |= MW_R_CACHE_ONLY;
+	/* anon went to swap: both moved, held memory did not */
+	if (-da * 2 >= (__s64)min_g && dw * 2 >= (__s64)min_g && (g < 0 ? -g : g) * 4 < dw)
+		reasons |= MW_R_SWAP_SHUFFLE;
+	share = gpos + fpos ? gpos * 1000 / (gpos + fpos) : 0;
+	score = mw_min32(mw_ramp(gpos, min_g), mw_ramp_permille((__u32)share, cfg->comp_min_share));
+	if (reasons & (MW_R_CACHE_ONLY | MW_R_SWAP_SHUFFLE))
+		score = 0;
+	st->comp_score = (__u16)score;
+	st->comp_reasons = reasons;
+}
+
+/* The fast path over the last fast_span_ms of completed short buckets: the
+ * level rises at fast_rate or more, on a straight line, not slowing down, and
+ * at least half of the rise lies above every earlier peak (a GC cycle that
+ * climbs back to where it was before is not a new fast leak). */
+MW_DET_SUB void mw_eval_short(struct mw_det_state *st, const struct mw_det_config *cfg, __u32 done)
+{
+	struct mw_det_scratch *sc = &st->scratch;
+	__u32 span = cfg->bucket_ms ? cfg->fast_span_ms / cfg->bucket_ms : 0;
+	__u32 first, shift, lr2 = 0, fr2 = 0, score, mid, l_first, l_mid, l_last;
+	__u64 rate = (__u64)cfg->fast_rate_kib << 10, g1, g2;
+	__s64 lslope = 0, fslope = 0;
+
+	st->fast_score = 0;
+	if (span < 3)
+		span = 3;
+	if (span > MW_DET_SHORT_N - 1)
+		span = MW_DET_SHORT_N - 1;
+	if (done < span)
+		return;
+	first = done - span;
+	mid = span / 2;
+	sc->lo = MW_DET_EMPTY;
+	sc->hi = 0;
+	sc->first = first;
+	sc->done = done;
+	sc->mid = mid;
+	for (__u32 i = 0; i < MW_DET_SHORT_N; i++) {
+		const struct mw_det_sbucket *b = &st->sb[MW_DET_MASK_S(i)];
+
+		MW_DET_LOOP_BARRIER();
+		if (i >= sc->done)
+			break;
+		if (i + 1 < sc->first || b->hmin == MW_DET_EMPTY)
+			continue;
+		if (b->hmin < sc->lo)
+			sc->lo = b->hmin;
+		if (b->hlast > sc->hi)
+			sc->hi = b->hlast;
+	}
+	if (sc->lo == MW_DET_EMPTY || sc->hi < sc->lo)
+		return;
+	shift = mw_scale_shift(sc->hi - sc->lo);
+	__builtin_memset(&sc->fit, 0, sizeof(sc->fit));
+	sc->have_mid = 0;
+	sc->l_first = 0;
+	sc->l_mid = 0;
+	sc->l_last = 0;
+	for (__u32 i = 0; i < MW_DET_SHORT_N; i++) {
+		const struct mw_det_sbucket *b = &st->sb[MW_DET_MASK_S(i)];
+		__u32 fl, x, lo;
+
+		MW_DET_LOOP_BARRIER();
+		lo = sc->lo;
+		if (i >= sc->done)
+			break;
+		if (i < sc->first || b->hmin == MW_DET_EMPTY)
+			continue;
+		x = i - sc->first;
+		fl = b->hmin;
+		if (i > 0 && st->sb[MW_DET_MASK_S(i - 1)].hmin < fl)
+			fl = st->sb[MW_DET_MASK_S(i - 1)].hmin;
+		mw_fit_add(&sc->fit.level, x, (b->hlast - lo) >> shift);
+		mw_fit_add(&sc->fit.floor, x, (fl - lo) >> shift);
+		if (sc->fit.level.n == 1)
+			sc->l_first = b->hlast;
+		if (!sc->have_mid && x >= sc->mid) {
+			sc->l_mid = b->hlast;
+			sc->have_mid = 1;
+		}
+		sc->l_last = b->hlast;
+	}
+	if (sc->fit.level.n + 1 < span || !sc->have_mid)
+		return;
+	l_first = sc->l_first;
+	l_mid = sc->l_mid;
+	l_last = sc->l_last;
+	mw_fit_solve(&sc->fit.level, shift, cfg->bucket_ms, &lslope, &lr2);
+	mw_fit_solve(&sc->fit.floor, shift, cfg->bucket_ms, &fslope, &fr2);
+	st->v.fast_slope = fslope;
+	score = mw_min32(mw_ramp_signed(lslope, rate), mw_ramp_signed(fslope, rate));
+	score = mw_min32(score, mw_ramp_permille(lr2, cfg->fast_min_r2));
+	/* not slowing down: the second half's rate is at least 70% of the first's
+	 * (a warm-up approaching its plateau fails this; a leak does not) */
+	g1 = l_mid > l_first ? l_mid - l_first : 0;
+	g2 = l_last > l_mid ? l_last - l_mid : 0;
+	if (!g2 || g2 * mid * 10 < g1 * (span - 1 - mid) * 7)
+		score = mw_min32(score, 250);
+	if (l_last <= st->prior_peak || (l_last - st->prior_peak) * 2 < (l_last > l_first ? l_last - l_first : 0))
+		score = mw_min32(score, 250);
+	st->fast_score = (__u16)score;
+}
+
+/* How long without a new high ends a run: three average gaps between its
+ * highs (a staircase keeps its run between steps), or before a second high,
+ * twice the time the slowest interesting slope takes to beat the tolerance;
+ * never more than `cap`, never less than rise_stall_ms. */
+MW_DET_INLINE __u64 mw_stall_ms(const struct mw_det_config *cfg, __u32 count, __u64 start, __u64 last,
+				__u64 tol_kib, __u64 cap)
+{
+	__u64 stall;
+
+	if (count >= 2)
+		stall = 3 * ((last - start) / (count - 1));
+	else
+		stall = cfg->trend_min_rate ? 2 * ((tol_kib << 10) * 1000 / cfg->trend_min_rate) : 0;
+	stall = mw_min64(stall, cap);
+	return mw_max64(stall, cfg->rise_stall_ms);
+}
+
+MW_DET_INLINE __u32 mw_band(__u32 score)
+{
+	return score >= 750 ? 3 : score >= 500 ? 2 : score >= 250 ? 1 : 0;
+}
+
+/* Per-sample part: rising-floor and VSZ runs, factor hysteresis, the verdict. */
+MW_DET_SUB int mw_det_compose(struct mw_det_state *st, const struct mw_det_config *cfg, const struct mw_det_sample *s,
+			      __u64 now, struct mw_det_verdict *out)
+{
+	struct mw_det_scratch *sc = &st->scratch;
+	__u64 width = (__u64)cfg->bucket_ms << st->long_shift;
+	__u64 cap = width * MW_DET_LONG_N / 2, stall, tol, rel_thr, rate = 0, dur, vsz = s->vsz >> 10, vgrowth, hgrowth;
+	__u64 rss = s->anon + s->file + s->shmem, held = s->anon + s->shmem + s->swap;
+	__u32 len = st->long_len, k = mw_floor_k(cfg), fl, on = st->v.factors, nowon = 0;
+	__u32 trend, rise = 0, vszs = 0, multi, reasons, top, level, sig;
+	int active, vactive;
+
+	/* the floor now: the rolling minimum over the open bucket and the k - 1 before it */
+	fl = len ? mw_long_floor(st, len - 1, k) : MW_DET_EMPTY;
+	if (fl == MW_DET_EMPTY)
+		fl = mw_kib(held);
+	(void)sc;
+	if (st->samples == 1) {
+		st->high_ref = fl;
+		st->vsz_ref = vsz;
+	}
+
+	/* rising floor: new highs beyond the window's peak and the run's last high */
+	tol = mw_max64(cfg->rise_tol_kib, (__u64)fl * cfg->rise_tol_permille / 1000);
+	stall = mw_stall_ms(cfg, st->run_count, st->run_start_ms, st->run_last_ms, tol, cap);
+	active = st->run_count && now - st->run_last_ms <= stall;
+	if (!active)
+		st->run_count = 0;
+	if (fl >= st->high_ref + tol) {
+		if (!active) {
+			st->run_start_ms = now;
+			st->run_base = st->high_ref;
+			st->run_count = 0;
+		}
+		if (st->run_count < 0xffff)
+			st->run_count++;
+		st->run_last_ms = now;
+		st->run_high = fl;
+		st->high_ref = fl;
+		active = 1;
+	}
+	dur = active ? st->run_last_ms - st->run_start_ms : 0;
+	if (active && dur && st->run_high > st->run_base)
+		rate = ((__u64)(st->run_high - st->run_base) << 10) * 1000 / dur; /* < 2^42 * 2^10 */
+	rel_thr = ((__u64)fl << 10) * mw_min64(cfg->trend_min_rel, 1u << 21) / 3600000;
+	if (active) {
+		rise = mw_min32(mw_ramp(dur, cfg->rise_min_ms), mw_ramp(st->run_count, cfg->rise_min_highs));
+		rise = mw_min32(rise, mw_min32(mw_ramp(rate, cfg->trend_min_rate), mw_ramp(rate, rel_thr)));
+	}
+
+	/* VSZ: its own run of new highs, compared with the held floor's growth */
+	stall = mw_stall_ms(cfg, st->vsz_count, st->vsz_start_ms, st->vsz_last_ms, cfg->rise_tol_kib, cap);
+	vactive = st->vsz_count && now - st->vsz_last_ms <= stall;
+	if (!vactive)
+		st->vsz_count = 0;
+	if (vsz >= st->vsz_ref + cfg->rise_tol_kib) {
+		if (!vactive) {
+			st->vsz_start_ms = now;
+			st->vsz_base = st->vsz_ref;
+			st->vsz_base_floor = fl;
+			st->vsz_count = 0;
+		}
+		if (st->vsz_count < 0xffff)
+			st->vsz_count++;
+		st->vsz_last_ms = now;
+		st->vsz_ref = vsz;
+		vactive = 1;
+	}
+	vgrowth = vactive ? st->vsz_ref - st->vsz_base : 0;
+	hgrowth = fl > st->vsz_base_floor ? fl - st->vsz_base_floor : 0;
+	if (vactive) {
+		vszs = mw_min32(mw_ramp(st->vsz_last_ms - st->vsz_start_ms, cfg->vsz_min_span_ms),
+				mw_ramp(vgrowth, cfg->vsz_min_growth_kib));
+		vszs = mw_min32(vszs, mw_ramp(vgrowth, mw_max64(hgrowth, cfg->rise_tol_kib) * cfg->vsz_ratio));
+	}
+
+	/* the trend stands only while the floor still makes new highs: a plateau
+	 * after growth, or a GC cycle back to its old floor, ends it */
+	trend = st->trend_score;
+	if (!active)
+		trend = mw_min32(trend, 250);
+
+	if (mw_factor_on(on & MW_F_TREND, trend, cfg))
+		nowon |= MW_F_TREND;
+	if (mw_factor_on(on & MW_F_COMPOSITION, st->comp_score, cfg))
+		nowon |= MW_F_COMPOSITION;
+	if (mw_factor_on(on & MW_F_FAST, st->fast_score, cfg))
+		nowon |= MW_F_FAST;
+	if (mw_factor_on(on & MW_F_RISE, rise, cfg))
+		nowon |= MW_F_RISE;
+	if (mw_factor_on(on & MW_F_VSZ, vszs, cfg))
+		nowon |= MW_F_VSZ;
+	multi = mw_max32(st->fast_score, mw_max32(rise, vszs));
+
+	reasons = st->trend_reasons | st->comp_reasons;
+	if (nowon & MW_F_FAST) {
+		reasons |= MW_R_FAST_GROWTH;
+		/* the long window may be minutes wide: name what grew since its last bucket */
+		if (len >= 2) {
+			const struct mw_det_lbucket *b = &st->lb[MW_DET_MASK_L(len - 2)];
+
+			if (mw_kib(s->anon) >= b->anon + cfg->rise_tol_kib)
+				reasons |= MW_R_ANON_GROWTH;
+			if (mw_kib(s->shmem) >= b->shmem + cfg->rise_tol_kib)
+				reasons |= MW_R_SHMEM_GROWTH;
+		}
+	}
+	if (nowon & MW_F_RISE)
+		reasons |= MW_R_RISING_FLOOR;
+	if (nowon & MW_F_VSZ)
+		reasons |= MW_R_VSZ_DIVERGENCE;
+	if (rss && s->anon / 1000 * 1000 >= rss / 1000 * cfg->anon_share)
+		reasons |= MW_R_ANON_SHARE;
+	if (s->swap && s->swap >= held / 1000 * cfg->swap_share)
+		reasons |= MW_R_SWAP_SHARE;
+
+	/* level: band of the strongest score; it rises at once and falls only when
+	 * the score is 50 below the band's edge */
+	top = mw_max32(trend, mw_max32(st->comp_score, multi));
+	level = mw_max32(mw_band(top), mw_min32(st->v.level, mw_band(top + 50)));
+
+	st->v.held = held;
+	st->v.floor = (__u64)fl << 10;
+	st->v.rise_ms = dur;
+	st->v.rise_highs = (__u16)(active ? st->run_count : 0);
+	st->v.vsz_growth = vgrowth << 10;
+	st->v.age_ms = now;
+	st->v.score[MW_DET_TREND] = (__u16)trend;
+	st->v.score[MW_DET_COMPOSITION] = st->comp_score;
+	st->v.score[MW_DET_MULTI] = (__u16)multi;
+	st->v.factors = nowon;
+	st->v.fired = (nowon & MW_F_TREND ? 1u << MW_DET_TREND : 0) |
+		      (nowon & MW_F_COMPOSITION ? 1u << MW_DET_COMPOSITION : 0) |
+		      (nowon & (MW_F_FAST | MW_F_RISE | MW_F_VSZ) ? 1u << MW_DET_MULTI : 0);
+	st->v.level = (__u8)level;
+	st->v.reasons = reasons;
+	/* the forecast's slope: the evidence that fired, fastest first */
+	if (nowon & MW_F_FAST)
+		st->v.growth = st->v.fast_slope;
+	else if (nowon & MW_F_TREND || !(nowon & MW_F_RISE))
+		st->v.growth = st->v.floor_slope;
+	else
+		st->v.growth = (__s64)rate;
+
+	sig = st->v.fired | (level << 4) |
+	      ((reasons & (MW_R_CACHE_ONLY | MW_R_SWAP_SHUFFLE | MW_R_FAST_GROWTH | MW_R_RISING_FLOOR | MW_R_VSZ_DIVERGENCE)) << 8);
+	*out = st->v;
+	if (sig == st->signature)
+		return 0;
+	st->signature = sig;
+	return 1;
+}
+
+/* ------------------------------------------------------------------------ */
+/* The API. */
+
+MW_DET_API void mw_det_config_default(struct mw_det_config *cfg)
+{
+	struct mw_det_config d = MW_DET_CONFIG_DEFAULT;
+
+	*cfg = d;
+}
+
+/* 0, or the mw_det_config_error of the first field out of range. The kernel
+ * never divides by a zero it was given (BPF division by 0 yields 0), but
+ * userspace must check before use. */
+MW_DET_API int mw_det_config_check(const struct mw_det_config *cfg)
+{
+	__u32 fast;
+
+	if (!cfg->bucket_ms)
+		return MW_DET_CFG_BUCKET_MS;
+	if (cfg->max_bucket_ms < cfg->bucket_ms)
+		return MW_DET_CFG_MAX_BUCKET_MS;
+	if (cfg->floor_buckets < 1 || cfg->floor_buckets > MW_DET_FLOOR_MAX)
+		return MW_DET_CFG_FLOOR_BUCKETS;
+	if (cfg->fire_score > MW_DET_SCORE_MAX || cfg->stay_score > cfg->fire_score)
+		return MW_DET_CFG_SCORES;
+	if (cfg->trend_min_r2 > 1000 || cfg->fast_min_r2 > 1000 || cfg->comp_min_share > 1000 ||
+	    cfg->anon_share > 1000 || cfg->swap_share > 1000 || cfg->rise_tol_permille > 1000)
+		return MW_DET_CFG_PERMILLE;
+	fast = cfg->fast_span_ms / cfg->bucket_ms;
+	if (fast < 3 || fast > MW_DET_SHORT_N - 1)
+		return MW_DET_CFG_FAST_SPAN;
+	if (!cfg->step_bytes || !cfg->heartbeat_ms || !cfg->trend_min_rate || !cfg->trend_min_points ||
+	    !cfg->rise_tol_kib || !cfg->vsz_ratio)
+		return MW_DET_CFG_ZERO;
+	return MW_DET_CFG_OK;
+}
+
+/* Forget everything (a new process, or exec: a new program with a new baseline). */
+MW_DET_API void mw_det_reset(struct mw_det_state *st)
+{
+#ifdef MW_BPF_SIDE
+	/* word by word, through volatile so clang does not turn the loop back into
+	 * a memset call, which BPF lacks (1 KiB is beyond what it expands inline) */
+	volatile __u64 *w = (volatile __u64 *)st;
+
+	for (__u32 i = 0; i < sizeof(*st) / sizeof(__u64); i++)
+		w[i] = 0;
+#else
+	__builtin_memset(st, 0, sizeof(*st));
+#endif
+}
+
+/* Feeds one coalesced sample. Fills *out with the current verdict and returns
+ * 1 when it changed (the set of fired detectors, its level, or a reason that
+ * decides a verdict: fast growth, rising floor, VSZ divergence, cache only,
+ * swap shuffle), 0 otherwise: the kernel sends userspace a record only then. */
+MW_DET_API int mw_det_update(struct mw_det_state *st, const struct mw_det_config *cfg, const struct mw_det_sample *s,
+			     struct mw_det_verdict *out)
+{
+	__u64 held = s->anon + s->shmem + s->swap, now;
+	__u32 h = mw_kib(held), done, first, idx;
+	struct mw_det_lbucket *b;
+	struct mw_det_sbucket *sb;
+
+	if (!st->samples)
+		st->t0_ms = s->t_ms;
+	/* relative time only; a clock that steps back (samples from two CPUs) stands still */
+	now = s->t_ms > st->t0_ms ? s->t_ms - st->t0_ms : 0;
+	if (now < st->last_ms)
+		now = st->last_ms;
+	st->last_ms = now;
+	st->samples++;
+
+	done = mw_long_advance(st, cfg, now);
+	if (done) {
+		first = mw_eval_long(st, cfg, done);
+		mw_eval_comp(st, cfg, first, done);
+		/* the reference for new highs follows the window, up or down, between runs */
+		if (!st->run_count)
+			st->high_ref = st->win_floor_peak ? st->win_floor_peak : st->high_ref;
+		else
+			st->high_ref = mw_max32(st->win_floor_peak, st->run_high);
+	}
+	idx = st->long_len ? st->long_len - 1 : 0;
+	b = &st->lb[MW_DET_MASK_L(idx)];
+	b->hmin = mw_min32(b->hmin, h);
+	b->hmax = mw_max32(b->hmax, h);
+	b->anon = mw_kib(s->anon);
+	b->file = mw_kib(s->file);
+	b->shmem = mw_kib(s->shmem);
+	b->swap = mw_kib(s->swap);
+
+	done = mw_short_advance(st, cfg, now);
+	if (done)
+		mw_eval_short(st, cfg, done);
+	idx = st->short_len ? st->short_len - 1 : 0;
+	sb = &st->sb[MW_DET_MASK_S(idx)];
+	sb->hmin = mw_min32(sb->hmin, h);
+	sb->hlast = h;
+
+	return mw_det_compose(st, cfg, s, now, out);
+}
+
+/* ------------------------------------------------------------------------ */
+/* The cgroup aggregation rule, shared so kernel and replay agree on when a
+ * cgroup's detectors run. The kernel may keep its sums with atomics and call
+ * only mw_agg_due and mw_agg_sample. */
+
+/* Replaces one member's contribution: `from` is what it contributed so far
+ * (NULL: it joins), `to` its new counters (NULL: it leaves). */
+MW_DET_API void mw_agg_move(struct mw_agg *agg, const struct mw_det_sample *from, const struct mw_det_sample *to)
+{
+	if (from) {
+		agg->anon -= (__s64)from->anon;
+		agg->file -= (__s64)from->file;
+		agg->shmem -= (__s64)from->shmem;
+		agg->swap -= (__s64)from->swap;
+		agg->vsz -= (__s64)from->vsz;
+	}
+	if (to) {
+		agg->anon += (__s64)to->anon;
+		agg->file += (__s64)to->file;
+		agg->shmem += (__s64)to->shmem;
+		agg->swap += (__s64)to->swap;
+		agg->vsz += (__s64)to->vsz;
+	}
+	if (!from && to)
+		agg->members++;
+	else if (from && !to && agg->members)
+		agg->members--;
+}
+
+MW_DET_INLINE __u64 mw_pos(__s64 v)
+{
+	return v > 0 ? (__u64)v : 0;
+}
+
+/* The cgroup rule: 1 when the aggregate's detectors should run at t_ms (its RSS
+ * moved by step_bytes since they last ran, or heartbeat_ms passed, or they
+ * never ran), and then it records this run; 0 otherwise. */
+MW_DET_API int mw_agg_due(struct mw_agg *agg, const struct mw_det_config *cfg, __u64 t_ms)
+{
+	__u64 rss = mw_pos(agg->anon) + mw_pos(agg->file) + mw_pos(agg->shmem);
+	__u64 moved = rss > agg->last_rss ? rss - agg->last_rss : agg->last_rss - rss;
+	__u64 elapsed = t_ms > agg->last_ms ? t_ms - agg->last_ms : 0;
+
+	if (agg->sampled && moved < cfg->step_bytes && elapsed < cfg->heartbeat_ms)
+		return 0;
+	agg->sampled = 1;
+	agg->last_rss = rss;
+	agg->last_ms = t_ms;
+	return 1;
+}
+
+/* The aggregate as a detector sample (a transiently negative sum reads as 0). */
+MW_DET_API void mw_agg_sample(const struct mw_agg *agg, __u64 t_ms, struct mw_det_sample *out)
+{
+	out->t_ms = t_ms;
+	out->anon = mw_pos(agg->anon);
+	out->file = mw_pos(agg->file);
+	out->shmem = mw_pos(agg->shmem);
+	out->swap = mw_pos(agg->swap);
+	out->vsz = mw_pos(agg->vsz);
+}
+
+#endif /* MW_DETECTORS_IMPL_H */
