@@ -20,9 +20,14 @@ struct JSONLineTests {
         ("ünï/κόσμε", #""ünï/κόσμε""#),
     ])
     func escapesStrings(input: String, expected: String) {
-        var text = ""
-        JSONLine.appendQuoted(input, to: &text)
-        #expect(text == expected)
+        #expect(JSONLine.quoted(input) == expected)
+    }
+
+    @Test(arguments: [(Int64.min, "-9223372036854775808"), (-1, "-1"), (0, "0"), (Int64.max, "9223372036854775807")])
+    func writesIntegers(value: Int64, expected: String) {
+        var line = JSONLine()
+        line.add("n", value)
+        #expect(line.finish() == "{\"n\":\(expected)}")
     }
 
     @Test(arguments: [

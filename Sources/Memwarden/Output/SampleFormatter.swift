@@ -5,11 +5,20 @@ public struct SampleFormatter: Sendable {
     public let clock: WallClock
     /// Monotonic nanoseconds at which `t` is 0.
     public let origin: UInt64
+    private var timestamps: TimestampCache
+    /// Effective limits by (cgroup id, the kernel's own-limit value), refreshed
+    /// on the index's schedule: walking ancestors per record is too slow.
+    private var limits: [LimitKey: (limit: UInt64?, readAt: UInt64)] = [:]
+    private struct LimitKey: Hashable {
+        var path: String
+        var own: MemoryLimit
+    }
 
     public init(hierarchy: CgroupHierarchy?, clock: WallClock = WallClock(), origin: UInt64 = monotonicNanoseconds()) {
         cgroups = hierarchy.map(CgroupIndex.init)
         self.clock = clock
         self.origin = origin
+        timestamps = TimestampCache(clock: clock)
     }
 
     /// Seconds since the origin (never negative: records from before it are at 0).
@@ -30,7 +39,13 @@ public struct SampleFormatter: Sendable {
 
     mutating func limit(path: String, own: MemoryLimit) -> UInt64? {
         guard !path.isEmpty, cgroups != nil else { return own.bytes }
-        return cgroups!.effectiveLimit(path: path, own: own).bytes
+        let key = LimitKey(path: path, own: own)
+        let now = monotonicNanoseconds()
+        if let cached = limits[key], now &- cached.readAt < 1_000_000_000 { return cached.limit }
+        if limits.count > 4096 { limits.removeAll(keepingCapacity: true) }
+        let limit = cgroups!.effectiveLimit(path: path, own: own, now: now).bytes
+        limits[key] = (limit, now)
+        return limit
     }
 
     /// `memwarden run`'s line for a process record.
@@ -41,7 +56,7 @@ public struct SampleFormatter: Sendable {
         case .exec: line.add("type", "process.exec")
         case .exit: line.add("type", "process.exit")
         }
-        line.add("time", clock.rfc3339(monotonic: record.monotonicNanoseconds))
+        line.add("time", timestamps.rfc3339(monotonic: record.monotonicNanoseconds))
         addTraceFields(record, to: &line)
         line.add("rss", record.memory.rss)
         return line.finish()
@@ -51,7 +66,7 @@ public struct SampleFormatter: Sendable {
     public mutating func eventLine(_ record: CgroupRecord) -> String {
         var line = JSONLine()
         line.add("type", "cgroup_sample")
-        line.add("time", clock.rfc3339(monotonic: record.monotonicNanoseconds))
+        line.add("time", timestamps.rfc3339(monotonic: record.monotonicNanoseconds))
         line.add("t", traceTime(record.monotonicNanoseconds), decimals: 6)
         let path = cgroupPath(id: record.cgroupID, pid: nil)
         line.add("cgroup", path)
@@ -80,10 +95,10 @@ public struct SampleFormatter: Sendable {
         return line.finish()
     }
 
-    public func statsLine(_ counters: KernelCounters, at monotonic: UInt64 = monotonicNanoseconds()) -> String {
+    public mutating func statsLine(_ counters: KernelCounters, at monotonic: UInt64 = monotonicNanoseconds()) -> String {
         var line = JSONLine()
         line.add("type", "stats")
-        line.add("time", clock.rfc3339(monotonic: monotonic))
+        line.add("time", timestamps.rfc3339(monotonic: monotonic))
         line.add("t", traceTime(monotonic), decimals: 3)
         line.add("events", counters.events)
         line.add("coalesced", counters.coalesced)
