@@ -48,7 +48,7 @@ struct BenchKernelCommand: ParsableCommand {
 
         var wallNone: [Double] = [], wallEmpty: [Double] = [], wallReal: [Double] = []
         var nsEmpty: [Double] = [], nsReal: [Double] = []
-        var samplesPerMiB: [Double] = []
+        var growthSamplesPerMiB: [Double] = [], shrinkSamplesPerMiB: [Double] = []
         for round in 1...rounds {
             print("round \(round)/\(rounds)…", to: &standardError)
             wallNone.append(try storm(simulator) { _ in })
@@ -64,15 +64,19 @@ struct BenchKernelCommand: ParsableCommand {
             do { monitor = try KernelMonitor() } catch { reportAndExit(error) }
             _ = monitor.drain()
             let before = monitor.runStats(program: "mw_rss_stat")
-            var stormSamples = 0
+            // samples while the storm grows (one per MiB is the goal) and while munmap shrinks it
+            var growth = 0, shrink = 0
+            var lastRSS: UInt64 = 0
             wallReal.append(
                 try storm(simulator) { stormPID in
-                    for record in monitor.poll(timeoutMilliseconds: 50) {
-                        if case .process(let p) = record, p.pid == stormPID, p.kind == .sample { stormSamples += 1 }
+                    for case .process(let p) in monitor.poll(timeoutMilliseconds: 50) where p.pid == stormPID && p.kind == .sample {
+                        if p.memory.rss >= lastRSS { growth += 1 } else { shrink += 1 }
+                        lastRSS = p.memory.rss
                     }
                 })
             if let before, let after = monitor.runStats(program: "mw_rss_stat") { nsReal.append((after - before).nanosecondsPerRun) }
-            samplesPerMiB.append(Double(stormSamples) / Double(mib * passes))
+            growthSamplesPerMiB.append(Double(growth) / Double(mib * passes))
+            shrinkSamplesPerMiB.append(Double(shrink) / Double(mib * passes))
         }
 
         let agent = try measureAgent(simulator)
@@ -87,7 +91,8 @@ struct BenchKernelCommand: ParsableCommand {
         print("| storm wall time, no program (s) | \(fmt(median(wallNone), 3)) |")
         print("| storm wall time, empty program (s) | \(fmt(median(wallEmpty), 3)) |")
         print("| storm wall time, memwarden (s) | \(fmt(median(wallReal), 3)) |")
-        print("| samples per MiB faulted (storm process) | \(fmt(median(samplesPerMiB), 3)) |")
+        print("| storm process samples per MiB grown | \(fmt(median(growthSamplesPerMiB), 3)) |")
+        print("| storm process samples per MiB freed (munmap) | \(fmt(median(shrinkSamplesPerMiB), 3)) |")
         print("| agent CPU during storm (% of one core) | \(fmt(agent.stormCPUPercent, 2)) |")
         print("| agent peak RSS during storm (MiB) | \(fmt(agent.stormPeakMiB, 1)) |")
         print("| agent CPU idle (% of one core) | \(fmt(agent.idleCPUPercent, 3)) |")
