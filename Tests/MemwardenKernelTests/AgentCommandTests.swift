@@ -47,14 +47,32 @@ struct AgentCommandTests {
         #expect(time.hasSuffix("Z") && time.count == 24, "not RFC 3339 with ms: \(time)")
     }
 
-    @Test("SIGTERM detaches everything and exits 0")
+    @Test("SIGTERM detaches everything and exits 0, even with nobody reading stdout")
     func sigtermExitsCleanly() throws {
         let agent = try ChildProcess(try Self.memwarden(), ["run", "--stats-interval", "1"], stdout: .pipe, stderr: .pipe)
         try Self.waitUntilAttached(agent)
         let stats = agent.stdout?.readLine(until: deadline(seconds: 10)) { $0.contains("\"type\":\"stats\"") }
         #expect(stats != nil)
+        // stop reading: 256 MiB of growth is ~512 lines, far more than a 64 KiB pipe holds
+        let simulator = try Simulator()
+        defer { simulator.kill() }
+        try simulator.run("touch 256")
+        let stalled = agent.stderr?.readLine(until: deadline(seconds: 15)) { $0.contains("stdout is not being read") }
+        #expect(stalled != nil, "the agent did not report its stdout stalled within 15 s")
         agent.signal(SIGTERM)
-        #expect(agent.waitForExit() == 0)
+        let code = agent.waitForExit(deadline: deadline(seconds: 30))
+        #expect(code == 0, "the agent did not exit 0 within 30 s of SIGTERM (exit: \(String(describing: code)))")
+        // what it could write is whole lines, and the drops are counted where they can be read
+        var lines = 0
+        while let line = agent.stdout?.readLine(deadline: deadline(seconds: 5)) {
+            #expect(Self.json(line) != nil, "a cut or interleaved line: \(line)")
+            lines += 1
+        }
+        #expect(lines > 0)
+        let summary = agent.stderr?.readLine(until: deadline(seconds: 5)) { $0.contains("stdout_drops=") }
+        let count = summary.flatMap { $0.split(separator: " ").first { $0.hasPrefix("stdout_drops=") } }
+            .flatMap { Int($0.dropFirst("stdout_drops=".count)) }
+        #expect((count ?? 0) > 0, "no drop count on stderr: \(String(describing: summary))")
     }
 
     @Test("record writes a valid trace in the documented format, filtered by pid")

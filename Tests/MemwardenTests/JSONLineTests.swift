@@ -1,4 +1,7 @@
 import Testing
+#if canImport(Glibc)
+import Glibc
+#endif
 
 @testable import Memwarden
 
@@ -66,5 +69,28 @@ struct Base64Tests {
 
     @Test func rejectsOtherCharacters() {
         #expect(Base64.decode("TW*u") == nil)
+    }
+}
+
+struct LineWriterTests {
+    @Test func aPipeNobodyReadsGetsWholeLinesUntilTheDeadline() throws {
+        var fds: [Int32] = [0, 0]
+        #expect(pipe(&fds) == 0)
+        defer { close(fds[0]); close(fds[1]) }
+        let writer = LineWriter(fd: fds[1])
+        let line = String(repeating: "x", count: 299)
+        let lines = [String](repeating: line, count: 1000)  // 300 KB: more than a pipe holds
+        let start = monotonicNanoseconds()
+        let written = writer.write(lines: lines, deadline: start + 200_000_000)
+        #expect(written.error == nil)
+        #expect(written.lines > 0 && written.lines < lines.count)
+        #expect(monotonicNanoseconds() - start < 5_000_000_000, "the write waited far past its deadline")
+        // what went in is whole lines
+        var buffer = [UInt8](repeating: 0, count: 1 << 20)
+        let n = read(fds[0], &buffer, buffer.count)
+        #expect(n == written.lines * 300)
+        let text = String(decoding: buffer[0..<max(0, n)], as: UTF8.self)
+        #expect(text.hasSuffix("\n"))
+        #expect(text.split(separator: "\n").allSatisfy { $0.count == 299 })
     }
 }

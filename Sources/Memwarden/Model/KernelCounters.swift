@@ -21,6 +21,8 @@ public struct KernelCounters: Sendable, Hashable {
     public var cgroupsTracked: UInt64 = 0
     /// Records decoded in userspace but dropped because the pipeline was behind.
     public var userspaceDrops: UInt64 = 0
+    /// Event lines not written because nothing read stdout for too long.
+    public var stdoutDrops: UInt64 = 0
 
     public init() {}
 }

@@ -9,6 +9,8 @@ public struct EventPrinter: Service {
     var formatter: SampleFormatter
     let writer: LineWriter
     let logger: Logger
+    /// How long a batch may wait for a reader of stdout before its lines are dropped.
+    let stallTimeout: UInt64 = 2_000_000_000
 
     public init(input: AsyncStream<SourceOutput>, formatter: SampleFormatter, writer: LineWriter = .standardOutput, logger: Logger) {
         self.input = input
@@ -19,6 +21,9 @@ public struct EventPrinter: Service {
 
     public func run() async throws {
         var formatter = formatter
+        // once stdout stalled, later batches do not wait for it until it takes a write again
+        var stalled = false
+        var dropped: UInt64 = 0
         for await output in input {
             var lines: [String] = []
             switch output {
@@ -30,15 +35,25 @@ public struct EventPrinter: Service {
                     case .cgroup(let cgroup): lines.append(formatter.eventLine(cgroup))
                     }
                 }
-            case .counters(let counters):
+            case .counters(var counters):
+                counters.stdoutDrops = dropped
                 lines.append(formatter.statsLine(counters))
             }
-            do {
-                try writer.write(lines: lines)
-            } catch {
-                // stdout gone (closed pipe): nothing left to tell; keep draining so the source never blocks
-                logger.error("cannot write events", metadata: ["error": "\(error)"])
+            let written = writer.write(lines: lines, deadline: monotonicNanoseconds() + (stalled ? 0 : stallTimeout))
+            if let error = written.error {
+                logger.error("cannot write events", metadata: ["errno": "\(error)"])
             }
+            if written.lines < lines.count {
+                if !stalled { logger.warning("stdout is not being read: dropping event lines (counted in stats as stdout_drops)") }
+                stalled = true
+                dropped += UInt64(lines.count - written.lines)
+            } else {
+                stalled = false
+            }
+        }
+        if dropped > 0 {
+            // the last stats line may itself have been dropped: say it where it is read
+            logger.warning("event lines dropped because stdout was not read", metadata: ["stdout_drops": "\(dropped)"])
         }
         // The stream ends when the source stopped; the group shuts down in reverse
         // order, so returning before our turn would count as an unexpected end.

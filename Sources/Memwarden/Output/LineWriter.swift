@@ -33,6 +33,7 @@ public struct LineWriter: Sendable {
         try write(text)
     }
 
+    /// Writes everything, blocking as long as it takes (trace files).
     public func write(_ text: String) throws(FileError) {
         var copy = text
         let failure: Int32 = copy.withUTF8 { buffer in
@@ -48,5 +49,50 @@ public struct LineWriter: Sendable {
             return 0
         }
         if failure != 0 { throw FileError(path: "fd \(fd)", operation: "write", errno: failure) }
+    }
+
+    /// Writes whole lines until `deadline` (monotonic ns) and returns how many
+    /// went out: a pipe nobody reads must not stop the agent, and the caller
+    /// counts the rest. Lines go in groups of at most PIPE_BUF bytes, each after
+    /// poll(2) says the pipe has room: such a write is atomic and does not
+    /// block, so no line is ever cut or interleaved.
+    public func write(lines: [String], deadline: UInt64) -> (lines: Int, error: Int32?) {
+        var sent = 0
+        var index = 0
+        while index < lines.count {
+            var chunk: [UInt8] = []
+            var count = 0
+            while index + count < lines.count {
+                let line = lines[index + count]
+                if count > 0 && chunk.count + line.utf8.count + 1 > Int(PIPE_BUF) { break }
+                chunk.append(contentsOf: line.utf8)
+                chunk.append(UInt8(ascii: "\n"))
+                count += 1
+            }
+            var descriptor = pollfd(fd: fd, events: Int16(POLLOUT), revents: 0)
+            let now = monotonicNanoseconds()
+            let ready = poll(&descriptor, 1, deadline > now ? Int32(min((deadline - now) / 1_000_000, 1000)) : 0)
+            if ready < 0 && errno == EINTR { continue }
+            if ready <= 0 {
+                if monotonicNanoseconds() >= deadline { return (sent, nil) }
+                continue
+            }
+            let failure: Int32? = chunk.withUnsafeBytes { buffer in
+                var offset = 0
+                while offset < buffer.count {
+                    let n = Glibc.write(fd, buffer.baseAddress! + offset, buffer.count - offset)
+                    if n < 0 {
+                        if errno == EINTR || errno == EAGAIN { continue }
+                        return errno
+                    }
+                    offset += n
+                }
+                return nil
+            }
+            if let failure { return (sent, failure) }
+            sent += count
+            index += count
+        }
+        return (sent, nil)
     }
 }

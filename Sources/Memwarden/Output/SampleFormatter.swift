@@ -114,6 +114,7 @@ public struct SampleFormatter: Sendable {
         line.add("processes_tracked", counters.processesTracked)
         line.add("cgroups_tracked", counters.cgroupsTracked)
         line.add("userspace_drops", counters.userspaceDrops)
+        line.add("stdout_drops", counters.stdoutDrops)
         return line.finish()
     }
 

@@ -105,6 +105,16 @@ public final class ChildProcess {
         return code
     }
 
+    /// Waits for the child to end until a deadline (monotonic ns); nil if it had not.
+    public func waitForExit(deadline: UInt64) -> Int32? {
+        while monotonicNanoseconds() < deadline {
+            if let code = exitCodeIfEnded() { return code }
+            var pause = timespec(tv_sec: 0, tv_nsec: 10_000_000)
+            nanosleep(&pause, nil)
+        }
+        return exitCodeIfEnded()
+    }
+
     /// The exit code if the child has ended, without blocking.
     public func exitCodeIfEnded() -> Int32? {
         if let exitStatus { return exitStatus }
