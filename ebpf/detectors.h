@@ -124,7 +124,7 @@ struct mw_det_config {
 	__u32 vsz_min_span_ms;     /* VSZ run duration */
 	__u32 anon_share;          /* permille of RSS (reason only) */
 	__u32 swap_share;          /* permille of held memory (reason only) */
-	__u32 reserved;
+	__u32 trend_min_age_ms;    /* the trend stays silent before the target is this old */
 };
 
 #define MW_DET_CONFIG_DEFAULT {                 \
@@ -156,7 +156,7 @@ struct mw_det_config {
 	.vsz_min_span_ms = 60000,                   \
 	.anon_share = 500,                          \
 	.swap_share = 100,                          \
-	.reserved = 0,                              \
+	.trend_min_age_ms = 120000,                 \
 }
 
 /* mw_det_config_check's answers: which field is out of range. */
@@ -247,12 +247,17 @@ struct mw_det_scratch {
 	};
 	__u32 lo, hi, prior, m;
 	__u32 x_first, x_last, floor_last, floor_peak;
-	__u32 l_first, l_mid, l_last, have_mid;
+	__u32 l_first, l_mid, l_last, have_mid, level_last, pad5;
 	__u32 best_score, best_first, best_reasons, k;
 	/* loop bounds, reloaded inside each loop: a bound kept in a register gets its
 	 * range narrowed differently by each path's comparisons, and the verifier
 	 * could then no longer prune one path against another */
-	__u32 first, done, q, mid, shift, pad2;
+	__u32 first, done, q, mid, shift, levels;
+	/* per trend window (32, 16, 8 buckets): highest level before it and in it */
+	__u32 before_max[3], window_max[3], pad4[2];
+	/* the per-sample steps' results */
+	__u32 fl, active, vactive, trend, rise, vszs, sig, evaluated;
+	__u64 rate;
 };
 
 /* Per-target detector state: zero it (mw_det_reset) to start over, e.g. on exec.
@@ -266,7 +271,9 @@ struct mw_det_state {
 	__u32 long_len;         /* buckets in use; the last one is the open one */
 	__u32 short_len;
 	__u32 long_shift;       /* long width = bucket_ms << long_shift */
-	__u32 win_floor_peak;   /* highest floor in the long window (last evaluation), KiB */
+	__u32 run_max_jump;     /* largest rise of one new high over the last, KiB */
+	__u32 win_floor_peak;   /* highest rolling floor among the completed long buckets, KiB */
+	__u32 reserved1;
 	__u32 prior_peak;       /* highest held level before the fast window, KiB */
 	__u32 high_ref;         /* a new floor high must beat this (+ tolerance), KiB */
 	__u32 run_base;         /* floor before the current rising run, KiB */
@@ -275,11 +282,13 @@ struct mw_det_state {
 	__u32 vsz_count;        /* new VSZ highs in the VSZ run; 0 = no run */
 	__u64 run_start_ms;
 	__u64 run_last_ms;
+	__u64 run_max_gap_ms;   /* longest time between two highs of the run */
 	__u64 vsz_ref;          /* highest VSZ seen, KiB */
 	__u64 vsz_base;         /* VSZ before the current VSZ run, KiB */
 	__u64 vsz_start_ms;
 	__u64 vsz_last_ms;
-	__u32 vsz_base_floor;   /* held floor when the VSZ run began, KiB */
+	__u64 vsz_max_gap_ms;
+	__u32 vsz_base_rss;     /* RSS when the VSZ run began, KiB */
 	__u16 trend_score;      /* cached from the last long evaluation */
 	__u16 comp_score;
 	__u16 fast_score;       /* cached from the last short evaluation */
@@ -300,7 +309,6 @@ struct mw_agg {
 	__s64 file;
 	__s64 shmem;
 	__s64 swap;
-	__s64 vsz;
 	__u64 last_rss;         /* RSS when the cgroup's detectors last ran */
 	__u64 last_ms;          /* absolute time of that run */
 	__u32 members;
@@ -490,8 +498,9 @@ MW_DET_INLINE void mw_lbucket_merge(struct mw_det_lbucket *dst, const struct mw_
  * to a >> levels. With lb[i] holding bucket start + i, its new slot
  * j = ((start + i) >> levels) - (start >> levels) never exceeds i, so a
  * forward pass reads every old slot before anything overwrites it. */
-MW_DET_SUB void mw_long_widen(struct mw_det_state *st, __u32 levels)
+MW_DET_SUB void mw_long_widen(struct mw_det_state *st)
 {
+	__u32 levels = st->scratch.levels & 31;
 	__u64 start = st->long_start, nstart = start >> levels;
 	__u32 len = st->long_len;
 
@@ -545,91 +554,6 @@ MW_DET_SUB void mw_short_slide(struct mw_det_state *st, __u64 by)
 	st->short_start += by;
 }
 
-/* Moves the long ring to the bucket of time `now` (relative ms): widens it as
- * far as needed and allowed, slides it when it may not widen, opens the new
- * bucket. Returns how many buckets are complete (they precede the open one)
- * when a new bucket was opened, 0 when the sample falls into the open bucket. */
-MW_DET_SUB __u32 mw_long_advance(struct mw_det_state *st, const struct mw_det_config *cfg, __u64 now)
-{
-	__u64 width = (__u64)cfg->bucket_ms << st->long_shift;
-	__u64 a, cur;
-	__u32 done, levels = 0;
-
-	if (!width)
-		return 0;
-	a = now / width;
-	if (!st->long_len) {
-		st->long_start = a;
-		st->long_len = 1;
-		mw_lbucket_clear(&st->lb[0]);
-		return 0;
-	}
-	cur = st->long_start + st->long_len - 1;
-	if (a <= cur)
-		return 0;
-	/* the fewest doublings that bring `now` inside the ring, within max_bucket_ms */
-	for (__u32 i = 1; i < 24; i++) {
-		if (a < (st->long_start >> levels) + MW_DET_LONG_N || (width << i) > cfg->max_bucket_ms)
-			break;
-		levels = i;
-		a = now / (width << i);
-	}
-	if (levels) {
-		mw_long_widen(st, levels);
-		width <<= levels;
-		a = now / width;
-		if (a <= st->long_start + st->long_len - 1)
-			return 0; /* the wider open bucket holds this sample too */
-	}
-	if (a >= st->long_start + MW_DET_LONG_N)
-		mw_long_slide(st, a - (st->long_start + MW_DET_LONG_N - 1));
-	done = st->long_len;
-	if (!done)
-		st->long_start = a;
-	for (__u32 i = 0; i < MW_DET_LONG_N; i++) {
-		if (st->long_start + i > a)
-			break;
-		if (i >= done)
-			mw_lbucket_clear(&st->lb[MW_DET_MASK_L(i)]);
-	}
-	st->long_len = (__u32)(a - st->long_start + 1);
-	return done;
-}
-
-MW_DET_SUB __u32 mw_short_advance(struct mw_det_state *st, const struct mw_det_config *cfg, __u64 now)
-{
-	__u64 width = cfg->bucket_ms, a;
-	__u32 done;
-
-	if (!width)
-		return 0;
-	a = now / width;
-	if (!st->short_len) {
-		st->short_start = a;
-		st->short_len = 1;
-		st->sb[0].hmin = MW_DET_EMPTY;
-		st->sb[0].hlast = 0;
-		return 0;
-	}
-	if (a <= st->short_start + st->short_len - 1)
-		return 0;
-	if (a >= st->short_start + MW_DET_SHORT_N)
-		mw_short_slide(st, a - (st->short_start + MW_DET_SHORT_N - 1));
-	done = st->short_len;
-	if (!done)
-		st->short_start = a;
-	for (__u32 i = 0; i < MW_DET_SHORT_N; i++) {
-		if (st->short_start + i > a)
-			break;
-		if (i >= done) {
-			st->sb[MW_DET_MASK_S(i)].hmin = MW_DET_EMPTY;
-			st->sb[MW_DET_MASK_S(i)].hlast = 0;
-		}
-	}
-	st->short_len = (__u32)(a - st->short_start + 1);
-	return done;
-}
-
 MW_DET_INLINE __u32 mw_floor_k(const struct mw_det_config *cfg)
 {
 	return cfg->floor_buckets < 1 ? 1 : cfg->floor_buckets > MW_DET_FLOOR_MAX ? MW_DET_FLOOR_MAX : cfg->floor_buckets;
@@ -642,18 +566,128 @@ MW_DET_INLINE __u32 mw_long_floor(struct mw_det_state *st, __u32 i, __u32 k)
 	struct mw_det_scratch *sc = &st->scratch;
 
 	sc->m = MW_DET_EMPTY;
-	sc->k = k;
 	for (__u32 j = 0; j < MW_DET_FLOOR_MAX; j++) {
 		__u32 v;
 
 		MW_DET_LOOP_BARRIER();
-		if (j >= sc->k || j > i)
+		if (j >= k || j > i)
 			break;
 		v = st->lb[MW_DET_MASK_L(i - j)].hmin;
 		if (v < sc->m)
 			sc->m = v;
 	}
 	return sc->m;
+}
+
+MW_DET_INLINE __u32 mw_shift_kib(__u32 v, __u32 before, __u32 after)
+{
+	if (after >= before)
+		return v;
+	return v > before - after ? v - (before - after) : 0;
+}
+
+/* The floor measured `before` a widening reads `after` it. */
+MW_DET_INLINE void mw_rebase_highs(struct mw_det_state *st, __u32 before, __u32 after)
+{
+	if (before == MW_DET_EMPTY || after == MW_DET_EMPTY)
+		return;
+	st->high_ref = mw_shift_kib(st->high_ref, before, after);
+	st->run_high = mw_shift_kib(st->run_high, before, after);
+	st->run_base = mw_shift_kib(st->run_base, before, after);
+}
+
+/* Moves the long ring to the bucket of time `now` (relative ms): widens it as
+ * far as needed and allowed, slides it when it may not widen, opens the new
+ * bucket. Leaves in scratch.done how many buckets are complete (they precede
+ * the open one) when a new bucket was opened, 0 when the sample falls into the
+ * open bucket. */
+MW_DET_SUB void mw_long_advance(struct mw_det_state *st, const struct mw_det_config *cfg, __u64 now)
+{
+	struct mw_det_scratch *sc = &st->scratch;
+	__u64 width = (__u64)cfg->bucket_ms << (st->long_shift & 31), a;
+
+	sc->done = 0;
+	sc->levels = 0;
+	if (!width)
+		return;
+	a = now / width;
+	if (!st->long_len) {
+		st->long_start = a;
+		st->long_len = 1;
+		mw_lbucket_clear(&st->lb[0]);
+		return;
+	}
+	if (a <= st->long_start + st->long_len - 1)
+		return;
+	/* the fewest doublings that bring `now` inside the ring, within max_bucket_ms */
+	for (__u32 i = 1; i < 24; i++) {
+		MW_DET_LOOP_BARRIER();
+		if (a < (st->long_start >> sc->levels) + MW_DET_LONG_N || (width << i) > cfg->max_bucket_ms)
+			break;
+		sc->levels = i;
+		a = now / (width << i);
+	}
+	if (sc->levels) {
+		/* a wider bucket widens the floor's window too, which lowers the floor
+		 * by itself: move the references for new highs down with it, so a run
+		 * of highs goes on measuring growth, not the change of ruler */
+		sc->fl = mw_long_floor(st, (st->long_len - 1) & (MW_DET_LONG_N - 1), mw_floor_k(cfg));
+		mw_long_widen(st);
+		mw_rebase_highs(st, sc->fl, mw_long_floor(st, (st->long_len - 1) & (MW_DET_LONG_N - 1), mw_floor_k(cfg)));
+		width = (__u64)cfg->bucket_ms << (st->long_shift & 31);
+		a = now / width;
+		if (a <= st->long_start + st->long_len - 1)
+			return; /* the wider open bucket holds this sample too */
+	}
+	if (a >= st->long_start + MW_DET_LONG_N)
+		mw_long_slide(st, a - (st->long_start + MW_DET_LONG_N - 1));
+	if (!st->long_len)
+		st->long_start = a;
+	sc->done = st->long_len;
+	for (__u32 i = 0; i < MW_DET_LONG_N; i++) {
+		MW_DET_LOOP_BARRIER();
+		if (st->long_start + i > a)
+			break;
+		if (i >= sc->done)
+			mw_lbucket_clear(&st->lb[MW_DET_MASK_L(i)]);
+	}
+	st->long_len = (__u32)(a - st->long_start + 1);
+}
+
+/* The short ring's counterpart: it slides, never widens. */
+MW_DET_SUB void mw_short_advance(struct mw_det_state *st, const struct mw_det_config *cfg, __u64 now)
+{
+	struct mw_det_scratch *sc = &st->scratch;
+	__u64 width = cfg->bucket_ms, a;
+
+	sc->done = 0;
+	if (!width)
+		return;
+	a = now / width;
+	if (!st->short_len) {
+		st->short_start = a;
+		st->short_len = 1;
+		st->sb[0].hmin = MW_DET_EMPTY;
+		st->sb[0].hlast = 0;
+		return;
+	}
+	if (a <= st->short_start + st->short_len - 1)
+		return;
+	if (a >= st->short_start + MW_DET_SHORT_N)
+		mw_short_slide(st, a - (st->short_start + MW_DET_SHORT_N - 1));
+	if (!st->short_len)
+		st->short_start = a;
+	sc->done = st->short_len;
+	for (__u32 i = 0; i < MW_DET_SHORT_N; i++) {
+		MW_DET_LOOP_BARRIER();
+		if (st->short_start + i > a)
+			break;
+		if (i >= sc->done) {
+			st->sb[MW_DET_MASK_S(i)].hmin = MW_DET_EMPTY;
+			st->sb[MW_DET_MASK_S(i)].hlast = 0;
+		}
+	}
+	st->short_len = (__u32)(a - st->short_start + 1);
 }
 
 /* One window of the trend: the completed long buckets [first, done). */
@@ -670,13 +704,15 @@ struct mw_trend_fit {
  * subprograms: across the call clang keeps nothing of them in registers, so
  * the verifier sees iterations that differ only in the counter, whatever
  * clang's scheduling, and prunes each branch at the next iteration. */
-MW_DET_SUB void mw_trend_point(struct mw_det_state *st, __u32 i)
+MW_DET_SUB void mw_trend_point(struct mw_det_state *st, const struct mw_det_config *cfg, __u32 i)
 {
 	struct mw_det_scratch *sc = &st->scratch;
 	const struct mw_det_lbucket *b = &st->lb[MW_DET_MASK_L(i)];
 	__u32 x, fl, mid, lo = sc->lo, shift = sc->shift & 31;
 
-	if (i >= sc->done || i < sc->first || b->hmin == MW_DET_EMPTY)
+	/* a bucket whose rolling window reaches before the ring would get a floor
+	 * from fewer buckets than the others: on a rising series, a higher one */
+	if (i >= sc->done || i < sc->first || i + 1 < mw_floor_k(cfg) || b->hmin == MW_DET_EMPTY)
 		return;
 	x = i - sc->first;
 	if (!sc->fit.level.n)
@@ -684,7 +720,7 @@ MW_DET_SUB void mw_trend_point(struct mw_det_state *st, __u32 i)
 	sc->x_last = x;
 	/* hmin <= hmax < 2^32, so the midpoint is computed without overflow */
 	mid = b->hmin + ((b->hmax - b->hmin) >> 1);
-	fl = mw_long_floor(st, i, sc->k);
+	fl = mw_long_floor(st, i, mw_floor_k(cfg));
 	/* hmin, hmax and every floor are >= lo, the minimum over all completed buckets */
 	mw_fit_add(&sc->fit.level, x, (mid - lo) >> shift);
 	mw_fit_add(&sc->fit.floor, x, (fl - lo) >> shift);
@@ -693,8 +729,8 @@ MW_DET_SUB void mw_trend_point(struct mw_det_state *st, __u32 i)
 		sc->floor_peak = fl;
 }
 
-MW_DET_INLINE void mw_trend_window(struct mw_det_state *st, __u32 first, __u32 done, __u32 shift, __u32 k,
-				   __u64 width, struct mw_trend_fit *out)
+MW_DET_INLINE void mw_trend_window(struct mw_det_state *st, const struct mw_det_config *cfg, __u32 first,
+				   __u32 done, __u32 shift, __u64 width, struct mw_trend_fit *out)
 {
 	struct mw_det_scratch *sc = &st->scratch;
 
@@ -702,13 +738,12 @@ MW_DET_INLINE void mw_trend_window(struct mw_det_state *st, __u32 first, __u32 d
 	sc->first = first;
 	sc->done = done;
 	sc->shift = shift;
-	sc->k = k;
 	sc->x_first = 0;
 	sc->x_last = 0;
 	sc->floor_last = 0;
 	sc->floor_peak = 0;
 	for (__u32 i = 0; i < MW_DET_LONG_N; i++)
-		mw_trend_point(st, i);
+		mw_trend_point(st, cfg, i);
 	out->points = sc->fit.level.n;
 	out->xspan = sc->x_last - sc->x_first;
 	out->floor_last = sc->floor_last;
@@ -719,7 +754,7 @@ MW_DET_INLINE void mw_trend_window(struct mw_det_state *st, __u32 first, __u32 d
 
 /* Scores one trend window; reasons go to *reasons. */
 MW_DET_INLINE __u32 mw_trend_score(const struct mw_det_config *cfg, const struct mw_trend_fit *w, __u64 width,
-				   __u32 *reasons)
+				   __u64 age_ms, __u32 *reasons)
 {
 	__u64 span_ms = (__u64)w->xspan * width;
 	__u64 floor_bytes = (__u64)w->floor_last << 10;
@@ -748,6 +783,10 @@ MW_DET_INLINE __u32 mw_trend_score(const struct mw_det_config *cfg, const struct
 		*reasons |= MW_R_LINEAR;
 	if (w->fr2 >= cfg->trend_min_r2 && w->lr2 < cfg->trend_min_r2 && (*reasons & MW_R_FLOOR_RISING))
 		*reasons |= MW_R_SAWTOOTH;
+	/* a young target's whole life may be its startup, or a first cycle that
+	 * has not dropped yet: the trend waits until it has seen more */
+	if (age_ms < cfg->trend_min_age_ms)
+		s_span = mw_min32(s_span, 499);
 	return mw_min32(mw_min32(s_abs, s_rel), mw_min32(s_r2, mw_min32(s_span, s_growth)));
 }
 
@@ -765,65 +804,101 @@ MW_DET_SUB void mw_range_point(struct mw_det_state *st, __u32 i)
 		sc->hi = b->hmax;
 	if (i + sc->q < sc->done && b->hmax > sc->prior)
 		sc->prior = b->hmax;
+	/* unrolled by hand: three windows ending at done */
+	if (i + MW_DET_LONG_N < sc->done) {
+		if (b->hmax > sc->before_max[0])
+			sc->before_max[0] = b->hmax;
+	} else if (b->hmax > sc->window_max[0]) {
+		sc->window_max[0] = b->hmax;
+	}
+	if (i + MW_DET_LONG_N / 2 < sc->done) {
+		if (b->hmax > sc->before_max[1])
+			sc->before_max[1] = b->hmax;
+	} else if (b->hmax > sc->window_max[1]) {
+		sc->window_max[1] = b->hmax;
+	}
+	if (i + MW_DET_LONG_N / 4 < sc->done) {
+		if (b->hmax > sc->before_max[2])
+			sc->before_max[2] = b->hmax;
+	} else if (b->hmax > sc->window_max[2]) {
+		sc->window_max[2] = b->hmax;
+	}
+}
+
+/* One trend window, the last n of the completed buckets: fit, score, and keep
+ * it when it beats the windows scored before it (ties: the longer window, scored
+ * first). Every subprogram here returns nothing and leaves its results in the
+ * state: paths that differ inside it then look alike to the verifier once it
+ * returns, and prune there. */
+MW_DET_SUB void mw_trend_scale(struct mw_det_state *st, const struct mw_det_config *cfg, __u32 n)
+{
+	struct mw_det_scratch *sc = &st->scratch;
+	__u64 width = (__u64)cfg->bucket_ms << (st->long_shift & 31);
+	__u32 done = sc->done, first = done > n ? done - n : 0, score, reasons, j, top;
+	struct mw_trend_fit w;
+	__u64 tol;
+
+	/* a shorter window that starts where a longer one did is the same window */
+	if (n < MW_DET_LONG_N && first == 0)
+		return;
+	mw_trend_window(st, cfg, first, done, sc->shift, width, &w);
+	if (n == MW_DET_LONG_N)
+		st->win_floor_peak = w.floor_peak;
+	score = mw_trend_score(cfg, &w, width, st->last_ms, &reasons);
+	/* growth that only climbs back to a level the window saw before it (the
+	 * next cycle of a batch job, a long GC period) repeats, it does not leak */
+	j = n == MW_DET_LONG_N ? 0 : n == MW_DET_LONG_N / 2 ? 1 : 2;
+	top = sc->window_max[j];
+	tol = mw_max64(cfg->rise_tol_kib, (__u64)top * cfg->rise_tol_permille / 1000);
+	if (sc->before_max[j] && (__u64)sc->before_max[j] + tol > top && score > 250)
+		score = 250;
+	if (n < MW_DET_LONG_N && score <= sc->best_score)
+		return;
+	sc->best_score = score;
+	sc->best_first = first;
+	sc->best_reasons = reasons;
+	st->v.level_slope = w.lslope;
+	st->v.floor_slope = w.fslope;
+	st->v.level_r2 = (__u16)w.lr2;
+	st->v.floor_r2 = (__u16)w.fr2;
+	st->v.span_ms = (__u64)w.xspan * width;
 }
 
 /* Evaluates the trend over the completed long buckets [0, done): windows of
- * the last 8, 16 and 32 buckets, best score wins (ties: the longer window).
- * Also refreshes the peaks the per-sample checks compare against. Returns the
- * first bucket of the chosen window, for composition. */
-MW_DET_SUB __u32 mw_eval_long(struct mw_det_state *st, const struct mw_det_config *cfg, __u32 done)
+ * the last 32, 16 and 8 buckets, best score wins. Also refreshes the peaks the
+ * per-sample checks compare against. Leaves the chosen window's first bucket
+ * in scratch.best_first, for composition. */
+MW_DET_SUB void mw_eval_long(struct mw_det_state *st, const struct mw_det_config *cfg, __u32 done)
 {
 	struct mw_det_scratch *sc = &st->scratch;
-	__u64 width = (__u64)cfg->bucket_ms << st->long_shift;
-	__u32 k = mw_floor_k(cfg), excl, shift;
-	struct mw_trend_fit w;
+	__u64 width = (__u64)cfg->bucket_ms << (st->long_shift & 31);
 
+	sc->best_score = 0;
+	sc->best_first = 0;
+	sc->best_reasons = 0;
+	st->trend_score = 0;
+	st->trend_reasons = 0;
 	if (!width || done < 2)
-		return 0;
+		return;
 	/* the fast gate compares with peaks from before the fast window */
-	excl = (__u32)((cfg->fast_span_ms + width - 1) / width);
+	sc->q = (__u32)((cfg->fast_span_ms + width - 1) / width);
 	sc->lo = MW_DET_EMPTY;
 	sc->hi = 0;
 	sc->prior = 0;
 	sc->done = done;
-	sc->q = excl;
+	__builtin_memset(sc->before_max, 0, sizeof(sc->before_max));
+	__builtin_memset(sc->window_max, 0, sizeof(sc->window_max));
 	for (__u32 i = 0; i < MW_DET_LONG_N; i++)
 		mw_range_point(st, i);
 	st->prior_peak = sc->prior;
 	if (sc->lo == MW_DET_EMPTY || sc->hi < sc->lo)
-		return 0;
-	shift = mw_scale_shift(sc->hi - sc->lo);
-	sc->best_score = 0;
-	sc->best_first = 0;
-	sc->best_reasons = 0;
-	/* unrolled: the scoring's many branches then join in straight-line code,
-	 * where the verifier prunes on the scalars that matter only */
-#pragma unroll
-	for (int sc_i = 2; sc_i >= 0; sc_i--) {
-		__u32 n = 8u << sc_i, first = done > n ? done - n : 0, score, reasons;
-
-		MW_DET_LOOP_BARRIER();
-		/* a shorter window that starts where a longer one did is the same window */
-		if (sc_i < 2 && first == 0)
-			continue;
-		mw_trend_window(st, first, done, shift, k, width, &w);
-		if (sc_i == 2)
-			st->win_floor_peak = w.floor_peak; /* the reference for new floor highs */
-		score = mw_trend_score(cfg, &w, width, &reasons);
-		if (sc_i == 2 || score > sc->best_score) {
-			sc->best_score = score;
-			sc->best_first = first;
-			sc->best_reasons = reasons;
-			st->v.level_slope = w.lslope;
-			st->v.floor_slope = w.fslope;
-			st->v.level_r2 = (__u16)w.lr2;
-			st->v.floor_r2 = (__u16)w.fr2;
-			st->v.span_ms = (__u64)w.xspan * width;
-		}
-	}
+		return;
+	sc->shift = mw_scale_shift(sc->hi - sc->lo);
+	mw_trend_scale(st, cfg, MW_DET_LONG_N);
+	mw_trend_scale(st, cfg, MW_DET_LONG_N / 2);
+	mw_trend_scale(st, cfg, MW_DET_LONG_N / 4);
 	st->trend_score = (__u16)sc->best_score;
 	st->trend_reasons = sc->best_reasons;
-	return sc->best_first;
 }
 
 /* after - before, in bytes/s, of two KiB values dt_ms apart. */
@@ -928,6 +1003,51 @@ MW_DET_SUB void mw_eval_comp(struct mw_det_state *st, const struct mw_det_config
 	st->comp_reasons = reasons;
 }
 
+/* Extremes of the short buckets that the fast window and its floor touch. */
+MW_DET_SUB void mw_short_range_point(struct mw_det_state *st, __u32 i)
+{
+	struct mw_det_scratch *sc = &st->scratch;
+	const struct mw_det_sbucket *b = &st->sb[MW_DET_MASK_S(i)];
+
+	if (i >= sc->done || i + 1 < sc->first || b->hmin == MW_DET_EMPTY)
+		return;
+	if (b->hmin < sc->lo)
+		sc->lo = b->hmin;
+	if (b->hlast > sc->hi)
+		sc->hi = b->hlast;
+}
+
+/* One short bucket of the fast window: level (last value) and floor (minimum
+ * of it and the bucket before) into the fits, and the minima at the window's
+ * start, middle and end. */
+MW_DET_SUB void mw_short_point(struct mw_det_state *st, __u32 i)
+{
+	struct mw_det_scratch *sc = &st->scratch;
+	const struct mw_det_sbucket *b = &st->sb[MW_DET_MASK_S(i)];
+	__u32 fl, x, lo = sc->lo, shift = sc->shift & 31;
+
+	if (i >= sc->done || i < sc->first || b->hmin == MW_DET_EMPTY)
+		return;
+	x = i - sc->first;
+	fl = b->hmin;
+	if (i > 0 && st->sb[MW_DET_MASK_S(i - 1)].hmin < fl)
+		fl = st->sb[MW_DET_MASK_S(i - 1)].hmin;
+	if (fl == MW_DET_EMPTY)
+		fl = b->hmin;
+	mw_fit_add(&sc->fit.level, x, (b->hlast - lo) >> shift);
+	mw_fit_add(&sc->fit.floor, x, (fl - lo) >> shift);
+	/* the bucket minima: on a rising series the value at each bucket's start,
+	 * steadier than one last sample */
+	if (sc->fit.level.n == 1)
+		sc->l_first = b->hmin;
+	if (!sc->have_mid && x >= sc->mid) {
+		sc->l_mid = b->hmin;
+		sc->have_mid = 1;
+	}
+	sc->l_last = b->hmin;
+	sc->level_last = b->hlast;
+}
+
 /* The fast path over the last fast_span_ms of completed short buckets: the
  * level rises at fast_rate or more, on a straight line, not slowing down, and
  * at least half of the rise lies above every earlier peak (a GC cycle that
@@ -936,7 +1056,7 @@ MW_DET_SUB void mw_eval_short(struct mw_det_state *st, const struct mw_det_confi
 {
 	struct mw_det_scratch *sc = &st->scratch;
 	__u32 span = cfg->bucket_ms ? cfg->fast_span_ms / cfg->bucket_ms : 0;
-	__u32 first, shift, lr2 = 0, fr2 = 0, score, mid, l_first, l_mid, l_last;
+	__u32 lr2 = 0, fr2 = 0, score, mid, l_first, l_mid, l_last;
 	__u64 rate = (__u64)cfg->fast_rate_kib << 10, g1, g2;
 	__s64 lslope = 0, fslope = 0;
 
@@ -945,96 +1065,239 @@ MW_DET_SUB void mw_eval_short(struct mw_det_state *st, const struct mw_det_confi
 		span = 3;
 	if (span > MW_DET_SHORT_N - 1)
 		span = MW_DET_SHORT_N - 1;
-	if (done < span)
+	/* every point's floor needs the bucket before it */
+	if (done < span + 1)
 		return;
-	first = done - span;
 	mid = span / 2;
-	sc->lo = MW_DET_EMPTY;
-	sc->hi = 0;
-	sc->first = first;
+	sc->first = done - span;
 	sc->done = done;
 	sc->mid = mid;
-	for (__u32 i = 0; i < MW_DET_SHORT_N; i++) {
-		const struct mw_det_sbucket *b = &st->sb[MW_DET_MASK_S(i)];
-
-		MW_DET_LOOP_BARRIER();
-		if (i >= sc->done)
-			break;
-		if (i + 1 < sc->first || b->hmin == MW_DET_EMPTY)
-			continue;
-		if (b->hmin < sc->lo)
-			sc->lo = b->hmin;
-		if (b->hlast > sc->hi)
-			sc->hi = b->hlast;
-	}
+	sc->lo = MW_DET_EMPTY;
+	sc->hi = 0;
+	for (__u32 i = 0; i < MW_DET_SHORT_N; i++)
+		mw_short_range_point(st, i);
 	if (sc->lo == MW_DET_EMPTY || sc->hi < sc->lo)
 		return;
-	shift = mw_scale_shift(sc->hi - sc->lo);
+	sc->shift = mw_scale_shift(sc->hi - sc->lo);
 	__builtin_memset(&sc->fit, 0, sizeof(sc->fit));
 	sc->have_mid = 0;
 	sc->l_first = 0;
 	sc->l_mid = 0;
 	sc->l_last = 0;
-	for (__u32 i = 0; i < MW_DET_SHORT_N; i++) {
-		const struct mw_det_sbucket *b = &st->sb[MW_DET_MASK_S(i)];
-		__u32 fl, x, lo;
-
-		MW_DET_LOOP_BARRIER();
-		lo = sc->lo;
-		if (i >= sc->done)
-			break;
-		if (i < sc->first || b->hmin == MW_DET_EMPTY)
-			continue;
-		x = i - sc->first;
-		fl = b->hmin;
-		if (i > 0 && st->sb[MW_DET_MASK_S(i - 1)].hmin < fl)
-			fl = st->sb[MW_DET_MASK_S(i - 1)].hmin;
-		mw_fit_add(&sc->fit.level, x, (b->hlast - lo) >> shift);
-		mw_fit_add(&sc->fit.floor, x, (fl - lo) >> shift);
-		if (sc->fit.level.n == 1)
-			sc->l_first = b->hlast;
-		if (!sc->have_mid && x >= sc->mid) {
-			sc->l_mid = b->hlast;
-			sc->have_mid = 1;
-		}
-		sc->l_last = b->hlast;
-	}
+	sc->level_last = 0;
+	for (__u32 i = 0; i < MW_DET_SHORT_N; i++)
+		mw_short_point(st, i);
 	if (sc->fit.level.n + 1 < span || !sc->have_mid)
 		return;
 	l_first = sc->l_first;
 	l_mid = sc->l_mid;
 	l_last = sc->l_last;
-	mw_fit_solve(&sc->fit.level, shift, cfg->bucket_ms, &lslope, &lr2);
-	mw_fit_solve(&sc->fit.floor, shift, cfg->bucket_ms, &fslope, &fr2);
+	mw_fit_solve(&sc->fit.level, sc->shift, cfg->bucket_ms, &lslope, &lr2);
+	mw_fit_solve(&sc->fit.floor, sc->shift, cfg->bucket_ms, &fslope, &fr2);
 	st->v.fast_slope = fslope;
 	score = mw_min32(mw_ramp_signed(lslope, rate), mw_ramp_signed(fslope, rate));
 	score = mw_min32(score, mw_ramp_permille(lr2, cfg->fast_min_r2));
-	/* not slowing down: the second half's rate is at least 70% of the first's
+	/* not slowing down: the second half's rate is at least 80% of the first's
 	 * (a warm-up approaching its plateau fails this; a leak does not) */
 	g1 = l_mid > l_first ? l_mid - l_first : 0;
 	g2 = l_last > l_mid ? l_last - l_mid : 0;
-	if (!g2 || g2 * mid * 10 < g1 * (span - 1 - mid) * 7)
+	if (!g2 || g2 * mid * 10 < g1 * (span - 1 - mid) * 8)
 		score = mw_min32(score, 250);
+	l_last = sc->level_last;
 	if (l_last <= st->prior_peak || (l_last - st->prior_peak) * 2 < (l_last > l_first ? l_last - l_first : 0))
 		score = mw_min32(score, 250);
 	st->fast_score = (__u16)score;
 }
 
-/* How long without a new high ends a run: three average gaps between its
- * highs (a staircase keeps its run between steps), or before a second high,
- * twice the time the slowest interesting slope takes to beat the tolerance;
- * never more than `cap`, never less than rise_stall_ms. */
-MW_DET_INLINE __u64 mw_stall_ms(const struct mw_det_config *cfg, __u32 count, __u64 start, __u64 last,
-				__u64 tol_kib, __u64 cap)
+/* How long without a new high ends a run: the longest of
+ *  - three times what the run's largest jump (at least the tolerance) takes
+ *    at the floor's fitted slope: a leak under a sawtooth makes a new high
+ *    only every few cycles, a staircase one per step, a step's worth apart;
+ *  - twice the longest gap between the run's highs so far (a staircase keeps
+ *    its run between steps);
+ *  - before a second high, twice what the tolerance takes at the least slope
+ *    that counts;
+ *  - rise_stall_ms.
+ * The first two count only while the slope, or the run's own average rate,
+ * is one that matters (trend_min_rate): noise that now and then tops the last
+ * high by the tolerance must not keep a run alive. Never more than `cap`
+ * (half the long window) unless rise_stall_ms is. */
+MW_DET_INLINE __u64 mw_stall_ms(const struct mw_det_config *cfg, __u32 count, __u64 max_gap, __u64 slope,
+				__u64 run_rate, __u64 tol_kib, __u64 cap)
 {
-	__u64 stall;
+	__u64 tol = tol_kib << 10, stall = 0; /* < 2^42 bytes, times 1000 < 2^52 */
 
-	if (count >= 2)
-		stall = 3 * ((last - start) / (count - 1));
-	else
-		stall = cfg->trend_min_rate ? 2 * ((tol_kib << 10) * 1000 / cfg->trend_min_rate) : 0;
+	if (run_rate >= cfg->trend_min_rate)
+		stall = 2 * max_gap;
+	if (slope >= cfg->trend_min_rate && slope)
+		stall = mw_max64(stall, 3 * (tol * 1000 / slope));
+	if (count < 2 && cfg->trend_min_rate)
+		stall = mw_max64(stall, 2 * (tol * 1000 / cfg->trend_min_rate));
 	stall = mw_min64(stall, cap);
 	return mw_max64(stall, cfg->rise_stall_ms);
+}
+
+/* Average rate of a run, bytes/s, from KiB gained over ms. */
+MW_DET_INLINE __u64 mw_run_rate(__u64 gain_kib, __u64 dur_ms)
+{
+	return dur_ms ? (gain_kib << 10) * 1000 / dur_ms : 0; /* gain < 2^42: < 2^62 */
+}
+
+MW_DET_INLINE __u64 mw_stall_cap(const struct mw_det_state *st, const struct mw_det_config *cfg)
+{
+	return ((__u64)cfg->bucket_ms << (st->long_shift & 31)) * MW_DET_LONG_N / 2;
+}
+
+/* The per-sample steps below are subprograms that talk through the state, for
+ * the reason given at mw_trend_scale. */
+
+/* The floor now: the long ring's rolling minimum over the open bucket and
+ * the k - 1 before it, the quantity the trend fits (one bucket later), wide
+ * enough to span a GC cycle once the target is a few minutes old. The first
+ * sample sets the references for new highs. */
+MW_DET_SUB void mw_step_floor(struct mw_det_state *st, const struct mw_det_config *cfg, const struct mw_det_sample *s)
+{
+	struct mw_det_scratch *sc = &st->scratch;
+	__u32 fl = st->long_len ? mw_long_floor(st, (st->long_len - 1) & (MW_DET_LONG_N - 1), mw_floor_k(cfg))
+				: MW_DET_EMPTY;
+
+	if (fl == MW_DET_EMPTY)
+		fl = mw_kib(s->anon + s->shmem + s->swap);
+	sc->fl = fl;
+	st->v.floor = (__u64)fl << 10;
+	if (st->samples == 1) {
+		st->high_ref = fl;
+		st->vsz_ref = s->vsz >> 10;
+	}
+}
+
+/* Rising floor: a run of new highs beyond the window's peak and the run's last
+ * high, each by the tolerance; its duration, count and average rate score it. */
+MW_DET_SUB void mw_step_rise(struct mw_det_state *st, const struct mw_det_config *cfg, __u64 now)
+{
+	struct mw_det_scratch *sc = &st->scratch;
+	__u32 fl = sc->fl;
+	__u64 tol = mw_max64(cfg->rise_tol_kib, (__u64)fl * cfg->rise_tol_permille / 1000);
+	__u64 stall = mw_stall_ms(cfg, st->run_count, st->run_max_gap_ms,
+				  st->v.floor_slope > 0 ? (__u64)st->v.floor_slope : 0,
+				  st->run_high > st->run_base ? mw_run_rate(st->run_high - st->run_base,
+									    st->run_last_ms - st->run_start_ms) : 0,
+				  mw_max64(tol, st->run_count ? st->run_max_jump : 0), mw_stall_cap(st, cfg));
+	__u64 rate = 0, dur, rel_thr;
+	__u32 rise;
+
+	if (!st->run_count || now - st->run_last_ms > stall)
+		st->run_count = 0;
+	/* between runs the reference comes down to the window's highest floor
+	 * (never up: a slow rise must add up to the tolerance), so a peak that slid
+	 * out of the long window stops holding back the next run */
+	if (!st->run_count && sc->evaluated && st->win_floor_peak < st->high_ref)
+		st->high_ref = st->win_floor_peak;
+	if (fl >= st->high_ref + tol) {
+		if (!st->run_count) {
+			st->run_start_ms = now;
+			st->run_base = st->high_ref;
+			st->run_max_gap_ms = 0;
+			st->run_max_jump = 0;
+		} else if (now - st->run_last_ms > st->run_max_gap_ms) {
+			st->run_max_gap_ms = now - st->run_last_ms;
+		}
+		if (fl - st->high_ref > st->run_max_jump)
+			st->run_max_jump = fl - st->high_ref;
+		if (st->run_count < 0xffff)
+			st->run_count++;
+		st->run_last_ms = now;
+		st->run_high = fl;
+		st->high_ref = fl;
+	}
+	sc->active = st->run_count ? 1 : 0;
+	sc->rise = 0;
+	sc->rate = 0;
+	st->v.rise_ms = 0;
+	st->v.rise_highs = 0;
+	if (!st->run_count)
+		return;
+	dur = st->run_last_ms - st->run_start_ms;
+	if (st->run_high > st->run_base)
+		rate = mw_run_rate(st->run_high - st->run_base, dur);
+	rel_thr = ((__u64)fl << 10) * mw_min64(cfg->trend_min_rel, 1u << 21) / 3600000;
+	rise = mw_min32(mw_ramp(dur, cfg->rise_min_ms), mw_ramp(st->run_count, cfg->rise_min_highs));
+	rise = mw_min32(rise, mw_min32(mw_ramp(rate, cfg->trend_min_rate), mw_ramp(rate, rel_thr)));
+	sc->rise = rise;
+	sc->rate = rate;
+	st->v.rise_ms = dur;
+	st->v.rise_highs = (__u16)st->run_count;
+}
+
+/* VSZ: its own run of new highs, compared with resident growth since the run
+ * began. */
+MW_DET_SUB void mw_step_vsz(struct mw_det_state *st, const struct mw_det_config *cfg, const struct mw_det_sample *s,
+			    __u64 now)
+{
+	struct mw_det_scratch *sc = &st->scratch;
+	__u64 vsz = s->vsz >> 10, vgrowth, hgrowth, rss;
+	__u64 stall = mw_stall_ms(cfg, st->vsz_count, st->vsz_max_gap_ms, 0,
+				  mw_run_rate(st->vsz_ref - st->vsz_base, st->vsz_last_ms - st->vsz_start_ms),
+				  cfg->rise_tol_kib, mw_stall_cap(st, cfg));
+	__u32 score;
+
+	if (!st->vsz_count || now - st->vsz_last_ms > stall)
+		st->vsz_count = 0;
+	if (vsz >= st->vsz_ref + cfg->rise_tol_kib) {
+		if (!st->vsz_count) {
+			st->vsz_max_gap_ms = 0;
+			st->vsz_start_ms = now;
+			st->vsz_base = st->vsz_ref;
+			st->vsz_base_rss = mw_kib(s->anon + s->file + s->shmem);
+		} else if (now - st->vsz_last_ms > st->vsz_max_gap_ms)
+			st->vsz_max_gap_ms = now - st->vsz_last_ms;
+		if (st->vsz_count < 0xffff)
+			st->vsz_count++;
+		st->vsz_last_ms = now;
+		st->vsz_ref = vsz;
+	}
+	sc->vszs = 0;
+	st->v.vsz_growth = 0;
+	if (!st->vsz_count)
+		return;
+	vgrowth = st->vsz_ref - st->vsz_base;
+	/* against resident growth, file pages included: a file mapped and read
+	 * grows VSZ and RSS together, fragmentation grows VSZ alone */
+	rss = mw_kib(s->anon + s->file + s->shmem);
+	hgrowth = rss > st->vsz_base_rss ? rss - st->vsz_base_rss : 0;
+	score = mw_min32(mw_ramp(st->vsz_last_ms - st->vsz_start_ms, cfg->vsz_min_span_ms),
+			 mw_ramp(vgrowth, cfg->vsz_min_growth_kib));
+	score = mw_min32(score, mw_ramp(vgrowth, mw_max64(hgrowth, cfg->rise_tol_kib) * cfg->vsz_ratio));
+	sc->vszs = score;
+	st->v.vsz_growth = vgrowth << 10;
+}
+
+/* Scores and hysteresis: which factors and detectors are on. The trend stands
+ * only while its floor keeps making new highs (a plateau after growth ends
+ * the run of highs) and has not fallen back below the last one (a GC cycle
+ * dropping to its old floor does that at once). */
+MW_DET_SUB void mw_step_factors(struct mw_det_state *st, const struct mw_det_config *cfg)
+{
+	struct mw_det_scratch *sc = &st->scratch;
+	__u32 on = st->v.factors, nowon = 0, trend = st->trend_score;
+	__u64 tol = mw_max64(cfg->rise_tol_kib, (__u64)st->high_ref * cfg->rise_tol_permille / 1000);
+
+	if (trend > 250 && (!sc->active || (__u64)sc->fl + 2 * tol < st->high_ref))
+		trend = 250;
+	if (mw_factor_on(on & MW_F_TREND, trend, cfg))
+		nowon |= MW_F_TREND;
+	if (mw_factor_on(on & MW_F_COMPOSITION, st->comp_score, cfg))
+		nowon |= MW_F_COMPOSITION;
+	if (mw_factor_on(on & MW_F_FAST, st->fast_score, cfg))
+		nowon |= MW_F_FAST;
+	if (mw_factor_on(on & MW_F_RISE, sc->rise, cfg))
+		nowon |= MW_F_RISE;
+	if (mw_factor_on(on & MW_F_VSZ, sc->vszs, cfg))
+		nowon |= MW_F_VSZ;
+	st->v.factors = nowon;
+	st->v.score[MW_DET_TREND] = (__u16)trend;
+	st->v.score[MW_DET_COMPOSITION] = st->comp_score;
+	st->v.score[MW_DET_MULTI] = (__u16)mw_max32(st->fast_score, mw_max32(sc->rise, sc->vszs));
 }
 
 MW_DET_INLINE __u32 mw_band(__u32 score)
@@ -1042,101 +1305,14 @@ MW_DET_INLINE __u32 mw_band(__u32 score)
 	return score >= 750 ? 3 : score >= 500 ? 2 : score >= 250 ? 1 : 0;
 }
 
-/* Per-sample part: rising-floor and VSZ runs, factor hysteresis, the verdict. */
-MW_DET_SUB int mw_det_compose(struct mw_det_state *st, const struct mw_det_config *cfg, const struct mw_det_sample *s,
-			      __u64 now, struct mw_det_verdict *out)
+/* The verdict from the factors: fired set, reasons, level, growth, and the
+ * signature that says whether it changed. */
+MW_DET_SUB void mw_step_verdict(struct mw_det_state *st, const struct mw_det_config *cfg, const struct mw_det_sample *s)
 {
 	struct mw_det_scratch *sc = &st->scratch;
-	__u64 width = (__u64)cfg->bucket_ms << st->long_shift;
-	__u64 cap = width * MW_DET_LONG_N / 2, stall, tol, rel_thr, rate = 0, dur, vsz = s->vsz >> 10, vgrowth, hgrowth;
+	__u32 nowon = st->v.factors, reasons = st->trend_reasons | st->comp_reasons, top, level, len = st->long_len;
 	__u64 rss = s->anon + s->file + s->shmem, held = s->anon + s->shmem + s->swap;
-	__u32 len = st->long_len, k = mw_floor_k(cfg), fl, on = st->v.factors, nowon = 0;
-	__u32 trend, rise = 0, vszs = 0, multi, reasons, top, level, sig;
-	int active, vactive;
 
-	/* the floor now: the rolling minimum over the open bucket and the k - 1 before it */
-	fl = len ? mw_long_floor(st, len - 1, k) : MW_DET_EMPTY;
-	if (fl == MW_DET_EMPTY)
-		fl = mw_kib(held);
-	(void)sc;
-	if (st->samples == 1) {
-		st->high_ref = fl;
-		st->vsz_ref = vsz;
-	}
-
-	/* rising floor: new highs beyond the window's peak and the run's last high */
-	tol = mw_max64(cfg->rise_tol_kib, (__u64)fl * cfg->rise_tol_permille / 1000);
-	stall = mw_stall_ms(cfg, st->run_count, st->run_start_ms, st->run_last_ms, tol, cap);
-	active = st->run_count && now - st->run_last_ms <= stall;
-	if (!active)
-		st->run_count = 0;
-	if (fl >= st->high_ref + tol) {
-		if (!active) {
-			st->run_start_ms = now;
-			st->run_base = st->high_ref;
-			st->run_count = 0;
-		}
-		if (st->run_count < 0xffff)
-			st->run_count++;
-		st->run_last_ms = now;
-		st->run_high = fl;
-		st->high_ref = fl;
-		active = 1;
-	}
-	dur = active ? st->run_last_ms - st->run_start_ms : 0;
-	if (active && dur && st->run_high > st->run_base)
-		rate = ((__u64)(st->run_high - st->run_base) << 10) * 1000 / dur; /* < 2^42 * 2^10 */
-	rel_thr = ((__u64)fl << 10) * mw_min64(cfg->trend_min_rel, 1u << 21) / 3600000;
-	if (active) {
-		rise = mw_min32(mw_ramp(dur, cfg->rise_min_ms), mw_ramp(st->run_count, cfg->rise_min_highs));
-		rise = mw_min32(rise, mw_min32(mw_ramp(rate, cfg->trend_min_rate), mw_ramp(rate, rel_thr)));
-	}
-
-	/* VSZ: its own run of new highs, compared with the held floor's growth */
-	stall = mw_stall_ms(cfg, st->vsz_count, st->vsz_start_ms, st->vsz_last_ms, cfg->rise_tol_kib, cap);
-	vactive = st->vsz_count && now - st->vsz_last_ms <= stall;
-	if (!vactive)
-		st->vsz_count = 0;
-	if (vsz >= st->vsz_ref + cfg->rise_tol_kib) {
-		if (!vactive) {
-			st->vsz_start_ms = now;
-			st->vsz_base = st->vsz_ref;
-			st->vsz_base_floor = fl;
-			st->vsz_count = 0;
-		}
-		if (st->vsz_count < 0xffff)
-			st->vsz_count++;
-		st->vsz_last_ms = now;
-		st->vsz_ref = vsz;
-		vactive = 1;
-	}
-	vgrowth = vactive ? st->vsz_ref - st->vsz_base : 0;
-	hgrowth = fl > st->vsz_base_floor ? fl - st->vsz_base_floor : 0;
-	if (vactive) {
-		vszs = mw_min32(mw_ramp(st->vsz_last_ms - st->vsz_start_ms, cfg->vsz_min_span_ms),
-				mw_ramp(vgrowth, cfg->vsz_min_growth_kib));
-		vszs = mw_min32(vszs, mw_ramp(vgrowth, mw_max64(hgrowth, cfg->rise_tol_kib) * cfg->vsz_ratio));
-	}
-
-	/* the trend stands only while the floor still makes new highs: a plateau
-	 * after growth, or a GC cycle back to its old floor, ends it */
-	trend = st->trend_score;
-	if (!active)
-		trend = mw_min32(trend, 250);
-
-	if (mw_factor_on(on & MW_F_TREND, trend, cfg))
-		nowon |= MW_F_TREND;
-	if (mw_factor_on(on & MW_F_COMPOSITION, st->comp_score, cfg))
-		nowon |= MW_F_COMPOSITION;
-	if (mw_factor_on(on & MW_F_FAST, st->fast_score, cfg))
-		nowon |= MW_F_FAST;
-	if (mw_factor_on(on & MW_F_RISE, rise, cfg))
-		nowon |= MW_F_RISE;
-	if (mw_factor_on(on & MW_F_VSZ, vszs, cfg))
-		nowon |= MW_F_VSZ;
-	multi = mw_max32(st->fast_score, mw_max32(rise, vszs));
-
-	reasons = st->trend_reasons | st->comp_reasons;
 	if (nowon & MW_F_FAST) {
 		reasons |= MW_R_FAST_GROWTH;
 		/* the long window may be minutes wide: name what grew since its last bucket */
@@ -1157,42 +1333,26 @@ MW_DET_SUB int mw_det_compose(struct mw_det_state *st, const struct mw_det_confi
 		reasons |= MW_R_ANON_SHARE;
 	if (s->swap && s->swap >= held / 1000 * cfg->swap_share)
 		reasons |= MW_R_SWAP_SHARE;
-
-	/* level: band of the strongest score; it rises at once and falls only when
-	 * the score is 50 below the band's edge */
-	top = mw_max32(trend, mw_max32(st->comp_score, multi));
-	level = mw_max32(mw_band(top), mw_min32(st->v.level, mw_band(top + 50)));
-
+	st->v.reasons = reasons;
 	st->v.held = held;
-	st->v.floor = (__u64)fl << 10;
-	st->v.rise_ms = dur;
-	st->v.rise_highs = (__u16)(active ? st->run_count : 0);
-	st->v.vsz_growth = vgrowth << 10;
-	st->v.age_ms = now;
-	st->v.score[MW_DET_TREND] = (__u16)trend;
-	st->v.score[MW_DET_COMPOSITION] = st->comp_score;
-	st->v.score[MW_DET_MULTI] = (__u16)multi;
-	st->v.factors = nowon;
 	st->v.fired = (nowon & MW_F_TREND ? 1u << MW_DET_TREND : 0) |
 		      (nowon & MW_F_COMPOSITION ? 1u << MW_DET_COMPOSITION : 0) |
 		      (nowon & (MW_F_FAST | MW_F_RISE | MW_F_VSZ) ? 1u << MW_DET_MULTI : 0);
+	/* level: band of the strongest score; it rises at once and falls only when
+	 * the score is 50 below the band's edge */
+	top = mw_max32(st->v.score[MW_DET_TREND], mw_max32(st->v.score[MW_DET_COMPOSITION], st->v.score[MW_DET_MULTI]));
+	level = mw_max32(mw_band(top), mw_min32(st->v.level, mw_band(top + 50)));
 	st->v.level = (__u8)level;
-	st->v.reasons = reasons;
 	/* the forecast's slope: the evidence that fired, fastest first */
 	if (nowon & MW_F_FAST)
 		st->v.growth = st->v.fast_slope;
-	else if (nowon & MW_F_TREND || !(nowon & MW_F_RISE))
+	else if ((nowon & MW_F_TREND) || !(nowon & MW_F_RISE))
 		st->v.growth = st->v.floor_slope;
 	else
-		st->v.growth = (__s64)rate;
-
-	sig = st->v.fired | (level << 4) |
-	      ((reasons & (MW_R_CACHE_ONLY | MW_R_SWAP_SHUFFLE | MW_R_FAST_GROWTH | MW_R_RISING_FLOOR | MW_R_VSZ_DIVERGENCE)) << 8);
-	*out = st->v;
-	if (sig == st->signature)
-		return 0;
-	st->signature = sig;
-	return 1;
+		st->v.growth = (__s64)sc->rate;
+	sc->sig = st->v.fired | (level << 4) |
+		  ((reasons & (MW_R_CACHE_ONLY | MW_R_SWAP_SHUFFLE | MW_R_FAST_GROWTH | MW_R_RISING_FLOOR |
+			       MW_R_VSZ_DIVERGENCE)) << 8);
 }
 
 /* ------------------------------------------------------------------------ */
@@ -1247,6 +1407,26 @@ MW_DET_API void mw_det_reset(struct mw_det_state *st)
 #endif
 }
 
+/* Puts the sample into the open buckets of both rings. */
+MW_DET_SUB void mw_det_record(struct mw_det_state *st, const struct mw_det_sample *s)
+{
+	__u32 h = mw_kib(s->anon + s->shmem + s->swap);
+	struct mw_det_lbucket *b = &st->lb[MW_DET_MASK_L(st->long_len ? st->long_len - 1 : 0)];
+	struct mw_det_sbucket *sb = &st->sb[MW_DET_MASK_S(st->short_len ? st->short_len - 1 : 0)];
+
+	if (h < b->hmin)
+		b->hmin = h;
+	if (h > b->hmax)
+		b->hmax = h;
+	b->anon = mw_kib(s->anon);
+	b->file = mw_kib(s->file);
+	b->shmem = mw_kib(s->shmem);
+	b->swap = mw_kib(s->swap);
+	if (h < sb->hmin)
+		sb->hmin = h;
+	sb->hlast = h;
+}
+
 /* Feeds one coalesced sample. Fills *out with the current verdict and returns
  * 1 when it changed (the set of fired detectors, its level, or a reason that
  * decides a verdict: fast growth, rising floor, VSZ divergence, cache only,
@@ -1254,10 +1434,7 @@ MW_DET_API void mw_det_reset(struct mw_det_state *st)
 MW_DET_API int mw_det_update(struct mw_det_state *st, const struct mw_det_config *cfg, const struct mw_det_sample *s,
 			     struct mw_det_verdict *out)
 {
-	__u64 held = s->anon + s->shmem + s->swap, now;
-	__u32 h = mw_kib(held), done, first, idx;
-	struct mw_det_lbucket *b;
-	struct mw_det_sbucket *sb;
+	__u64 now;
 
 	if (!st->samples)
 		st->t0_ms = s->t_ms;
@@ -1266,36 +1443,31 @@ MW_DET_API int mw_det_update(struct mw_det_state *st, const struct mw_det_config
 	if (now < st->last_ms)
 		now = st->last_ms;
 	st->last_ms = now;
+	st->v.age_ms = now;
 	st->samples++;
 
-	done = mw_long_advance(st, cfg, now);
-	if (done) {
-		first = mw_eval_long(st, cfg, done);
-		mw_eval_comp(st, cfg, first, done);
-		/* the reference for new highs follows the window, up or down, between runs */
-		if (!st->run_count)
-			st->high_ref = st->win_floor_peak ? st->win_floor_peak : st->high_ref;
-		else
-			st->high_ref = mw_max32(st->win_floor_peak, st->run_high);
+	/* completed buckets are evaluated before the sample opens the next one */
+	mw_long_advance(st, cfg, now);
+	st->scratch.evaluated = st->scratch.done ? 1 : 0;
+	if (st->scratch.done) {
+		mw_eval_long(st, cfg, st->scratch.done);
+		mw_eval_comp(st, cfg, st->scratch.best_first, st->scratch.done);
 	}
-	idx = st->long_len ? st->long_len - 1 : 0;
-	b = &st->lb[MW_DET_MASK_L(idx)];
-	b->hmin = mw_min32(b->hmin, h);
-	b->hmax = mw_max32(b->hmax, h);
-	b->anon = mw_kib(s->anon);
-	b->file = mw_kib(s->file);
-	b->shmem = mw_kib(s->shmem);
-	b->swap = mw_kib(s->swap);
+	mw_short_advance(st, cfg, now);
+	if (st->scratch.done)
+		mw_eval_short(st, cfg, st->scratch.done);
+	mw_det_record(st, s);
 
-	done = mw_short_advance(st, cfg, now);
-	if (done)
-		mw_eval_short(st, cfg, done);
-	idx = st->short_len ? st->short_len - 1 : 0;
-	sb = &st->sb[MW_DET_MASK_S(idx)];
-	sb->hmin = mw_min32(sb->hmin, h);
-	sb->hlast = h;
-
-	return mw_det_compose(st, cfg, s, now, out);
+	mw_step_floor(st, cfg, s);
+	mw_step_rise(st, cfg, now);
+	mw_step_vsz(st, cfg, s, now);
+	mw_step_factors(st, cfg);
+	mw_step_verdict(st, cfg, s);
+	*out = st->v;
+	if (st->scratch.sig == st->signature)
+		return 0;
+	st->signature = st->scratch.sig;
+	return 1;
 }
 
 /* ------------------------------------------------------------------------ */
@@ -1312,14 +1484,12 @@ MW_DET_API void mw_agg_move(struct mw_agg *agg, const struct mw_det_sample *from
 		agg->file -= (__s64)from->file;
 		agg->shmem -= (__s64)from->shmem;
 		agg->swap -= (__s64)from->swap;
-		agg->vsz -= (__s64)from->vsz;
 	}
 	if (to) {
 		agg->anon += (__s64)to->anon;
 		agg->file += (__s64)to->file;
 		agg->shmem += (__s64)to->shmem;
 		agg->swap += (__s64)to->swap;
-		agg->vsz += (__s64)to->vsz;
 	}
 	if (!from && to)
 		agg->members++;
@@ -1349,7 +1519,9 @@ MW_DET_API int mw_agg_due(struct mw_agg *agg, const struct mw_det_config *cfg, _
 	return 1;
 }
 
-/* The aggregate as a detector sample (a transiently negative sum reads as 0). */
+/* The aggregate as a detector sample (a transiently negative sum reads as 0).
+ * VSZ is 0: a sum of address spaces jumps with every process that joins or
+ * leaves, so VSZ divergence is a per-process factor only. */
 MW_DET_API void mw_agg_sample(const struct mw_agg *agg, __u64 t_ms, struct mw_det_sample *out)
 {
 	out->t_ms = t_ms;
@@ -1357,7 +1529,7 @@ MW_DET_API void mw_agg_sample(const struct mw_agg *agg, __u64 t_ms, struct mw_de
 	out->file = mw_pos(agg->file);
 	out->shmem = mw_pos(agg->shmem);
 	out->swap = mw_pos(agg->swap);
-	out->vsz = mw_pos(agg->vsz);
+	out->vsz = 0;
 }
 
 #endif /* MW_DETECTORS_IMPL_H */

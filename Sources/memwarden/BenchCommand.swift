@@ -7,5 +7,6 @@ struct BenchCommand: AsyncParsableCommand {
         commandName: "bench", abstract: "Benchmarks that print a table (see BENCHMARKS.md).",
         subcommands: [
             BenchKernelCommand.self,
+            BenchReplayCommand.self,
         ])
 }

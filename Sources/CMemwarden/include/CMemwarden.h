@@ -8,6 +8,7 @@
 
 /* The structs and enums shared with the BPF program. */
 #include "../../../ebpf/memwarden.h"
+#include "mw_detectors.h"
 
 /* libbpf prints through a va_list callback that Swift cannot take: keep the
  * most recent output (the verifier log on a failed load) in a buffer instead. */

@@ -1,0 +1,98 @@
+/// Where a verdict applies: one process, or one memory cgroup's aggregate.
+public enum LeakScope: String, Sendable, Hashable {
+    case process
+    case cgroup
+}
+
+/// A change of the combined verdict: the start or the end of a suspicion.
+public struct LeakEvent: Sendable, Hashable {
+    public enum Kind: String, Sendable, Hashable {
+        case suspected = "leak.suspected"
+        case cleared = "leak.cleared"
+    }
+
+    public var kind: Kind
+    /// The target's clock: the trace's `t` in replay, time since the agent's
+    /// origin live, in nanoseconds.
+    public var timeNanoseconds: Int64
+    public var scope: LeakScope
+    /// The process (process scope only).
+    public var pid: Int32?
+    public var comm: String?
+    /// The memory cgroup's path ("" when unknown).
+    public var cgroup: String
+    /// The detectors that fired (suspected), in `DetectorKind` order.
+    public var detectors: [String]
+    /// 0...1; at least 0.5 while suspected.
+    public var confidence: Double
+    /// The rate of the evidence that fired, from the floor's trend (or the fast
+    /// window's floor for a fast leak), bytes per second.
+    public var growthBytesPerSecond: Int64
+    /// Seconds until the cgroup reaches its limit at that rate; nil when no
+    /// limit is known or nothing grows.
+    public var secondsToLimit: Double?
+    public var limit: UInt64?
+    /// Why (suspected: the detectors' reason codes; cleared: why it ended).
+    public var reasons: [String]
+    /// Cleared only: how long the suspicion lasted.
+    public var suspectedSeconds: Double?
+
+    public init(
+        kind: Kind, timeNanoseconds: Int64, scope: LeakScope, pid: Int32?, comm: String?, cgroup: String,
+        detectors: [String], confidence: Double, growthBytesPerSecond: Int64, secondsToLimit: Double?, limit: UInt64?,
+        reasons: [String], suspectedSeconds: Double? = nil
+    ) {
+        self.kind = kind
+        self.timeNanoseconds = timeNanoseconds
+        self.scope = scope
+        self.pid = pid
+        self.comm = comm
+        self.cgroup = cgroup
+        self.detectors = detectors
+        self.confidence = confidence
+        self.growthBytesPerSecond = growthBytesPerSecond
+        self.secondsToLimit = secondsToLimit
+        self.limit = limit
+        self.reasons = reasons
+        self.suspectedSeconds = suspectedSeconds
+    }
+
+    /// Seconds on the target's clock.
+    public var t: Double { Double(timeNanoseconds) / 1e9 }
+
+    /// One JSON line (docs/detectors.md lists the fields). `epochNanoseconds`
+    /// is the wall-clock time of t = 0, for "time" (RFC 3339, UTC).
+    public func jsonLine(epochNanoseconds: UInt64) -> String {
+        var line = JSONLine()
+        line.add("type", kind.rawValue)
+        line.add("t", t, decimals: 6)
+        let wall = Int64(bitPattern: epochNanoseconds) &+ timeNanoseconds
+        line.add("time", WallClock.rfc3339(epochNanoseconds: UInt64(max(0, wall))))
+        line.add("scope", scope.rawValue)
+        line.add("pid", pid)
+        line.add("comm", comm)
+        line.add("cgroup", cgroup)
+        switch kind {
+        case .suspected:
+            line.addRaw("detectors", Self.array(detectors))
+            line.add("confidence", confidence, decimals: 3)
+            line.add("growth_bytes_per_second", growthBytesPerSecond)
+            if let secondsToLimit { line.add("seconds_to_limit", secondsToLimit, decimals: 1) }
+            if let limit { line.add("limit", limit) }
+            line.addRaw("reasons", Self.array(reasons))
+        case .cleared:
+            line.addRaw("reasons", Self.array(reasons))
+            if let suspectedSeconds { line.add("suspected_seconds", suspectedSeconds, decimals: 3) }
+        }
+        return line.finish()
+    }
+
+    static func array(_ values: [String]) -> String {
+        var text = "["
+        for (i, value) in values.enumerated() {
+            if i > 0 { text += "," }
+            text += JSONLine.quoted(value)
+        }
+        return text + "]"
+    }
+}

@@ -1,0 +1,305 @@
+import CMemwarden
+
+/// A change of one target's detector verdict, as the kernel would send it.
+public struct VerdictChange: Sendable {
+    public var timeNanoseconds: Int64
+    public var scope: LeakScope
+    public var pid: Int32?
+    public var cgroup: String
+    public var verdict: DetectorVerdict
+
+    /// One JSON line: the verdict's fields, for `replay --verdicts` and for
+    /// comparing with the kernel's verdict records.
+    public func jsonLine() -> String {
+        let v = verdict.raw
+        var line = JSONLine()
+        line.add("type", "verdict")
+        line.add("t", Double(timeNanoseconds) / 1e9, decimals: 6)
+        line.add("scope", scope.rawValue)
+        line.add("pid", pid)
+        line.add("cgroup", cgroup)
+        line.addRaw("fired", LeakEvent.array(DetectorKind.allCases.filter { verdict.hasFired($0) }.map(\.name)))
+        line.add("level", verdict.level)
+        line.add("trend", verdict.score(.trend))
+        line.add("composition", verdict.score(.composition))
+        line.add("multi_factor", verdict.score(.multiFactor))
+        line.add("growth", v.growth)
+        line.add("floor_slope", v.floor_slope)
+        line.add("level_slope", v.level_slope)
+        line.add("floor_r2", Int(v.floor_r2))
+        line.add("level_r2", Int(v.level_r2))
+        line.add("fast_slope", v.fast_slope)
+        line.add("span_ms", v.span_ms)
+        line.add("rise_ms", v.rise_ms)
+        line.add("rise_highs", Int(v.rise_highs))
+        line.add("held", v.held)
+        line.add("floor", v.floor)
+        line.add("anon_rate", v.anon_rate)
+        line.add("file_rate", v.file_rate)
+        line.add("shmem_rate", v.shmem_rate)
+        line.add("swap_rate", v.swap_rate)
+        line.add("vsz_growth", v.vsz_growth)
+        line.addRaw("reasons", LeakEvent.array(verdict.reasons.names))
+        return line.finish()
+    }
+}
+
+/// Replays a trace through exactly the kernel's detector code (ebpf/detectors.h
+/// compiled for userspace): per process, and per memory cgroup with the
+/// kernel's aggregation rule (`mw_agg_*`). Several processes may share a
+/// cgroup, processes come and go, exec starts a process over. Only verdict
+/// changes reach the assessor, as in the kernel, so replay and `run` agree.
+public final class Replayer {
+    public let configuration: DetectorConfiguration
+    public let assessor: Assessor
+    public let strings: TraceStrings
+    /// Called with every verdict change (before the assessor sees it).
+    public var onVerdict: ((VerdictChange) -> Void)?
+    public private(set) var samples = 0
+    public private(set) var verdictChanges = 0
+
+    private struct Process {
+        var slot: Int32
+        var comm: Int32
+        var cgroup: Int32 = -1
+        var contribution = mw_det_sample()
+        var limit: UInt64?
+        var assessment = TargetAssessment()
+    }
+
+    private struct Cgroup {
+        var aggregate = mw_agg()
+        var slot: Int32
+        var limit: UInt64?
+        var assessment = TargetAssessment()
+    }
+
+    private let pool = DetectorStatePool()
+    private var config: mw_det_config
+    private var processIndex: [Int32: Int32] = [:]
+    private var processes: [Process] = []
+    private var freeProcesses: [Int32] = []
+    /// By cgroup string id: index into `cgroups`, or -1.
+    private var cgroupIndex: [Int32] = []
+    private var cgroups: [Cgroup] = []
+    private var freeCgroups: [Int32] = []
+
+    public init(strings: TraceStrings, configuration: DetectorConfiguration = DetectorConfiguration(),
+                assessor: Assessor = Assessor()) {
+        self.strings = strings
+        self.configuration = configuration
+        self.assessor = assessor
+        config = configuration.raw
+    }
+
+    /// Feeds one trace line; appends the events it causes.
+    public func feed(_ sample: TraceSample, into events: inout [LeakEvent]) {
+        samples += 1
+        let t = sample.timeNanoseconds
+        var counters = mw_det_sample(
+            t_ms: UInt64(t / 1_000_000), anon: sample.anon, file: sample.file, shmem: sample.shmem, swap: sample.swap,
+            vsz: sample.vsz)
+
+        if sample.event == .exit {
+            guard let index = processIndex.removeValue(forKey: sample.pid) else { return }
+            var process = processes[Int(index)]
+            if let event = assessor.end(
+                context: context(process, pid: sample.pid, t: t), reason: "process_exited", target: &process.assessment)
+            {
+                events.append(event)
+            }
+            leaveCgroup(&process, t: t, into: &events)
+            pool.release(process.slot)
+            freeProcesses.append(index)
+            return
+        }
+
+        let index: Int32
+        if let known = processIndex[sample.pid] {
+            index = known
+            if sample.event == .exec {
+                var process = processes[Int(index)]
+                if let event = assessor.end(
+                    context: context(process, pid: sample.pid, t: t), reason: "exec", target: &process.assessment)
+                {
+                    events.append(event)
+                }
+                mw_det_reset(pool.pointer(process.slot))
+                processes[Int(index)] = process
+            }
+        } else {
+            let process = Process(slot: pool.acquire(), comm: sample.comm)
+            if let reused = freeProcesses.popLast() {
+                index = reused
+                processes[Int(index)] = process
+            } else {
+                index = Int32(processes.count)
+                processes.append(process)
+            }
+            processIndex[sample.pid] = index
+        }
+
+        var process = processes[Int(index)]
+        process.comm = sample.comm
+        process.limit = sample.limit
+        // the cgroup's aggregate first, so the process's forecast sees the cgroup's usage now
+        let cgroupID = strings.count > 0 && !isEmpty(sample.cgroup) ? sample.cgroup : -1
+        if process.cgroup != cgroupID { leaveCgroup(&process, t: t, into: &events) }
+        var cgroupSlot: Int32 = -1
+        if cgroupID >= 0 {
+            cgroupSlot = joinCgroup(cgroupID)
+            let from: UnsafePointer<mw_det_sample>? = nil
+            withUnsafePointer(to: counters) { to in
+                if process.cgroup == cgroupID {
+                    withUnsafePointer(to: process.contribution) { mw_agg_move(&cgroups[Int(cgroupSlot)].aggregate, $0, to) }
+                } else {
+                    mw_agg_move(&cgroups[Int(cgroupSlot)].aggregate, from, to)
+                }
+            }
+            process.cgroup = cgroupID
+            process.contribution = counters
+            if let limit = sample.limit { cgroups[Int(cgroupSlot)].limit = limit }
+        }
+
+        var verdict = mw_det_verdict()
+        if mw_det_update(pool.pointer(process.slot), &config, &counters, &verdict) != 0 {
+            verdictChanged(verdict, scope: .process, pid: sample.pid, cgroup: process.cgroup, t: t)
+            if let event = assessor.assess(
+                DetectorVerdict(raw: verdict), context: context(process, pid: sample.pid, t: t),
+                target: &process.assessment)
+            {
+                events.append(event)
+            }
+        }
+        processes[Int(index)] = process
+        if cgroupSlot >= 0 { runCgroup(cgroupSlot, id: cgroupID, t: t, into: &events) }
+    }
+
+    private func isEmpty(_ id: Int32) -> Bool {
+        // "" marks a process whose cgroup the recorder could not tell
+        strings[id].isEmpty
+    }
+
+    private func verdictChanged(_ verdict: mw_det_verdict, scope: LeakScope, pid: Int32?, cgroup: Int32, t: Int64) {
+        verdictChanges += 1
+        guard let onVerdict else { return }
+        onVerdict(
+            VerdictChange(
+                timeNanoseconds: t, scope: scope, pid: pid, cgroup: cgroup >= 0 ? strings[cgroup] : "",
+                verdict: DetectorVerdict(raw: verdict)))
+    }
+
+    private func context(_ process: Process, pid: Int32, t: Int64) -> AssessmentContext {
+        var usage = process.contribution.anon &+ process.contribution.file &+ process.contribution.shmem
+        if process.cgroup >= 0, case let slot = cgroupIndex[Int(process.cgroup)], slot >= 0 {
+            usage = Self.rss(cgroups[Int(slot)].aggregate)
+        }
+        return AssessmentContext(
+            timeNanoseconds: t, scope: .process, pid: pid, comm: strings[process.comm],
+            cgroup: process.cgroup >= 0 ? strings[process.cgroup] : "", limit: process.limit, usage: usage)
+    }
+
+    private func cgroupContext(_ slot: Int32, id: Int32, t: Int64) -> AssessmentContext {
+        AssessmentContext(
+            timeNanoseconds: t, scope: .cgroup, pid: nil, comm: nil, cgroup: strings[id], limit: cgroups[Int(slot)].limit,
+            usage: Self.rss(cgroups[Int(slot)].aggregate))
+    }
+
+    private static func rss(_ aggregate: mw_agg) -> UInt64 {
+        UInt64(max(0, aggregate.anon)) &+ UInt64(max(0, aggregate.file)) &+ UInt64(max(0, aggregate.shmem))
+    }
+
+    private func joinCgroup(_ id: Int32) -> Int32 {
+        while cgroupIndex.count <= Int(id) { cgroupIndex.append(-1) }
+        let existing = cgroupIndex[Int(id)]
+        if existing >= 0 { return existing }
+        let cgroup = Cgroup(slot: pool.acquire())
+        let slot: Int32
+        if let reused = freeCgroups.popLast() {
+            slot = reused
+            cgroups[Int(slot)] = cgroup
+        } else {
+            slot = Int32(cgroups.count)
+            cgroups.append(cgroup)
+        }
+        cgroupIndex[Int(id)] = slot
+        return slot
+    }
+
+    /// Takes a process's contribution out of its cgroup; the cgroup's detectors
+    /// run if the rule says so, and the cgroup goes with its last process.
+    private func leaveCgroup(_ process: inout Process, t: Int64, into events: inout [LeakEvent]) {
+        guard process.cgroup >= 0 else { return }
+        let id = process.cgroup
+        process.cgroup = -1
+        let slot = cgroupIndex[Int(id)]
+        guard slot >= 0 else { return }
+        let to: UnsafePointer<mw_det_sample>? = nil
+        withUnsafePointer(to: process.contribution) { mw_agg_move(&cgroups[Int(slot)].aggregate, $0, to) }
+        process.contribution = mw_det_sample()
+        if cgroups[Int(slot)].aggregate.members == 0 {
+            var cgroup = cgroups[Int(slot)]
+            if let event = assessor.end(
+                context: cgroupContext(slot, id: id, t: t), reason: "cgroup_empty", target: &cgroup.assessment)
+            {
+                events.append(event)
+            }
+            pool.release(cgroup.slot)
+            cgroupIndex[Int(id)] = -1
+            freeCgroups.append(slot)
+            return
+        }
+        runCgroup(slot, id: id, t: t, into: &events)
+    }
+
+    private func runCgroup(_ slot: Int32, id: Int32, t: Int64, into events: inout [LeakEvent]) {
+        let tMs = UInt64(t / 1_000_000)
+        guard mw_agg_due(&cgroups[Int(slot)].aggregate, &config, tMs) != 0 else { return }
+        var sample = mw_det_sample()
+        mw_agg_sample(&cgroups[Int(slot)].aggregate, tMs, &sample)
+        var verdict = mw_det_verdict()
+        guard mw_det_update(pool.pointer(cgroups[Int(slot)].slot), &config, &sample, &verdict) != 0 else { return }
+        verdictChanged(verdict, scope: .cgroup, pid: nil, cgroup: id, t: t)
+        var cgroup = cgroups[Int(slot)]
+        if let event = assessor.assess(
+            DetectorVerdict(raw: verdict), context: cgroupContext(slot, id: id, t: t), target: &cgroup.assessment)
+        {
+            events.append(event)
+        }
+        cgroups[Int(slot)].assessment = cgroup.assessment
+    }
+}
+
+/// Reads a whole trace and replays it: the path `memwarden replay` takes.
+public struct TraceReplay {
+    public var configuration = DetectorConfiguration()
+    public var skipInvalid = false
+    public var onVerdict: ((VerdictChange) -> Void)?
+
+    public init() {}
+
+    public struct Summary: Sendable {
+        public var samples: Int
+        public var skipped: Int
+        public var firstError: TraceError?
+        public var verdictChanges: Int
+    }
+
+    /// Replays `reader`'s trace, handing every event to `emit` as it happens.
+    public func run(_ reader: TraceReader, emit: (LeakEvent) throws -> Void) throws -> Summary {
+        reader.skipInvalid = skipInvalid
+        let replayer = Replayer(strings: reader.strings, configuration: configuration)
+        replayer.onVerdict = onVerdict
+        var events: [LeakEvent] = []
+        while let sample = try reader.next() {
+            replayer.feed(sample, into: &events)
+            if !events.isEmpty {
+                for event in events { try emit(event) }
+                events.removeAll(keepingCapacity: true)
+            }
+        }
+        return Summary(
+            samples: replayer.samples, skipped: reader.skipped, firstError: reader.firstError,
+            verdictChanges: replayer.verdictChanges)
+    }
+}

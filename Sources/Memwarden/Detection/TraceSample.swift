@@ -1,0 +1,122 @@
+/// One line of a trace (the foundation issue's format: JSON Lines, one
+/// coalesced sample a line), as replay needs it. Strings are interned: `comm`
+/// and `cgroup` are ids into the reader's `TraceStrings`.
+public struct TraceSample: Sendable, Hashable {
+    public enum Event: UInt8, Sendable {
+        case sample
+        /// The first line after an exec: a new program in the same process.
+        case exec
+        /// The process's last line: it is gone.
+        case exit
+    }
+
+    /// 1-based line number in the trace.
+    public var line: Int
+    /// `t` in nanoseconds since the trace's start (exact for up to 9 decimals).
+    public var timeNanoseconds: Int64
+    public var pid: Int32
+    public var comm: Int32
+    public var cgroup: Int32
+    public var anon: UInt64
+    public var file: UInt64
+    public var shmem: UInt64
+    public var swap: UInt64
+    public var vsz: UInt64
+    /// The memory cgroup's limit in bytes, when the line has one.
+    public var limit: UInt64?
+    public var event: Event
+
+    public init(
+        line: Int, timeNanoseconds: Int64, pid: Int32, comm: Int32, cgroup: Int32, anon: UInt64, file: UInt64,
+        shmem: UInt64, swap: UInt64, vsz: UInt64, limit: UInt64?, event: Event
+    ) {
+        self.line = line
+        self.timeNanoseconds = timeNanoseconds
+        self.pid = pid
+        self.comm = comm
+        self.cgroup = cgroup
+        self.anon = anon
+        self.file = file
+        self.shmem = shmem
+        self.swap = swap
+        self.vsz = vsz
+        self.limit = limit
+        self.event = event
+    }
+
+    /// `t` in seconds.
+    public var time: Double { Double(timeNanoseconds) / 1e9 }
+    /// anon + file + shmem.
+    public var rss: UInt64 { anon &+ file &+ shmem }
+}
+
+/// The distinct strings of a trace. Lookups hash the raw bytes of the line and
+/// compare them with the stored bytes, so a repeated comm or cgroup path costs
+/// no String allocation.
+public final class TraceStrings {
+    private var strings: [String] = []
+    private var bytes: [[UInt8]] = []
+    private var table: [Int32]
+    private var mask: Int
+
+    public init() {
+        table = Array(repeating: -1, count: 1024)
+        mask = 1023
+    }
+
+    public var count: Int { strings.count }
+
+    public subscript(id: Int32) -> String { strings[Int(id)] }
+
+    /// The id of a string given as its JSON-decoded UTF-8 bytes.
+    public func intern(_ buffer: UnsafeBufferPointer<UInt8>) -> Int32 {
+        var hash: UInt64 = 0xcbf2_9ce4_8422_2325
+        for byte in buffer {
+            hash = (hash ^ UInt64(byte)) &* 0x0000_0100_0000_01b3
+        }
+        var index = Int(truncatingIfNeeded: hash) & mask
+        while true {
+            let id = table[index]
+            if id < 0 { break }
+            if bytes[Int(id)].withUnsafeBufferPointer({ Self.equal($0, buffer) }) { return id }
+            index = (index + 1) & mask
+        }
+        let id = Int32(strings.count)
+        strings.append(String(decoding: buffer, as: UTF8.self))
+        bytes.append(Array(buffer))
+        table[index] = id
+        if strings.count * 2 > table.count { grow() }
+        return id
+    }
+
+    public func intern(_ string: String) -> Int32 {
+        var copy = string
+        return copy.withUTF8 { intern($0) }
+    }
+
+    private static func equal(_ a: UnsafeBufferPointer<UInt8>, _ b: UnsafeBufferPointer<UInt8>) -> Bool {
+        guard a.count == b.count else { return false }
+        guard let pa = a.baseAddress, let pb = b.baseAddress else { return true }
+        return memcmp(pa, pb, a.count) == 0
+    }
+
+    private func grow() {
+        table = Array(repeating: -1, count: table.count * 2)
+        mask = table.count - 1
+        for (id, stored) in bytes.enumerated() {
+            var hash: UInt64 = 0xcbf2_9ce4_8422_2325
+            for byte in stored {
+                hash = (hash ^ UInt64(byte)) &* 0x0000_0100_0000_01b3
+            }
+            var index = Int(truncatingIfNeeded: hash) & mask
+            while table[index] >= 0 { index = (index + 1) & mask }
+            table[index] = Int32(id)
+        }
+    }
+}
+
+#if canImport(Glibc)
+import Glibc
+#elseif canImport(Musl)
+import Musl
+#endif

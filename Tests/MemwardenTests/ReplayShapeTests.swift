@@ -1,0 +1,242 @@
+import Memwarden
+import Testing
+
+/// A leak shape and what memwarden must say about it.
+struct LeakShape: CustomTestStringConvertible, Sendable {
+    var name: String
+    var duration: Double
+    var eventInterval: Double
+    var noise = 2 * mib
+    var limit: Double?
+    /// When the leak begins (trace seconds).
+    var onset = 0.0
+    /// Must be suspected by onset + deadline.
+    var deadline: Double
+    /// For linear leaks: the true growth rate (bytes/s) and RSS, to check the forecast.
+    var rate: Double?
+    var shape: @Sendable (Double) -> MemoryShape
+
+    var testDescription: String { name }
+
+    static let all: [LeakShape] = [
+        LeakShape(
+            name: "steady slow leak (5 MiB/min)", duration: 3600, eventInterval: 0.5, limit: 2 * gib, deadline: 900,
+            rate: 5 * mib / 60
+        ) { t in MemoryShape(anon: 200 * mib + 5 * mib * t / 60) },
+        LeakShape(
+            name: "1 MiB/min on a 300 MiB process", duration: 2700, eventInterval: 0.5, limit: 1 * gib, deadline: 1800,
+            rate: mib / 60
+        ) { t in MemoryShape(anon: 250 * mib + mib * t / 60) },
+        LeakShape(
+            name: "fast leak (50 MiB/s)", duration: 20, eventInterval: 0.01, limit: 4 * gib, deadline: 10,
+            rate: 50 * mib
+        ) { t in MemoryShape(anon: 100 * mib + 50 * mib * t) },
+        LeakShape(
+            name: "staircase (+32 MiB a minute)", duration: 1800, eventInterval: 0.5, deadline: 600
+        ) { t in MemoryShape(anon: 200 * mib + 32 * mib * (t / 60).rounded(.down)) },
+        LeakShape(
+            name: "leak under a 20 s sawtooth (floor +2 MiB/min)", duration: 3600, eventInterval: 0.05, deadline: 1800
+        ) { t in
+            MemoryShape(anon: 200 * mib + 2 * mib * t / 60 + 100 * mib * t.truncatingRemainder(dividingBy: 20) / 20)
+        },
+        LeakShape(
+            name: "leak under a 90 s sawtooth (floor +3 MiB/min)", duration: 3600, eventInterval: 0.1, deadline: 1800
+        ) { t in
+            MemoryShape(anon: 300 * mib + 3 * mib * t / 60 + 200 * mib * t.truncatingRemainder(dividingBy: 90) / 90)
+        },
+        LeakShape(
+            name: "fragmentation (VSZ +40 MiB/s, RSS +100 KiB/s)", duration: 600, eventInterval: 0.1, deadline: 180
+        ) { t in MemoryShape(anon: 50 * mib + 100 * kib * t, file: 20 * mib, vsz: 2 * gib + 40 * mib * t) },
+        LeakShape(
+            name: "shared memory growth (1 MiB/s)", duration: 600, eventInterval: 0.1, limit: 2 * gib, deadline: 180,
+            rate: mib
+        ) { t in MemoryShape(anon: 100 * mib, shmem: 10 * mib + mib * t) },
+        LeakShape(
+            name: "leak into swap under pressure", duration: 1800, eventInterval: 0.5, deadline: 600
+        ) { t in MemoryShape(anon: 900 * mib, file: 20 * mib, swap: 2 * mib * t / 60 * 10) },
+    ]
+}
+
+/// A healthy shape that must never be called a leak.
+struct ControlShape: CustomTestStringConvertible, Sendable {
+    var name: String
+    var duration: Double
+    var eventInterval: Double
+    var noise = 2 * mib
+    var shape: @Sendable (Double) -> MemoryShape
+
+    var testDescription: String { name }
+
+    static let all: [ControlShape] = [
+        ControlShape(name: "stable, ±2 MiB noise", duration: 3600, eventInterval: 0.5) { _ in
+            MemoryShape(anon: 300 * mib)
+        },
+        ControlShape(name: "stable, ±12 MiB noise", duration: 3600, eventInterval: 0.2, noise: 12 * mib) { _ in
+            MemoryShape(anon: 300 * mib)
+        },
+        ControlShape(name: "sawtooth, 5 s period", duration: 1800, eventInterval: 0.02) { t in
+            MemoryShape(anon: 200 * mib + 80 * mib * t.truncatingRemainder(dividingBy: 5) / 5)
+        },
+        ControlShape(name: "sawtooth, 20 s period", duration: 3600, eventInterval: 0.05) { t in
+            MemoryShape(anon: 200 * mib + 100 * mib * t.truncatingRemainder(dividingBy: 20) / 20)
+        },
+        ControlShape(name: "sawtooth, 120 s period", duration: 3600, eventInterval: 0.1) { t in
+            MemoryShape(anon: 200 * mib + 150 * mib * t.truncatingRemainder(dividingBy: 120) / 120)
+        },
+        ControlShape(name: "warm-up then plateau", duration: 1800, eventInterval: 0.02) { t in
+            MemoryShape(anon: 20 * mib + 300 * mib * (1 - exp(-t / 5)))
+        },
+        ControlShape(name: "single step", duration: 1800, eventInterval: 0.5) { t in
+            MemoryShape(anon: 200 * mib + (t >= 300 ? 200 * mib : 0))
+        },
+        ControlShape(name: "file cache growth (mmap of a file, to 2 GiB)", duration: 1800, eventInterval: 0.1) { t in
+            let cache = min(2 * gib, 5 * mib * t)
+            return MemoryShape(anon: 200 * mib, file: 50 * mib + cache, vsz: 4 * gib)
+        },
+        ControlShape(name: "startup spike then drop", duration: 900, eventInterval: 0.02) { t in
+            MemoryShape(anon: 100 * mib + (t < 4 ? 400 * mib * min(1, t / 2) : 0))
+        },
+        ControlShape(name: "periodic spikes (+300 MiB for 3 s a minute)", duration: 3600, eventInterval: 0.1) { t in
+            MemoryShape(anon: 200 * mib + (t.truncatingRemainder(dividingBy: 60) < 3 ? 300 * mib : 0))
+        },
+        ControlShape(name: "slow diurnal wave (±100 MiB a day)", duration: 2 * 86400, eventInterval: 5) { t in
+            MemoryShape(anon: 400 * mib + 100 * mib * sin(2 * Double.pi * t / 86400))
+        },
+        ControlShape(name: "shrinking", duration: 3600, eventInterval: 0.5) { t in
+            MemoryShape(anon: max(100 * mib, 800 * mib - 0.2 * mib * t))
+        },
+        ControlShape(name: "swap shuffle (anon to swap)", duration: 1800, eventInterval: 0.5) { t in
+            let moved = min(300 * mib, 0.5 * mib * t)
+            return MemoryShape(anon: 400 * mib - moved, swap: moved)
+        },
+    ]
+}
+
+struct ReplayShapeTests {
+    static let pid: Int32 = 4242
+
+    @Test(arguments: LeakShape.all, [UInt64(1), 2, 3])
+    func leakIsSuspectedInTime(_ leak: LeakShape, seed: UInt64) throws {
+        var trace = TraceBuilder()
+        trace.process(
+            pid: Self.pid, duration: leak.duration, eventInterval: leak.eventInterval, noise: leak.noise, seed: seed,
+            limit: leak.limit, shape: leak.shape)
+        let events = try trace.replay()
+        let first = try #require(events.suspected(pid: Self.pid).first, "\(leak.name): \(events.summary)")
+        #expect(first.t <= leak.onset + leak.deadline, "\(leak.name): suspected at \(first.t) s")
+        #expect(first.confidence >= 0.5 && first.confidence <= 1)
+        #expect(!first.detectors.isEmpty && !first.reasons.isEmpty)
+        // a leak that goes on is never cleared
+        #expect(events.cleared(pid: Self.pid).isEmpty, "\(leak.name): \(events.summary)")
+        if let rate = leak.rate, let limit = leak.limit {
+            let truth = leak.shape(first.t)
+            let left = (limit - (truth.anon + truth.file + truth.shmem)) / rate
+            let forecast = try #require(first.secondsToLimit, "\(leak.name): no forecast")
+            #expect(abs(forecast - left) <= 0.2 * left, "\(leak.name): forecast \(forecast) s, true \(left) s")
+            #expect(first.limit == UInt64(limit))
+        }
+    }
+
+    @Test(arguments: ControlShape.all, [UInt64(1), 2, 3])
+    func controlIsNeverSuspected(_ control: ControlShape, seed: UInt64) throws {
+        var trace = TraceBuilder()
+        trace.process(
+            pid: Self.pid, duration: control.duration, eventInterval: control.eventInterval, noise: control.noise,
+            seed: seed, limit: 4 * gib, shape: control.shape)
+        let events = try trace.replay()
+        #expect(trace.lineCount > 10)
+        #expect(events.anySuspected.isEmpty, "\(control.name): \(events.summary)")
+    }
+
+    @Test func fastLeakAfterAQuietHourIsSuspectedWithinTenSeconds() throws {
+        var trace = TraceBuilder()
+        trace.process(pid: Self.pid, duration: 3600, eventInterval: 0.5) { _ in MemoryShape(anon: 200 * mib) }
+        trace.process(pid: Self.pid, start: 3600.5, duration: 20, eventInterval: 0.01) { t in
+            MemoryShape(anon: 200 * mib + 50 * mib * t)
+        }
+        let events = try trace.replay()
+        let first = try #require(events.suspected(pid: Self.pid).first, "\(events.summary)")
+        #expect(first.t >= 3600 && first.t <= 3610.5, "suspected at \(first.t)")
+        #expect(first.reasons.contains("fast_growth"))
+    }
+
+    @Test func cgroupOfChildrenEachLeakingALittleIsSuspectedAsACgroup() throws {
+        var trace = TraceBuilder()
+        let cgroup = "/kubepods.slice/pod-a.slice/cri-containerd-abc.scope"
+        for child in 0..<8 {
+            // 0.3 MiB/min each: below the per-process minimum; 2.4 MiB/min together
+            trace.process(
+                pid: 500 + Int32(child), comm: "worker", cgroup: cgroup, start: Double(child) * 0.7, duration: 2700,
+                eventInterval: 0.5, noise: 1 * mib, seed: UInt64(child), limit: 2 * gib
+            ) { t in MemoryShape(anon: 60 * mib + 0.3 * mib * t / 60, file: 5 * mib) }
+        }
+        let events = try trace.replay()
+        let first = try #require(events.suspected(cgroup: cgroup).first, "\(events.summary)")
+        #expect(first.t <= 1800, "suspected at \(first.t)")
+        #expect(first.pid == nil && first.comm == nil)
+        // the whole cgroup grows at 8 x 0.3 MiB/min
+        let rate = 8 * 0.3 * mib / 60
+        #expect(abs(Double(first.growthBytesPerSecond) - rate) <= 0.3 * rate, "growth \(first.growthBytesPerSecond)")
+        for child in 0..<8 {
+            #expect(events.suspected(pid: 500 + Int32(child)).isEmpty, "child \(child) alone is no leak")
+        }
+    }
+
+    @Test func shortLivedProcessesAreNeverSuspected() throws {
+        var trace = TraceBuilder()
+        let cgroup = "/system.slice/cron.service"
+        trace.process(pid: 10, comm: "crond", cgroup: cgroup, duration: 1800, eventInterval: 0.5) { _ in
+            MemoryShape(anon: 20 * mib, file: 5 * mib)
+        }
+        for i in 0..<250 {
+            // each job lives 3 s and grows fast, then exits
+            trace.process(
+                pid: 1000 + Int32(i), comm: "job", cgroup: cgroup, start: 5 + Double(i) * 7, duration: 3,
+                eventInterval: 0.01, seed: UInt64(i), exitAtEnd: true
+            ) { t in MemoryShape(anon: 10 * mib + 40 * mib * t, file: 2 * mib) }
+        }
+        let events = try trace.replay()
+        #expect(events.anySuspected.isEmpty, "\(events.summary)")
+    }
+
+    @Test func cacheFillingToItsBoundIsClearedSoonAfterItStops() throws {
+        var trace = TraceBuilder()
+        trace.process(pid: Self.pid, duration: 2400, eventInterval: 0.2) { t in
+            MemoryShape(anon: 100 * mib + 2 * mib * min(t, 300))
+        }
+        let events = try trace.replay()
+        let suspected = events.suspected(pid: Self.pid)
+        let cleared = events.cleared(pid: Self.pid)
+        // it may be flagged while it grows (it looks like a leak then), never after
+        #expect(suspected.allSatisfy { $0.t <= 300 + 60 }, "\(events.summary)")
+        #expect(cleared.count == suspected.count, "\(events.summary)")
+        if let last = cleared.last {
+            #expect(last.t <= 300 + 300, "cleared at \(last.t)")
+            #expect(last.reasons == ["growth_stopped"])
+        }
+    }
+
+    @Test func bigBatchJobIsClearedSoonAfterEachCycle() throws {
+        var trace = TraceBuilder()
+        // 60 s growing at 20 MiB/s to 1.3 GiB, freed at once, 60 s idle; four cycles
+        trace.process(pid: Self.pid, duration: 480, eventInterval: 0.02) { t in
+            let phase = t.truncatingRemainder(dividingBy: 120)
+            return MemoryShape(anon: 100 * mib + (phase < 60 ? 20 * mib * phase : 0))
+        }
+        let events = try trace.replay()
+        let suspected = events.suspected(pid: Self.pid)
+        let cleared = events.cleared(pid: Self.pid)
+        #expect(cleared.count == suspected.count, "\(events.summary)")
+        for event in suspected {
+            let cycleEnd = (event.t / 120).rounded(.down) * 120 + 60
+            let clear = try #require(cleared.first { $0.t >= event.t }, "\(events.summary)")
+            #expect(clear.t <= cycleEnd + 60, "suspected at \(event.t), cleared at \(clear.t)")
+        }
+        // only the first cycle can look new: later ones climb back to a known level
+        #expect(suspected.allSatisfy { $0.t < 120 }, "\(events.summary)")
+    }
+}
+
+#if canImport(Glibc)
+import Glibc
+#endif
