@@ -51,6 +51,18 @@ struct TraceOutputTests {
         #expect(line == #"{"t":2.5,"pid":7,"comm":"a\"b","cgroup":"","anon":10,"file":20,"shmem":30,"swap":40,"vsz":100,"limit":4096}"#)
     }
 
+    @Test func traceTimeIsWholeMillisecondsOfTheKernelClockPlusTruncatedMicroseconds() {
+        // origin 1.0005 s rounds down to 1.000 s; 3.4567899 s is 2.456789 s after it, not 2.45679
+        let formatter = SampleFormatter(hierarchy: nil, clock: WallClock(offset: 0), origin: 1_000_500_000)
+        #expect(formatter.origin == 1_000_000_000)
+        #expect(formatter.traceTime(3_456_789_999) == 2.456789)
+        #expect(formatter.traceTime(999_000_000) == 0)
+        var record = Self.record
+        record.monotonicNanoseconds = 3_456_789_999
+        var mutable = formatter
+        #expect(mutable.traceLine(record).hasPrefix(#"{"t":2.456789,"#))
+    }
+
     @Test func execAndExitAreMarked() {
         var formatter = SampleFormatter(hierarchy: nil, clock: WallClock(offset: 0), origin: 0)
         var record = Self.record

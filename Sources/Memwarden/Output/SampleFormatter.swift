@@ -14,16 +14,21 @@ public struct SampleFormatter: Sendable {
         var own: MemoryLimit
     }
 
+    /// The origin is rounded down to a whole millisecond, and `t` is written
+    /// truncated to the microsecond: then whole milliseconds of `t` are exactly
+    /// the kernel's milliseconds minus a constant, and replaying a trace feeds
+    /// the detectors the very times the kernel fed them.
     public init(hierarchy: CgroupHierarchy?, clock: WallClock = WallClock(), origin: UInt64 = monotonicNanoseconds()) {
         cgroups = hierarchy.map(CgroupIndex.init)
         self.clock = clock
-        self.origin = origin
+        self.origin = origin / 1_000_000 * 1_000_000
         timestamps = TimestampCache(clock: clock)
     }
 
-    /// Seconds since the origin (never negative: records from before it are at 0).
+    /// Seconds since the origin, truncated to microseconds (never negative:
+    /// records from before the origin are at 0).
     public func traceTime(_ monotonic: UInt64) -> Double {
-        monotonic > origin ? Double(monotonic - origin) / 1e9 : 0
+        monotonic > origin ? Double((monotonic - origin) / 1_000) / 1e6 : 0
     }
 
     /// The memory cgroup's path; "" when neither the id nor /proc can tell (the process is gone).
