@@ -123,7 +123,7 @@ enum SyntheticTrace {
             switch process.shape {
             case 0: process.anon += mib + next() % mib  // leak
             case 1: process.anon = process.anon > 512 * mib ? 64 * mib : process.anon + 8 * mib  // sawtooth
-            default: process.anon = process.anon &+ (next() % (2 * mib)) &- mib  // noise
+            default: process.anon = max(32 * mib, process.anon + next() % (2 * mib)) - mib  // noise
             }
             var event = ""
             if next() % 5000 == 0 {

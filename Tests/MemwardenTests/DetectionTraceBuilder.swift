@@ -92,6 +92,7 @@ struct TraceBuilder {
         t: Double, pid: Int32, comm: String, cgroup: String, memory: MemoryShape, limit: Double?, event: String? = nil
     ) {
         let rss = memory.anon + memory.file + memory.shmem
+        let comm = comm.replacing("\\", with: "\\\\").replacing("\"", with: "\\\"")
         var text = "{\"t\":\(format(t)),\"pid\":\(pid),\"comm\":\"\(comm)\",\"cgroup\":\"\(cgroup)\""
         text += ",\"anon\":\(UInt64(memory.anon)),\"file\":\(UInt64(memory.file)),\"shmem\":\(UInt64(memory.shmem))"
         text += ",\"swap\":\(UInt64(memory.swap)),\"vsz\":\(UInt64(memory.vsz ?? (rss + 512 * mib)))"

@@ -152,9 +152,9 @@ public struct DetectorVerdict: Sendable {
 /// the C code gets stable pointers; slots are reused after `release`.
 /// Not thread-safe: one owner feeds it.
 public final class DetectorStatePool {
-    private var chunks: [UnsafeMutablePointer<mw_det_state>] = []
-    private var free: [Int32] = []
-    private var count: Int32 = 0
+    @exclusivity(unchecked) private var chunks: [UnsafeMutablePointer<mw_det_state>] = []
+    @exclusivity(unchecked) private var free: [Int32] = []
+    @exclusivity(unchecked) private var count: Int32 = 0
     private static let chunkSize = 256
 
     public init() {}

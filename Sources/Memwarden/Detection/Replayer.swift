@@ -55,8 +55,8 @@ public final class Replayer {
     public let strings: TraceStrings
     /// Called with every verdict change (before the assessor sees it).
     public var onVerdict: ((VerdictChange) -> Void)?
-    public private(set) var samples = 0
-    public private(set) var verdictChanges = 0
+    @exclusivity(unchecked) public private(set) var samples = 0
+    @exclusivity(unchecked) public private(set) var verdictChanges = 0
 
     private struct Process {
         var slot: Int32
@@ -75,14 +75,14 @@ public final class Replayer {
     }
 
     private let pool = DetectorStatePool()
-    private var config: mw_det_config
-    private var processIndex: [Int32: Int32] = [:]
-    private var processes: [Process] = []
-    private var freeProcesses: [Int32] = []
+    @exclusivity(unchecked) private var config: mw_det_config
+    @exclusivity(unchecked) private var processIndex: [Int32: Int32] = [:]
+    @exclusivity(unchecked) private var processes: [Process] = []
+    @exclusivity(unchecked) private var freeProcesses: [Int32] = []
     /// By cgroup string id: index into `cgroups`, or -1.
-    private var cgroupIndex: [Int32] = []
-    private var cgroups: [Cgroup] = []
-    private var freeCgroups: [Int32] = []
+    @exclusivity(unchecked) private var cgroupIndex: [Int32] = []
+    @exclusivity(unchecked) private var cgroups: [Cgroup] = []
+    @exclusivity(unchecked) private var freeCgroups: [Int32] = []
 
     public init(strings: TraceStrings, configuration: DetectorConfiguration = DetectorConfiguration(),
                 assessor: Assessor = Assessor()) {

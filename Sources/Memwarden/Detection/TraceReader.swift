@@ -10,6 +10,10 @@ import Musl
 /// over raw bytes because replay must read a million lines a second: no
 /// Foundation, no Codable, no String per field (comm and cgroup are interned).
 ///
+/// Its state is only ever touched by the one caller of `next()`, so the
+/// per-access exclusivity checks on class properties (a fifth of the time per
+/// line) are turned off.
+///
 /// With `skipInvalid` a bad line is counted (`skipped`, `firstError`) and
 /// reading goes on; otherwise `next()` throws a `TraceError` naming the file,
 /// the line and the field.
@@ -18,19 +22,19 @@ public final class TraceReader {
     public let name: String
     public let strings = TraceStrings()
     public var skipInvalid = false
-    public private(set) var skipped = 0
-    public private(set) var firstError: TraceError?
-    public private(set) var lineNumber = 0
+    @exclusivity(unchecked) public private(set) var skipped = 0
+    @exclusivity(unchecked) public private(set) var firstError: TraceError?
+    @exclusivity(unchecked) public private(set) var lineNumber = 0
 
     private let fd: Int32
     private let ownsDescriptor: Bool
-    private var buffer: UnsafeMutablePointer<UInt8>
-    private var capacity: Int
-    private var start = 0
-    private var end = 0
-    private var atEOF = false
-    private var lastTime = Int64.min
-    private var scratch: [UInt8] = []
+    @exclusivity(unchecked) private var buffer: UnsafeMutablePointer<UInt8>
+    @exclusivity(unchecked) private var capacity: Int
+    @exclusivity(unchecked) private var start = 0
+    @exclusivity(unchecked) private var end = 0
+    @exclusivity(unchecked) private var atEOF = false
+    @exclusivity(unchecked) private var lastTime = Int64.min
+    @exclusivity(unchecked) private var scratch: [UInt8] = []
 
     /// Opens `path`; "-" reads standard input.
     public convenience init(path: String) throws(TraceError) {
@@ -185,10 +189,7 @@ public final class TraceReader {
     private func parse(_ line: UnsafeMutablePointer<UInt8>, _ count: Int) throws(TraceError) -> TraceSample? {
         var p = UnsafePointer(line)
         let end = p + count
-        @inline(__always) func skipSpace() {
-            while p < end && (p.pointee == 0x20 || p.pointee == 0x09) { p += 1 }
-        }
-        skipSpace()
+        skipSpace(&p, end)
         if p == end { return nil }
         guard p.pointee == UInt8(ascii: "{") else {
             throw error(.malformed, nil, "expected '{' at column \(p - UnsafePointer(line) + 1)")
@@ -198,22 +199,22 @@ public final class TraceReader {
             line: 0, timeNanoseconds: 0, pid: 0, comm: 0, cgroup: 0, anon: 0, file: 0, shmem: 0, swap: 0, vsz: 0,
             limit: nil, event: .sample)
         var seen: UInt32 = 0
-        skipSpace()
+        skipSpace(&p, end)
         if p < end && p.pointee == UInt8(ascii: "}") {
             p += 1
         } else {
             while true {
-                skipSpace()
+                skipSpace(&p, end)
                 guard p < end && p.pointee == UInt8(ascii: "\"") else {
                     throw error(.malformed, nil, "expected a field name at column \(p - UnsafePointer(line) + 1)")
                 }
                 let key = try parseKey(&p, end)
-                skipSpace()
+                skipSpace(&p, end)
                 guard p < end && p.pointee == UInt8(ascii: ":") else {
                     throw error(.malformed, key.map { $0.name }, "expected ':' after the field name")
                 }
                 p += 1
-                skipSpace()
+                skipSpace(&p, end)
                 guard p < end else { throw error(.malformed, key.map { $0.name }, "the value is missing") }
                 if let key {
                     try parseValue(key, &p, end, into: &sample)
@@ -221,7 +222,7 @@ public final class TraceReader {
                 } else {
                     try skipValue(&p, end, depth: 0)
                 }
-                skipSpace()
+                skipSpace(&p, end)
                 guard p < end else { throw error(.malformed, nil, "the object is not closed") }
                 if p.pointee == UInt8(ascii: ",") {
                     p += 1
@@ -234,12 +235,17 @@ public final class TraceReader {
                 break
             }
         }
-        skipSpace()
+        skipSpace(&p, end)
         guard p == end else { throw error(.malformed, nil, "unexpected text after the object") }
         for field in Field.required where seen & (1 << UInt32(field.rawValue)) == 0 {
             throw error(.missingField, field.name, "required")
         }
         return sample
+    }
+
+    @inline(__always)
+    private func skipSpace(_ p: inout UnsafePointer<UInt8>, _ end: UnsafePointer<UInt8>) {
+        while p < end && (p.pointee == 0x20 || p.pointee == 0x09) { p += 1 }
     }
 
     /// A field name: one of ours, or nil for one to skip.
