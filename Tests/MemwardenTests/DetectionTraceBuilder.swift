@@ -115,10 +115,12 @@ struct TraceBuilder {
 
     var lineCount: Int { lines.count }
 
-    /// Replays the trace through the detectors and the assessor.
+    /// Replays the trace through the detectors and the assessor. With
+    /// MW_TEST_TRACE_DIR set, the trace is also written there, to look at a
+    /// failing shape with `memwarden replay --verdicts FILE`.
     func replay() throws -> [LeakEvent] {
         if let dir = getenv("MW_TEST_TRACE_DIR") {
-            let path = String(cString: dir) + "/trace-\(lines.count)-\(lines.first?.text.hashValue ?? 0).jsonl"
+            let path = String(cString: dir) + "/trace-\(lines.count)-\(lines.last.map { UInt64($0.t * 1e6) } ?? 0).jsonl"
             let file = fopen(path, "w")
             fputs(text, file)
             fclose(file)
