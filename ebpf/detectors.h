@@ -135,8 +135,8 @@ struct mw_det_config {
 	.floor_buckets = 4,                         \
 	.fire_score = 500,                          \
 	.stay_score = 400,                          \
-	.trend_min_points = 6,                      \
-	.trend_min_span_ms = 60000,                 \
+	.trend_min_points = 5,                      \
+	.trend_min_span_ms = 20000,                 \
 	.trend_min_r2 = 800,                        \
 	.trend_min_rate = 8192,                     \
 	.trend_min_rel = 100,                       \
@@ -153,10 +153,10 @@ struct mw_det_config {
 	.rise_stall_ms = 30000,                     \
 	.vsz_min_growth_kib = 262144,               \
 	.vsz_ratio = 8,                             \
-	.vsz_min_span_ms = 60000,                   \
+	.vsz_min_span_ms = 30000,                   \
 	.anon_share = 500,                          \
 	.swap_share = 100,                          \
-	.trend_min_age_ms = 120000,                 \
+	.trend_min_age_ms = 30000,                  \
 }
 
 /* mw_det_config_check's answers: which field is out of range. */
@@ -248,6 +248,8 @@ struct mw_det_scratch {
 	__u32 lo, hi, prior, m;
 	__u32 x_first, x_last, floor_last, floor_peak;
 	__u32 l_first, l_mid, l_last, have_mid, level_last, pad5;
+	/* trend window: floor at its first and last point, largest rise between two points */
+	__u32 mid_first, mid_last, mid_jump, pad6;
 	__u32 best_score, best_first, best_reasons, k;
 	/* loop bounds, reloaded inside each loop: a bound kept in a register gets its
 	 * range narrowed differently by each path's comparisons, and the verifier
@@ -699,6 +701,8 @@ struct mw_trend_fit {
 	__u32 floor_last;       /* floor at the window's last point, KiB */
 	__u32 floor_peak;       /* highest floor in the window, KiB */
 	__u32 xspan;            /* buckets between the first and last point */
+	__u32 rise;             /* floor at the last point minus at the first, KiB (0 if lower) */
+	__u32 jump;             /* largest rise of the floor between two neighbouring points, KiB */
 };
 
 /* One bucket of a trend window. Loop bodies that keep running values are BPF
@@ -716,12 +720,17 @@ MW_DET_SUB void mw_trend_point(struct mw_det_state *st, const struct mw_det_conf
 	if (i >= sc->done || i < sc->first || i + 1 < mw_floor_k(cfg) || b->hmin == MW_DET_EMPTY)
 		return;
 	x = i - sc->first;
-	if (!sc->fit.level.n)
-		sc->x_first = x;
-	sc->x_last = x;
 	/* hmin <= hmax < 2^32, so the midpoint is computed without overflow */
 	mid = b->hmin + ((b->hmax - b->hmin) >> 1);
 	fl = mw_long_floor(st, i, mw_floor_k(cfg));
+	if (!sc->fit.level.n) {
+		sc->x_first = x;
+		sc->mid_first = fl;
+	} else if (fl > sc->mid_last && fl - sc->mid_last > sc->mid_jump) {
+		sc->mid_jump = fl - sc->mid_last;
+	}
+	sc->mid_last = fl;
+	sc->x_last = x;
 	/* hmin, hmax and every floor are >= lo, the minimum over all completed buckets */
 	mw_fit_add(&sc->fit.level, x, (mid - lo) >> shift);
 	mw_fit_add(&sc->fit.floor, x, (fl - lo) >> shift);
@@ -743,10 +752,15 @@ MW_DET_INLINE void mw_trend_window(struct mw_det_state *st, const struct mw_det_
 	sc->x_last = 0;
 	sc->floor_last = 0;
 	sc->floor_peak = 0;
+	sc->mid_first = 0;
+	sc->mid_last = 0;
+	sc->mid_jump = 0;
 	for (__u32 i = 0; i < MW_DET_LONG_N; i++)
 		mw_trend_point(st, cfg, i);
 	out->points = sc->fit.level.n;
 	out->xspan = sc->x_last - sc->x_first;
+	out->rise = sc->mid_last > sc->mid_first ? sc->mid_last - sc->mid_first : 0;
+	out->jump = sc->mid_jump;
 	out->floor_last = sc->floor_last;
 	out->floor_peak = sc->floor_peak;
 	mw_fit_solve(&sc->fit.level, shift, width, &out->lslope, &out->lr2);
@@ -788,6 +802,11 @@ MW_DET_INLINE __u32 mw_trend_score(const struct mw_det_config *cfg, const struct
 	 * has not dropped yet: the trend waits until it has seen more */
 	if (age_ms < cfg->trend_min_age_ms)
 		s_span = mw_min32(s_span, 499);
+	/* growth that is mostly one jump of the floor (three quarters of it) is a
+	 * step, not a trend (a window that catches a step near its middle can fit
+	 * a line well enough): a staircase needs two steps in the window */
+	if (w->rise && (__u64)w->jump * 4 > (__u64)w->rise * 3)
+		s_growth = mw_min32(s_growth, 250);
 	return mw_min32(mw_min32(s_abs, s_rel), mw_min32(s_r2, mw_min32(s_span, s_growth)));
 }
 

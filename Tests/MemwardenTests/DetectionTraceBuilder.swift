@@ -58,7 +58,8 @@ struct TraceBuilder {
     mutating func process(
         pid: Int32, comm: String = "app", cgroup: String = "/test.slice/app.service", start: Double = 0,
         duration: Double, eventInterval: Double, noise: Double = 2 * mib, seed: UInt64 = 1, limit: Double? = nil,
-        execAtStart: Bool = false, exitAtEnd: Bool = false, shape: (Double) -> MemoryShape
+        execAtStart: Bool = false, exitAtEnd: Bool = false, quietWhenFlat: Bool = false,
+        shape: (Double) -> MemoryShape
     ) -> [Double] {
         var random = Noise(seed: seed ^ UInt64(pid))
         var lastRSS: Double?
@@ -66,11 +67,16 @@ struct TraceBuilder {
         var times: [Double] = []
         var pending: [(Double, MemoryShape)] = []
         var age = 0.0
+        var previous: Double?
         while age <= duration + 1e-9 {
             var memory = shape(age)
             memory.anon = max(0, memory.anon + random.uniform(noise))
             let rss = memory.anon + memory.file + memory.shmem
-            if lastRSS == nil || abs(rss - lastRSS!) >= Self.step || age - lastT >= Self.heartbeat {
+            // with quietWhenFlat, memory that does not change makes no event,
+            // and so no heartbeat either, as in the kernel
+            let event = !quietWhenFlat || previous != rss + memory.swap
+            previous = rss + memory.swap
+            if event && (lastRSS == nil || abs(rss - lastRSS!) >= Self.step || age - lastT >= Self.heartbeat) {
                 pending.append((start + age, memory))
                 lastRSS = rss
                 lastT = age
