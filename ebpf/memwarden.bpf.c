@@ -37,6 +37,11 @@ const volatile __u32 cfg_page_shift = 12;
 /* slots of `hot` - 1 (a power of two minus one) */
 const volatile __u32 cfg_hot_mask = 65535;
 
+/* The detectors' thresholds; userspace may replace them before load. Their
+ * step and heartbeat are the cgroup aggregates' coalescing rule. */
+const volatile struct mw_det_config cfg_det = MW_DET_CONFIG_DEFAULT;
+#define DET_CFG ((const struct mw_det_config *)&cfg_det)
+
 /* Heartbeats are checked at every 64th event of a process: the clock is the
  * costliest thing the hot path could do. */
 #define MW_HEARTBEAT_EVERY 64
@@ -93,6 +98,32 @@ struct {
 	__type(key, __u32);
 	__type(value, __u64);
 } counters SEC(".maps");
+
+/* Detector inputs and outputs: too big for the 512-byte stack next to the
+ * detectors' own frames. Programs do not nest on a CPU, so one per CPU serves. */
+struct mw_scratch {
+	struct mw_det_sample sample;
+	struct mw_det_sample cgroup_sample;
+	struct mw_det_verdict verdict;
+};
+
+struct {
+	__uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
+	__uint(max_entries, 1);
+	__type(key, __u32);
+	__type(value, struct mw_scratch);
+} scratch SEC(".maps");
+
+/* New map entries start as a copy of these (the states are ~1.5 KiB: no room on the stack). */
+static const struct mw_proc_state zero_proc;
+static const struct mw_cgroup_state zero_cgroup;
+
+static __always_inline struct mw_scratch *get_scratch(void)
+{
+	__u32 zero = 0;
+
+	return bpf_map_lookup_elem(&scratch, &zero);
+}
 
 static __always_inline void count_n(__u32 idx, __u64 n)
 {
@@ -213,6 +244,16 @@ static __always_inline struct mem_cgroup *refresh_from_task(struct mw_proc_state
 	return memcg;
 }
 
+static __always_inline __u64 pos(__s64 v)
+{
+	return v < 0 ? 0 : (__u64)v;
+}
+
+static __always_inline __u64 agg_rss(const struct mw_agg *agg)
+{
+	return pos(agg->anon) + pos(agg->file) + pos(agg->shmem);
+}
+
 static __always_inline void emit_cgroup(__u64 cgid, struct mw_cgroup_state *cg, __u64 now)
 {
 	struct mw_cgroup_record *r = bpf_ringbuf_reserve(&events, sizeof(*r), 0);
@@ -222,20 +263,65 @@ static __always_inline void emit_cgroup(__u64 cgid, struct mw_cgroup_state *cg, 
 		return;
 	}
 	r->kind = MW_REC_CGROUP_SAMPLE;
-	r->nr_procs = cg->nr_procs < 0 ? 0 : cg->nr_procs;
+	r->nr_procs = cg->agg.members;
 	r->ts_ns = now;
 	r->cgroup_id = cgid;
-#pragma unroll
-	for (int i = 0; i < MW_NR_MEMBERS; i++)
-		r->bytes[i] = cg->bytes[i] < 0 ? 0 : cg->bytes[i];
+	r->bytes[MW_FILE] = pos(cg->agg.file);
+	r->bytes[MW_ANON] = pos(cg->agg.anon);
+	r->bytes[MW_SWAP] = pos(cg->agg.swap);
+	r->bytes[MW_SHMEM] = pos(cg->agg.shmem);
 	r->usage = cg->usage;
 	r->limit = cg->limit;
 	bpf_ringbuf_submit(r, wakeup_flags());
 	count(MW_CNT_CGROUP_SAMPLES);
 }
 
-/* Takes a process's contribution out of its cgroup; the cgroup state goes when
- * its last tracked process leaves (after a final record saying so). */
+static __always_inline void emit_verdict(__u32 scope, __u32 tgid, __u64 cgid, __u64 cgroup_rss, __u64 limit,
+					 const char *comm, const struct mw_det_verdict *v, __u64 now)
+{
+	struct mw_verdict_record *r = bpf_ringbuf_reserve(&events, sizeof(*r), 0);
+
+	if (!r) {
+		count(MW_CNT_RINGBUF_DROPS);
+		return;
+	}
+	r->kind = MW_REC_VERDICT;
+	r->tgid = tgid;
+	r->ts_ns = now;
+	r->cgroup_id = cgid;
+	r->cgroup_rss = cgroup_rss;
+	r->limit = limit;
+	r->scope = scope;
+	r->pad = 0;
+	if (comm)
+		__builtin_memcpy(r->comm, comm, MW_COMM_LEN);
+	else
+		__builtin_memset(r->comm, 0, MW_COMM_LEN);
+	__builtin_memcpy(&r->verdict, v, sizeof(*v));
+	bpf_ringbuf_submit(r, wakeup_flags());
+	count(MW_CNT_VERDICTS);
+}
+
+/* The cgroup's detectors run when its aggregate moved by a step or a
+ * heartbeat passed (mw_agg_due, the same rule replay applies). */
+static __always_inline void run_cgroup(__u64 cgid, struct mw_cgroup_state *cg, __u64 now)
+{
+	__u64 t_ms = now / 1000000;
+	struct mw_scratch *sc;
+
+	if (!mw_agg_due(&cg->agg, DET_CFG, t_ms))
+		return;
+	sc = get_scratch();
+	if (!sc)
+		return;
+	mw_agg_sample(&cg->agg, t_ms, &sc->cgroup_sample);
+	emit_cgroup(cgid, cg, now);
+	if (mw_det_update(&cg->det, DET_CFG, &sc->cgroup_sample, &sc->verdict))
+		emit_verdict(MW_SCOPE_CGROUP, 0, cgid, agg_rss(&cg->agg), cg->limit, NULL, &sc->verdict, now);
+}
+
+/* Takes a process's last sample out of its cgroup's aggregate; the cgroup
+ * state goes when its last tracked process leaves (after a final record). */
 static __always_inline void leave_cgroup(struct mw_proc_state *p, __u64 now)
 {
 	__u64 cgid = p->cgroup_id;
@@ -247,79 +333,64 @@ static __always_inline void leave_cgroup(struct mw_proc_state *p, __u64 now)
 	cg = bpf_map_lookup_elem(&cgroups, &cgid);
 	if (!cg)
 		return;
-#pragma unroll
-	for (int i = 0; i < MW_NR_MEMBERS; i++) {
-		__sync_fetch_and_add(&cg->bytes[i], -p->contrib[i]);
-		p->contrib[i] = 0;
-	}
-	__sync_fetch_and_add(&cg->nr_procs, -1);
-	if (cg->nr_procs <= 0) {
+	/* two CPUs moving members of one cgroup at once can race here, as on
+	 * every plain field of these states: no locks on tracing paths */
+	mw_agg_move(&cg->agg, &p->contrib, NULL);
+	__builtin_memset(&p->contrib, 0, sizeof(p->contrib));
+	if (cg->agg.members == 0) {
 		emit_cgroup(cgid, cg, now);
 		bpf_map_delete_elem(&cgroups, &cgid);
 		count(MW_CNT_CGROUP_DELETED);
 		return;
 	}
-	cg->last_rss = rss_of(cg->bytes);
-	cg->last_ts = now;
-	emit_cgroup(cgid, cg, now);
+	run_cgroup(cgid, cg, now);
 }
 
-/* Moves the process's latest counters into its cgroup's aggregate (joining or
- * switching cgroups first), then lets the aggregate coalesce like a process.
- * Runs only when the process itself produces a record, never per event. */
-static __always_inline void account_cgroup(struct mw_proc_state *p, __u64 cgid, struct mem_cgroup *memcg,
-					   __u64 now, bool force)
+/* Before a record: a process that changed memory cgroups leaves the old one. */
+static __always_inline void switch_cgroup(struct mw_proc_state *p, __u64 cgid, __u64 now)
 {
-	struct mw_cgroup_state *cg;
-	__u64 rss;
-
 	if (p->joined && cgid != p->cgroup_id)
 		leave_cgroup(p, now);
 	p->cgroup_id = cgid;
+}
+
+/* After a record: the sample replaces the process's share of its cgroup's
+ * aggregate (joining it on the first one). */
+static __always_inline struct mw_cgroup_state *join_cgroup(struct mw_proc_state *p, struct mem_cgroup *memcg,
+							   const struct mw_det_sample *sample)
+{
+	__u64 cgid = p->cgroup_id;
+	struct mw_cgroup_state *cg;
+
 	if (!cgid)
-		return;
-	if (!p->joined) {
-		struct mw_cgroup_state fresh = {};
-
-		if (bpf_map_update_elem(&cgroups, &cgid, &fresh, BPF_NOEXIST) == 0)
-			count(MW_CNT_CGROUP_CREATED);
-		cg = bpf_map_lookup_elem(&cgroups, &cgid);
-		if (!cg) {
-			count(MW_CNT_MAP_FULL);
-			return;
-		}
-		__sync_fetch_and_add(&cg->nr_procs, 1);
-		p->joined = 1;
-		force = true;
-	} else {
-		cg = bpf_map_lookup_elem(&cgroups, &cgid);
-		if (!cg) {
-			/* evicted under us: rejoin on the next record */
-			p->joined = 0;
-#pragma unroll
-			for (int i = 0; i < MW_NR_MEMBERS; i++)
-				p->contrib[i] = 0;
-			return;
-		}
+		return NULL;
+	if (!p->joined && bpf_map_update_elem(&cgroups, &cgid, &zero_cgroup, BPF_NOEXIST) == 0)
+		count(MW_CNT_CGROUP_CREATED);
+	cg = bpf_map_lookup_elem(&cgroups, &cgid);
+	if (!cg) {
+		/* full, or evicted while joined: the aggregate starts over on the next record */
+		count(MW_CNT_MAP_FULL);
+		p->joined = 0;
+		return NULL;
 	}
-#pragma unroll
-	for (int i = 0; i < MW_NR_MEMBERS; i++) {
-		__s64 d = p->bytes[i] - p->contrib[i];
-
-		if (d)
-			__sync_fetch_and_add(&cg->bytes[i], d);
-		p->contrib[i] = p->bytes[i];
-	}
+	mw_agg_move(&cg->agg, p->joined ? &p->contrib : NULL, sample);
+	p->joined = 1;
+	__builtin_memcpy(&p->contrib, sample, sizeof(*sample));
 	if (memcg) {
 		cg->usage = memcg_usage(memcg);
 		cg->limit = memcg_limit(memcg);
 	}
-	rss = rss_of(cg->bytes);
-	if (!force && distance(rss, cg->last_rss) < cfg_step_bytes && now - cg->last_ts < cfg_heartbeat_ns)
-		return;
-	cg->last_rss = rss;
-	cg->last_ts = now;
-	emit_cgroup(cgid, cg, now);
+	return cg;
+}
+
+static __always_inline void sample_of(const struct mw_proc_state *p, __u64 now, struct mw_det_sample *s)
+{
+	s->t_ms = now / 1000000;
+	s->anon = pos(p->bytes[MW_ANON]);
+	s->file = pos(p->bytes[MW_FILE]);
+	s->shmem = pos(p->bytes[MW_SHMEM]);
+	s->swap = pos(p->bytes[MW_SWAP]);
+	s->vsz = p->vsz;
 }
 
 static __always_inline void emit_proc(__u32 kind, __u32 tgid, struct mw_proc_state *p, __u64 now)
@@ -342,6 +413,28 @@ static __always_inline void emit_proc(__u32 kind, __u32 tgid, struct mw_proc_sta
 	__builtin_memcpy(r->comm, p->comm, MW_COMM_LEN);
 	bpf_ringbuf_submit(r, wakeup_flags());
 	count(kind == MW_REC_PROC_SAMPLE ? MW_CNT_PROC_SAMPLES : kind == MW_REC_PROC_EXEC ? MW_CNT_EXECS : MW_CNT_EXITS);
+}
+
+/* A process record and everything that follows from it, in the order replay
+ * follows a trace line: leave a cgroup it left, the record, its share of the
+ * cgroup's aggregate, its own detectors, then the cgroup's. */
+static __always_inline void record_process(__u32 kind, __u32 tgid, struct mw_proc_state *p, __u64 cgid,
+					   struct mem_cgroup *memcg, __u64 now)
+{
+	struct mw_cgroup_state *cg;
+	struct mw_scratch *sc = get_scratch();
+
+	switch_cgroup(p, cgid, now);
+	emit_proc(kind, tgid, p, now);
+	if (!sc)
+		return;
+	sample_of(p, now, &sc->sample);
+	cg = join_cgroup(p, memcg, &sc->sample);
+	if (mw_det_update(&p->det, DET_CFG, &sc->sample, &sc->verdict))
+		emit_verdict(MW_SCOPE_PROCESS, tgid, p->cgroup_id, cg ? agg_rss(&cg->agg) : rss_of(p->bytes), p->limit,
+			     p->comm, &sc->verdict, now);
+	if (cg)
+		run_cgroup(p->cgroup_id, cg, now);
 }
 
 /* The slow half of an event that crossed a coalescing step or a heartbeat. */
@@ -374,8 +467,7 @@ static __noinline int sample_process(struct mw_hot *h, __u32 mm_id, bool curr)
 	}
 	h->last_rss = p->last_rss = rss_of(p->bytes);
 	h->last_ts = p->last_ts = now;
-	account_cgroup(p, cgid, memcg, now, false);
-	emit_proc(MW_REC_PROC_SAMPLE, tgid, p, now);
+	record_process(MW_REC_PROC_SAMPLE, tgid, p, cgid, memcg, now);
 	return 0;
 }
 
@@ -383,22 +475,21 @@ static __noinline int sample_process(struct mw_hot *h, __u32 mm_id, bool curr)
 static __always_inline struct mw_proc_state *first_sight(__u32 tgid, __u32 mm_id)
 {
 	struct task_struct *task = (void *)bpf_get_current_task();
-	struct mw_proc_state fresh = {};
 	struct mw_proc_state *p;
 
 	/* kernels before the kthread fix report curr=1 for kthread_use_mm() users */
 	if (BPF_CORE_READ(task, flags) & PF_KTHREAD)
 		return NULL;
-	read_mm_counters(BPF_CORE_READ(task, mm), fresh.bytes);
-	fresh.mm_id = mm_id;
-	fresh.start_ts = bpf_ktime_get_ns();
-	if (bpf_map_update_elem(&procs, &tgid, &fresh, BPF_NOEXIST) == 0)
+	if (bpf_map_update_elem(&procs, &tgid, &zero_proc, BPF_NOEXIST) == 0)
 		count(MW_CNT_PROC_CREATED);
 	p = bpf_map_lookup_elem(&procs, &tgid);
 	if (!p) {
 		count(MW_CNT_MAP_FULL);
 		return NULL;
 	}
+	read_mm_counters(BPF_CORE_READ(task, mm), p->bytes);
+	p->mm_id = mm_id;
+	p->start_ts = bpf_ktime_get_ns();
 	bpf_map_update_elem(&mm_owner, &mm_id, &tgid, BPF_ANY);
 	return p;
 }
@@ -542,7 +633,7 @@ int mw_fork(__u64 *ctx)
 {
 	struct task_struct *parent = (void *)ctx[0];
 	struct task_struct *child = (void *)ctx[1];
-	struct mw_proc_state fresh = {};
+	struct mw_proc_state *p;
 	struct mm_struct *mm;
 	__u32 tgid;
 
@@ -553,19 +644,27 @@ int mw_fork(__u64 *ctx)
 	if (!mm || mm == BPF_CORE_READ(parent, mm))
 		return 0;
 	tgid = BPF_CORE_READ(child, tgid);
-	read_mm_counters(mm, fresh.bytes);
-	BPF_CORE_READ_STR_INTO(&fresh.comm, parent, comm);
-	fresh.vsz = BPF_CORE_READ(mm, total_vm) << cfg_page_shift;
-	fresh.start_ts = bpf_ktime_get_ns();
-	fresh.last_ts = fresh.start_ts;
-	/* mm_id stays 0: the child's first own event binds it */
-	fresh.cgroup_id = memcg_id(task_memcg(child));
-	if (bpf_map_update_elem(&procs, &tgid, &fresh, BPF_ANY) == 0)
+	/* a recycled tgid whose exit we missed starts over */
+	if (bpf_map_update_elem(&procs, &tgid, &zero_proc, BPF_ANY) == 0)
 		count(MW_CNT_PROC_CREATED);
+	p = bpf_map_lookup_elem(&procs, &tgid);
+	if (!p) {
+		count(MW_CNT_MAP_FULL);
+		return 0;
+	}
+	read_mm_counters(mm, p->bytes);
+	BPF_CORE_READ_STR_INTO(&p->comm, parent, comm);
+	p->vsz = BPF_CORE_READ(mm, total_vm) << cfg_page_shift;
+	p->start_ts = bpf_ktime_get_ns();
+	p->last_ts = p->start_ts;
+	/* mm_id stays 0: the child's first own event binds it; it joins its
+	 * cgroup's aggregate with its first record */
+	p->cgroup_id = memcg_id(task_memcg(child));
 	return 0;
 }
 
-/* exec: a new program in the same process. New mm, new name, new baseline. */
+/* exec: a new program in the same process. New mm, new name, new baseline,
+ * detectors started over; then the record goes the way of any sample. */
 SEC("tp_btf/sched_process_exec")
 int mw_exec(__u64 *ctx)
 {
@@ -576,9 +675,7 @@ int mw_exec(__u64 *ctx)
 	struct mem_cgroup *memcg;
 
 	if (!p) {
-		struct mw_proc_state fresh = {};
-
-		if (bpf_map_update_elem(&procs, &tgid, &fresh, BPF_NOEXIST) == 0)
+		if (bpf_map_update_elem(&procs, &tgid, &zero_proc, BPF_NOEXIST) == 0)
 			count(MW_CNT_PROC_CREATED);
 		p = bpf_map_lookup_elem(&procs, &tgid);
 		if (!p) {
@@ -592,9 +689,9 @@ int mw_exec(__u64 *ctx)
 	p->start_ts = now;
 	p->last_ts = now;
 	p->last_rss = rss_of(p->bytes);
+	mw_det_reset(&p->det);
 	memcg = refresh_from_task(p, task);
-	account_cgroup(p, memcg_id(memcg), memcg, now, false);
-	emit_proc(MW_REC_PROC_EXEC, tgid, p, now);
+	record_process(MW_REC_PROC_EXEC, tgid, p, memcg_id(memcg), memcg, now);
 	return 0;
 }
 
@@ -615,8 +712,9 @@ int mw_exit(__u64 *ctx)
 	if (!p)
 		return 0;
 	now = bpf_ktime_get_ns();
-	leave_cgroup(p, now);
+	/* the record first, naming the cgroup it leaves; then the leaving, as replay does */
 	emit_proc(MW_REC_PROC_EXIT, tgid, p, now);
+	leave_cgroup(p, now);
 	if (p->mm_id) {
 		__u32 mm_id = p->mm_id;
 		__u32 *owner = bpf_map_lookup_elem(&mm_owner, &mm_id);

@@ -12,6 +12,10 @@
 #include <linux/types.h>
 #endif
 
+/* The detectors' types (on the BPF side also their code): their state lives in
+ * the map values below, their verdicts cross the ring buffer. */
+#include "detectors.h"
+
 #define MW_COMM_LEN 16
 
 /* The kernel's rss_stat members (include/linux/mm_types_task.h), in its order. */
@@ -29,6 +33,12 @@ enum mw_record_kind {
 	MW_REC_PROC_EXEC = 2,     /* exec: new program, baseline reset */
 	MW_REC_PROC_EXIT = 3,     /* the whole thread group exited */
 	MW_REC_CGROUP_SAMPLE = 4, /* a memory cgroup's aggregate moved, or its heartbeat */
+	MW_REC_VERDICT = 5,       /* a process's or a cgroup's detector verdict changed */
+};
+
+enum mw_scope {
+	MW_SCOPE_PROCESS = 0,
+	MW_SCOPE_CGROUP = 1,
 };
 
 /* Indices into the per-CPU counter array; userspace sums them over CPUs. */
@@ -46,6 +56,7 @@ enum mw_counter {
 	MW_CNT_EXECS,               /* exec records */
 	MW_CNT_EXITS,               /* group exits of tracked processes */
 	MW_CNT_MAP_FULL,            /* inserts that failed outright */
+	MW_CNT_VERDICTS,            /* verdict records written */
 	MW_CNT__MAX,
 };
 
@@ -72,6 +83,21 @@ struct mw_cgroup_record {
 	__u64 limit;              /* memcg memory.max in bytes; 0 = unknown, ~0 = unlimited */
 };
 
+/* A verdict change, written right after the sample that caused it (for a
+ * process) or the cgroup record it was computed on (for a cgroup). */
+struct mw_verdict_record {
+	__u32 kind;               /* MW_REC_VERDICT */
+	__u32 tgid;               /* 0 for a cgroup */
+	__u64 ts_ns;              /* the sample's time: detectors saw ts_ns / 1e6 ms */
+	__u64 cgroup_id;
+	__u64 cgroup_rss;         /* the cgroup's aggregate RSS after the sample */
+	__u64 limit;              /* memcg memory.max in bytes; 0 = unknown, ~0 = unlimited */
+	__u32 scope;              /* enum mw_scope */
+	__u32 pad;
+	char comm[MW_COMM_LEN];
+	struct mw_det_verdict verdict;
+};
+
 /* A slot of the `hot` array: the few fields the per-event path touches, for the
  * process whose tgid is cached there (slot = tgid & (slots - 1)). A write-back
  * cache in front of `procs`: bytes, last_rss and last_ts are newer here while
@@ -89,7 +115,6 @@ struct mw_hot {
 /* Value of the `procs` map (key: tgid). Userspace only reads it (tests, status). */
 struct mw_proc_state {
 	__s64 bytes[MW_NR_MEMBERS]; /* latest absolute counters */
-	__s64 contrib[MW_NR_MEMBERS]; /* what this process has added to its cgroup aggregate */
 	__u64 last_rss;           /* RSS at the last record */
 	__u64 last_ts;            /* coarse clock at the last record */
 	__u64 start_ts;           /* baseline: first sight or last exec */
@@ -99,16 +124,16 @@ struct mw_proc_state {
 	__u32 mm_id;              /* rss_stat's hash of the mm this state follows; 0 = not bound yet */
 	__u32 joined;             /* 1 while counted in cgroup_id's aggregate */
 	char comm[MW_COMM_LEN];
+	struct mw_det_sample contrib; /* what this process has added to its cgroup's aggregate */
+	struct mw_det_state det;
 };
 
 /* Value of the `cgroups` map (key: memory cgroup id). */
 struct mw_cgroup_state {
-	__s64 bytes[MW_NR_MEMBERS];
-	__s64 nr_procs;
-	__u64 last_rss;
-	__u64 last_ts;
+	struct mw_agg agg;        /* sums of the members' last samples (detectors.h's rule) */
 	__u64 usage;
 	__u64 limit;
+	struct mw_det_state det;
 };
 
 #endif /* MEMWARDEN_H */

@@ -7,10 +7,11 @@ import UnixSignals
 /// it drained is written, and the group ends.
 public enum Agent {
     public enum Output: Sendable {
-        /// JSON events and stats on stdout (`memwarden run`).
-        case events
-        /// A trace file (`memwarden record`).
-        case trace(LineWriter, TraceFilter)
+        /// JSON events and stats on stdout (`memwarden run`); with `verdicts`,
+        /// each detector verdict change too.
+        case events(verdicts: Bool)
+        /// A trace file (`memwarden record`), and optionally the kernel's verdicts.
+        case trace(LineWriter, TraceFilter, verdicts: LineWriter?)
     }
 
     public static func run(
@@ -24,10 +25,12 @@ public enum Agent {
         }
         let sink: any Service
         switch output {
-        case .events:
-            sink = EventPrinter(input: source.output, formatter: formatter, logger: logger)
-        case .trace(let writer, let filter):
-            sink = TraceRecorder(input: source.output, formatter: formatter, writer: writer, filter: filter, logger: logger)
+        case .events(let verdicts):
+            sink = EventPrinter(input: source.output, formatter: formatter, verdicts: verdicts, logger: logger)
+        case .trace(let writer, let filter, let verdicts):
+            sink = TraceRecorder(
+                input: source.output, formatter: formatter, writer: writer, filter: filter, verdictWriter: verdicts,
+                logger: logger)
         }
         // Graceful shutdown runs in reverse order: the timer, then the source (which
         // finishes its stream), then the sink once it has written everything.

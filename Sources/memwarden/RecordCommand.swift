@@ -22,6 +22,9 @@ struct RecordCommand: AsyncParsableCommand {
     @Option(help: "Keep only processes in this memory cgroup or below it (path as in /proc/PID/cgroup).")
     var cgroup: String?
 
+    @Option(help: "Also write the kernel's detector verdict changes for the kept processes and their cgroups here (the form of `replay --verdicts`).")
+    var verdicts: String?
+
     func validate() throws {
         guard duration > 0 else { throw ValidationError("--duration must be more than 0 seconds") }
         if let cgroup, !cgroup.hasPrefix("/") { throw ValidationError("--cgroup must be a path starting with '/': \(cgroup)") }
@@ -38,8 +41,17 @@ struct RecordCommand: AsyncParsableCommand {
                 throw ValidationError("cannot write the trace: \(error)")
             }
             defer { writer.close() }
+            var verdictWriter: LineWriter?
+            if let verdicts {
+                do {
+                    verdictWriter = try LineWriter.create(path: verdicts)
+                } catch {
+                    throw ValidationError("cannot write the verdicts: \(error)")
+                }
+            }
+            defer { verdictWriter?.close() }
             try await Agent.run(
-                kernel: kernel.kernel, output: .trace(writer, TraceFilter(pid: pid, cgroup: cgroup)),
+                kernel: kernel.kernel, output: .trace(writer, TraceFilter(pid: pid, cgroup: cgroup), verdicts: verdictWriter),
                 duration: .milliseconds(Int(duration * 1000)), logger: logger)
         }
     }

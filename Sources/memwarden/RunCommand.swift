@@ -16,6 +16,9 @@ struct RunCommand: AsyncParsableCommand {
     @Option(help: "Seconds between stats lines.")
     var statsInterval: Double = 5
 
+    @Flag(help: "Also print every detector verdict change (type \"verdict\"), as `replay --verdicts` does.")
+    var verdicts = false
+
     func validate() throws {
         if let duration, !(duration > 0) { throw ValidationError("--duration must be more than 0 seconds") }
         guard statsInterval > 0 else { throw ValidationError("--stats-interval must be more than 0 seconds") }
@@ -26,7 +29,7 @@ struct RunCommand: AsyncParsableCommand {
         try await exitOnKernelError {
             try requireKernel()
             try await Agent.run(
-                kernel: kernel.kernel, output: .events, duration: duration.map { .milliseconds(Int($0 * 1000)) },
+                kernel: kernel.kernel, output: .events(verdicts: verdicts), duration: duration.map { .milliseconds(Int($0 * 1000)) },
                 statsInterval: .milliseconds(Int(statsInterval * 1000)), logger: logger)
         }
     }

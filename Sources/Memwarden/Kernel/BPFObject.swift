@@ -54,6 +54,15 @@ final class BPFObject {
         }
     }
 
+    /// Sets a `const volatile` struct global (e.g. the detector thresholds).
+    func setGlobal<T>(_ variable: String, _ value: T) throws(KernelError) {
+        var copy = value
+        let result = withUnsafeBytes(of: &copy) { mw_set_rodata(object, variable, $0.baseAddress, $0.count) }
+        guard result == 0 else {
+            throw KernelError(.loadFailed, "cannot set \(variable) in \(name): \(String(cString: strerror(-result)))")
+        }
+    }
+
     func setMaxEntries(map: String, _ entries: UInt32) throws(KernelError) {
         guard let handle = bpf_object__find_map_by_name(object, map),
             bpf_map__set_max_entries(handle, entries) == 0

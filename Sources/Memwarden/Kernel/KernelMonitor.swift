@@ -32,6 +32,7 @@ public final class KernelMonitor {
         try object.setGlobal("cfg_heartbeat_ns", configuration.heartbeatNanoseconds)
         try object.setGlobal("cfg_page_shift", UInt32(pageSize.trailingZeroBitCount))
         try object.setGlobal("cfg_hot_mask", configuration.hotSlots - 1)
+        try object.setGlobal("cfg_det", configuration.detectorSettings)
         try object.setMaxEntries(map: "hot", configuration.hotSlots)
         try object.setMaxEntries(map: "procs", configuration.maxProcesses)
         try object.setMaxEntries(map: "mm_owner", configuration.maxProcesses)
@@ -102,6 +103,7 @@ public final class KernelMonitor {
         result.execs = value(MW_CNT_EXECS)
         result.exits = value(MW_CNT_EXITS)
         result.mapFull = value(MW_CNT_MAP_FULL)
+        result.verdicts = value(MW_CNT_VERDICTS)
         result.processesTracked = UInt64(max(0, mw_count_map_keys(procsFD, 4)))
         result.cgroupsTracked = UInt64(max(0, mw_count_map_keys(cgroupsFD, 8)))
         // Counters and the walk are not one snapshot: keep the derived value monotonic.
@@ -165,6 +167,15 @@ private final class RecordCollector {
     func decode(_ data: UnsafeMutableRawPointer, _ size: Int) {
         guard size >= MemoryLayout<UInt32>.size else { return }
         switch data.load(as: UInt32.self) {
+        case UInt32(MW_REC_VERDICT.rawValue):
+            guard size >= MemoryLayout<mw_verdict_record>.size else { return }
+            let r = data.loadUnaligned(as: mw_verdict_record.self)
+            records.append(
+                .verdict(
+                    VerdictRecord(
+                        scope: r.scope == MW_SCOPE_CGROUP.rawValue ? .cgroup : .process(pid: Int32(bitPattern: r.tgid)),
+                        monotonicNanoseconds: r.ts_ns, cgroupID: r.cgroup_id, cgroupRSS: r.cgroup_rss,
+                        limit: MemoryLimit(kernelValue: r.limit), comm: decodeComm(r.comm), raw: r.verdict)))
         case UInt32(MW_REC_CGROUP_SAMPLE.rawValue):
             guard size >= MemoryLayout<mw_cgroup_record>.size else { return }
             let r = data.loadUnaligned(as: mw_cgroup_record.self)

@@ -14,6 +14,8 @@ public struct KernelCounters: Sendable, Hashable {
     public var exits: UInt64 = 0
     /// Map inserts that failed outright.
     public var mapFull: UInt64 = 0
+    /// Detector verdict changes the kernel reported.
+    public var verdicts: UInt64 = 0
     /// States the LRU maps dropped to make room (creates - deletes - live entries).
     public var processEvictions: UInt64 = 0
     public var cgroupEvictions: UInt64 = 0

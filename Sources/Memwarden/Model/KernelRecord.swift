@@ -1,3 +1,5 @@
+public import CMemwarden
+
 /// What the kernel program reports about one process.
 public struct ProcessRecord: Sendable, Hashable {
     public enum Kind: Sendable, Hashable {
@@ -60,7 +62,42 @@ public struct CgroupRecord: Sendable, Hashable {
     }
 }
 
-public enum KernelRecord: Sendable, Hashable {
+public enum KernelRecord: Sendable {
     case process(ProcessRecord)
     case cgroup(CgroupRecord)
+    case verdict(VerdictRecord)
+}
+
+/// A change of a process's or a cgroup's detector verdict, as the kernel
+/// computed it on the sample it follows.
+public struct VerdictRecord: Sendable {
+    public enum Scope: Sendable, Hashable {
+        case process(pid: Int32)
+        case cgroup
+    }
+
+    public var scope: Scope
+    /// The sample's time: the detectors saw this in whole milliseconds.
+    public var monotonicNanoseconds: UInt64
+    public var cgroupID: UInt64
+    /// The cgroup's aggregate RSS after the sample (for a process: its cgroup's).
+    public var cgroupRSS: UInt64
+    public var limit: MemoryLimit
+    /// The process's name (process scope).
+    public var comm: String
+    /// `struct mw_det_verdict`, as ebpf/detectors.h defines it.
+    public var raw: mw_det_verdict
+
+    public init(
+        scope: Scope, monotonicNanoseconds: UInt64, cgroupID: UInt64, cgroupRSS: UInt64, limit: MemoryLimit,
+        comm: String, raw: mw_det_verdict
+    ) {
+        self.scope = scope
+        self.monotonicNanoseconds = monotonicNanoseconds
+        self.cgroupID = cgroupID
+        self.cgroupRSS = cgroupRSS
+        self.limit = limit
+        self.comm = comm
+        self.raw = raw
+    }
 }

@@ -25,6 +25,11 @@ public struct SampleFormatter: Sendable {
         timestamps = TimestampCache(clock: clock)
     }
 
+    /// Nanoseconds since the origin, truncated to whole microseconds like `t`.
+    public func traceNanoseconds(_ monotonic: UInt64) -> Int64 {
+        monotonic > origin ? Int64((monotonic - origin) / 1_000) * 1_000 : 0
+    }
+
     /// Seconds since the origin, truncated to microseconds (never negative:
     /// records from before the origin are at 0).
     public func traceTime(_ monotonic: UInt64) -> Double {
@@ -51,6 +56,12 @@ public struct SampleFormatter: Sendable {
         let limit = cgroups!.effectiveLimit(path: path, own: own, now: now).bytes
         limits[key] = (limit, now)
         return limit
+    }
+
+    /// The path and effective limit of a record's cgroup.
+    public mutating func cgroupAndLimit(id: UInt64, pid: Int32?, own: MemoryLimit) -> (path: String, limit: UInt64?) {
+        let path = cgroupPath(id: id, pid: pid)
+        return (path, limit(path: path, own: own))
     }
 
     /// `memwarden run`'s line for a process record.
@@ -114,6 +125,7 @@ public struct SampleFormatter: Sendable {
         line.add("execs", counters.execs)
         line.add("exits", counters.exits)
         line.add("map_full", counters.mapFull)
+        line.add("verdicts", counters.verdicts)
         line.add("process_evictions", counters.processEvictions)
         line.add("cgroup_evictions", counters.cgroupEvictions)
         line.add("processes_tracked", counters.processesTracked)

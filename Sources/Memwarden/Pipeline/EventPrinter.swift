@@ -1,9 +1,10 @@
 import Logging
 import ServiceLifecycle
 
-/// Prints the source's records as JSON lines on stdout, and a stats line at
-/// each counter reading. Runs until the source's stream ends, so that on
-/// shutdown everything the source drained is still printed.
+/// The live agent's output stage: prints the source's records as JSON lines
+/// on stdout with the leak events the detectors' verdicts cause, and a stats
+/// line at each counter reading. Runs until the source's stream ends, so that
+/// on shutdown everything the source drained is still printed.
 public struct EventPrinter: Service {
     let input: AsyncStream<SourceOutput>
     var formatter: SampleFormatter
@@ -12,8 +13,15 @@ public struct EventPrinter: Service {
     /// How long a batch may wait for a reader of stdout before its lines are dropped.
     let stallTimeout: UInt64 = 2_000_000_000
 
-    public init(input: AsyncStream<SourceOutput>, formatter: SampleFormatter, writer: LineWriter = .standardOutput, logger: Logger) {
+    /// Also print each raw verdict change (`type: verdict`), for debugging and tests.
+    let verdicts: Bool
+
+    public init(
+        input: AsyncStream<SourceOutput>, formatter: SampleFormatter, writer: LineWriter = .standardOutput,
+        verdicts: Bool = false, logger: Logger
+    ) {
         self.input = input
+        self.verdicts = verdicts
         self.formatter = formatter
         self.writer = writer
         self.logger = logger
@@ -21,6 +29,8 @@ public struct EventPrinter: Service {
 
     public func run() async throws {
         var formatter = formatter
+        var detection = LiveDetection(origin: formatter.origin)
+        let epoch = formatter.clock.realtime(fromMonotonic: formatter.origin)
         // once stdout stalled, later batches do not wait for it until it takes a write again
         var stalled = false
         var dropped: UInt64 = 0
@@ -33,6 +43,10 @@ public struct EventPrinter: Service {
                     switch record {
                     case .process(let process): lines.append(formatter.eventLine(process))
                     case .cgroup(let cgroup): lines.append(formatter.eventLine(cgroup))
+                    case .verdict(let verdict): if verdicts { lines.append(formatter.verdictLine(verdict)) }
+                    }
+                    for event in detection.events(for: record, lookup: { formatter.cgroupAndLimit(id: $0, pid: $1, own: $2) }) {
+                        lines.append(event.jsonLine(epochNanoseconds: epoch))
                     }
                 }
             case .counters(var counters):
@@ -58,5 +72,17 @@ public struct EventPrinter: Service {
         // The stream ends when the source stopped; the group shuts down in reverse
         // order, so returning before our turn would count as an unexpected end.
         try? await gracefulShutdown()
+    }
+}
+
+extension SampleFormatter {
+    /// A kernel verdict change in the form `memwarden replay --verdicts` prints,
+    /// on the trace's clock, so the two can be compared line for line.
+    mutating func verdictLine(_ record: VerdictRecord) -> String {
+        VerdictChange(
+            timeNanoseconds: traceNanoseconds(record.monotonicNanoseconds),
+            scope: record.pid == nil ? .cgroup : .process, pid: record.pid,
+            cgroup: cgroupPath(id: record.cgroupID, pid: record.pid), verdict: DetectorVerdict(raw: record.raw)
+        ).jsonLine()
     }
 }

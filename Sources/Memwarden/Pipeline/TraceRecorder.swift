@@ -27,30 +27,52 @@ public struct TraceRecorder: Service {
     let formatter: SampleFormatter
     let writer: LineWriter
     let filter: TraceFilter
+    /// Where the kernel's verdict changes for the kept processes and their
+    /// cgroups go (`record --verdicts FILE`), to compare with replay's.
+    let verdictWriter: LineWriter?
     let logger: Logger
 
-    public init(input: AsyncStream<SourceOutput>, formatter: SampleFormatter, writer: LineWriter, filter: TraceFilter, logger: Logger) {
+    public init(
+        input: AsyncStream<SourceOutput>, formatter: SampleFormatter, writer: LineWriter, filter: TraceFilter,
+        verdictWriter: LineWriter? = nil, logger: Logger
+    ) {
         self.input = input
         self.formatter = formatter
         self.writer = writer
         self.filter = filter
+        self.verdictWriter = verdictWriter
         self.logger = logger
     }
 
     public func run() async throws {
         var formatter = formatter
         var written = 0
+        // cgroups that a kept process was in: their verdicts belong to the trace too
+        var keptCgroups = Set<UInt64>()
         var last = KernelCounters()
         for await output in input {
             switch output {
             case .records(let records):
                 var lines: [String] = []
-                for case .process(let record) in records {
-                    let path = formatter.cgroupPath(id: record.cgroupID, pid: record.pid)
-                    guard filter.keeps(pid: record.pid, cgroupPath: path) else { continue }
-                    lines.append(formatter.traceLine(record))
+                var verdicts: [String] = []
+                for record in records {
+                    switch record {
+                    case .process(let process):
+                        let path = formatter.cgroupPath(id: process.cgroupID, pid: process.pid)
+                        guard filter.keeps(pid: process.pid, cgroupPath: path) else { continue }
+                        lines.append(formatter.traceLine(process))
+                        keptCgroups.insert(process.cgroupID)
+                    case .verdict(let verdict) where verdictWriter != nil:
+                        let kept = verdict.pid.map { pid in
+                            filter.keeps(pid: pid, cgroupPath: formatter.cgroupPath(id: verdict.cgroupID, pid: pid))
+                        } ?? keptCgroups.contains(verdict.cgroupID)
+                        if kept { verdicts.append(formatter.verdictLine(verdict)) }
+                    default:
+                        continue
+                    }
                 }
                 try writer.write(lines: lines)
+                try verdictWriter?.write(lines: verdicts)
                 written += lines.count
             case .counters(let counters):
                 last = counters
