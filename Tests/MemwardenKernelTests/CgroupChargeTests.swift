@@ -13,13 +13,22 @@ final class ScratchCgroup {
     let path: String
     var directory: String { hierarchy.mountPoint + path }
 
-    init() throws {
+    convenience init() throws {
         guard let hierarchy = CgroupHierarchy.detect() else { throw TestFailure("no memory cgroup hierarchy mounted") }
         guard let own = ProcCgroup.memoryCgroupPath(pid: getpid(), version: hierarchy.version) else {
             throw TestFailure("cannot read this process's memory cgroup")
         }
+        try self.init(hierarchy: hierarchy, path: (own == "/" ? "" : own) + "/memwarden-test-\(getpid())-\(monotonicNanoseconds() % 1_000_000)")
+    }
+
+    /// A group below another scratch group.
+    convenience init(in parent: ScratchCgroup, name: String) throws {
+        try self.init(hierarchy: parent.hierarchy, path: parent.path + "/" + name)
+    }
+
+    private init(hierarchy: CgroupHierarchy, path: String) throws {
         self.hierarchy = hierarchy
-        path = (own == "/" ? "" : own) + "/memwarden-test-\(getpid())-\(monotonicNanoseconds() % 1_000_000)"
+        self.path = path
         guard mkdir(hierarchy.mountPoint + path, 0o755) == 0 else {
             throw TestFailure("mkdir \(hierarchy.mountPoint + path): errno \(errno)")
         }

@@ -101,3 +101,23 @@ public struct VerdictRecord: Sendable {
         self.raw = raw
     }
 }
+
+extension KernelRecord {
+    /// When the kernel wrote the record (CLOCK_MONOTONIC ns).
+    public var monotonicNanoseconds: UInt64 {
+        get {
+            switch self {
+            case .process(let r): r.monotonicNanoseconds
+            case .cgroup(let r): r.monotonicNanoseconds
+            case .verdict(let r): r.monotonicNanoseconds
+            }
+        }
+        set {
+            switch self {
+            case .process(var r): r.monotonicNanoseconds = newValue; self = .process(r)
+            case .cgroup(var r): r.monotonicNanoseconds = newValue; self = .cgroup(r)
+            case .verdict(var r): r.monotonicNanoseconds = newValue; self = .verdict(r)
+            }
+        }
+    }
+}

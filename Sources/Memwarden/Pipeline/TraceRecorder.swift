@@ -49,12 +49,24 @@ public struct TraceRecorder: Service {
         var written = 0
         // cgroups that a kept process was in: their verdicts belong to the trace too
         var keptCgroups = Set<UInt64>()
+        var lastTime: UInt64 = 0
         var last = KernelCounters()
         for await output in input {
             switch output {
-            case .records(let records):
+            case .records(let unordered):
                 var lines: [String] = []
                 var verdicts: [String] = []
+                // Records from two CPUs can reach the ring out of time order by a few
+                // microseconds; a trace's t never goes back. Sort each batch (stably:
+                // one target's records keep their order), and clamp across batches.
+                let records = unordered.enumerated().sorted {
+                    ($0.element.monotonicNanoseconds, $0.offset) < ($1.element.monotonicNanoseconds, $1.offset)
+                }.map { record in
+                    var record = record.element
+                    record.monotonicNanoseconds = max(record.monotonicNanoseconds, lastTime)
+                    lastTime = record.monotonicNanoseconds
+                    return record
+                }
                 for record in records {
                     switch record {
                     case .process(let process):
