@@ -24,11 +24,11 @@ struct KernelOptions: ParsableArguments {
     @Option(help: "Also report it after this many seconds without a sample, at its next memory event.")
     var heartbeatSeconds: Double = 10
 
-    @Option(help: "Processes tracked in the kernel (LRU; evictions are counted).")
-    var maxProcesses: UInt32 = 16384
+    @Option(help: "Processes tracked in the kernel (LRU; evictions are counted). Each costs ~1.6 KiB of locked kernel memory.")
+    var maxProcesses: UInt32 = 8192
 
-    @Option(help: "Memory cgroups tracked in the kernel.")
-    var maxCgroups: UInt32 = 4096
+    @Option(help: "Memory cgroups tracked in the kernel (~1.5 KiB each).")
+    var maxCgroups: UInt32 = 2048
 
     @Option(help: "Ring buffer size in KiB (a power of two).")
     var ringBufferKib: UInt32 = 1024

@@ -7,9 +7,9 @@ public struct KernelConfiguration: Sendable {
     /// ...or when this long passed since its last record and it had any event at all.
     public var heartbeatNanoseconds: UInt64 = 10_000_000_000
     /// Tracked processes (LRU: the least recently updated goes first, and is counted).
-    public var maxProcesses: UInt32 = 16384
+    public var maxProcesses: UInt32 = 8192
     /// Tracked memory cgroups.
-    public var maxCgroups: UInt32 = 4096
+    public var maxCgroups: UInt32 = 2048
     /// Slots of the per-event cache, indexed by the event's mm hash (64 bytes
     /// each; a power of two). Two live processes sharing a slot still work,
     /// each taking it over in turn on a slower path.
