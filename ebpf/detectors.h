@@ -135,8 +135,8 @@ struct mw_det_config {
 	.floor_buckets = 4,                         \
 	.fire_score = 500,                          \
 	.stay_score = 400,                          \
-	.trend_min_points = 5,                      \
-	.trend_min_span_ms = 20000,                 \
+	.trend_min_points = 6,                      \
+	.trend_min_span_ms = 60000,                 \
 	.trend_min_r2 = 800,                        \
 	.trend_min_rate = 8192,                     \
 	.trend_min_rel = 100,                       \
@@ -153,10 +153,10 @@ struct mw_det_config {
 	.rise_stall_ms = 30000,                     \
 	.vsz_min_growth_kib = 262144,               \
 	.vsz_ratio = 8,                             \
-	.vsz_min_span_ms = 30000,                   \
+	.vsz_min_span_ms = 60000,                   \
 	.anon_share = 500,                          \
 	.swap_share = 100,                          \
-	.trend_min_age_ms = 30000,                  \
+	.trend_min_age_ms = 120000,                 \
 }
 
 /* mw_det_config_check's answers: which field is out of range. */
@@ -249,7 +249,7 @@ struct mw_det_scratch {
 	__u32 x_first, x_last, floor_last, floor_peak;
 	__u32 l_first, l_mid, l_last, have_mid, level_last, pad5;
 	/* trend window: floor at its first and last point, largest rise between two points */
-	__u32 mid_first, mid_last, mid_jump, pad6;
+	__u32 mid_first, mid_last, mid_jump, mid_late; /* mid_late: floor where the window's last quarter starts */
 	__u32 best_score, best_first, best_reasons, k;
 	/* loop bounds, reloaded inside each loop: a bound kept in a register gets its
 	 * range narrowed differently by each path's comparisons, and the verifier
@@ -703,6 +703,8 @@ struct mw_trend_fit {
 	__u32 xspan;            /* buckets between the first and last point */
 	__u32 rise;             /* floor at the last point minus at the first, KiB (0 if lower) */
 	__u32 jump;             /* largest rise of the floor between two neighbouring points, KiB */
+	__u32 late;             /* floor at the first point of the window's last quarter, KiB */
+	__u32 pad;
 };
 
 /* One bucket of a trend window. Loop bodies that keep running values are BPF
@@ -731,6 +733,8 @@ MW_DET_SUB void mw_trend_point(struct mw_det_state *st, const struct mw_det_conf
 	}
 	sc->mid_last = fl;
 	sc->x_last = x;
+	if (sc->mid_late == MW_DET_EMPTY && 4 * (i - sc->first) >= 3 * (sc->done - sc->first))
+		sc->mid_late = fl;
 	/* hmin, hmax and every floor are >= lo, the minimum over all completed buckets */
 	mw_fit_add(&sc->fit.level, x, (mid - lo) >> shift);
 	mw_fit_add(&sc->fit.floor, x, (fl - lo) >> shift);
@@ -755,8 +759,10 @@ MW_DET_INLINE void mw_trend_window(struct mw_det_state *st, const struct mw_det_
 	sc->mid_first = 0;
 	sc->mid_last = 0;
 	sc->mid_jump = 0;
+	sc->mid_late = MW_DET_EMPTY;
 	for (__u32 i = 0; i < MW_DET_LONG_N; i++)
 		mw_trend_point(st, cfg, i);
+	out->late = sc->mid_late;
 	out->points = sc->fit.level.n;
 	out->xspan = sc->x_last - sc->x_first;
 	out->rise = sc->mid_last > sc->mid_first ? sc->mid_last - sc->mid_first : 0;
@@ -807,6 +813,18 @@ MW_DET_INLINE __u32 mw_trend_score(const struct mw_det_config *cfg, const struct
 	 * a line well enough): a staircase needs two steps in the window */
 	if (w->rise && (__u64)w->jump * 4 > (__u64)w->rise * 3)
 		s_growth = mw_min32(s_growth, 250);
+	/* growth that has levelled off is a warm-up (a heap or a pool filling to
+	 * its working size), not a leak: the window's last quarter must add at
+	 * least 12 % of what the three before it did (a steady leak adds a third;
+	 * a staircase's last step may be a quarter-window old, not three) */
+	if (w->rise && w->late != MW_DET_EMPTY) {
+		__u32 start = w->floor_last - w->rise;
+		__u64 g1 = w->late > start ? w->late - start : 0;
+		__u64 g2 = w->floor_last > w->late ? w->floor_last - w->late : 0;
+
+		if (g2 * 100 < g1 * 12)
+			s_growth = mw_min32(s_growth, 250);
+	}
 	return mw_min32(mw_min32(s_abs, s_rel), mw_min32(s_r2, mw_min32(s_span, s_growth)));
 }
 

@@ -36,6 +36,9 @@ struct KernelOptions: ParsableArguments {
     @Option(help: "Slots of the kernel's per-event cache (a power of two; 64 bytes each).")
     var hotSlots: UInt32 = 65536
 
+    @Option(help: "Detector thresholds: standard, or accelerated (time compressed, for leaksim's short scenarios).")
+    var detectorProfile: DetectorConfiguration.Profile = .standard
+
     @Option(help: "Log level for stderr: trace, debug, info, notice, warning, error, critical.")
     var logLevel: Logger.Level = .info
 
@@ -60,6 +63,7 @@ struct KernelOptions: ParsableArguments {
         configuration.maxCgroups = maxCgroups
         configuration.ringBufferBytes = ringBufferKib * 1024
         configuration.hotSlots = hotSlots
+        configuration.detectors = DetectorConfiguration(profile: detectorProfile).raw
         return configuration
     }
 

@@ -30,6 +30,9 @@ struct ReplayCommand: ParsableCommand {
     @Option(help: "Wall-clock time of t = 0, in seconds since the Unix epoch, for the events' \"time\".")
     var startEpoch: Double = 0
 
+    @Option(help: "Detector thresholds: standard, or accelerated (time compressed, for leaksim's short scenarios).")
+    var detectorProfile: DetectorConfiguration.Profile = .standard
+
     func validate() throws {
         guard startEpoch >= 0, startEpoch.isFinite else { throw ValidationError("--start-epoch must be 0 or more") }
     }
@@ -38,6 +41,7 @@ struct ReplayCommand: ParsableCommand {
         let epoch = UInt64(startEpoch * 1e9)
         let output = BufferedLines(writer: .standardOutput)
         var replay = TraceReplay()
+        replay.configuration = DetectorConfiguration(profile: detectorProfile)
         replay.skipInvalid = skipInvalid
         if verdicts { replay.onVerdict = { output.append($0.jsonLine()) } }
         let summary: TraceReplay.Summary
@@ -91,3 +95,5 @@ final class BufferedLines {
         try writer.write(lines: lines)
     }
 }
+
+extension DetectorConfiguration.Profile: ExpressibleByArgument {}

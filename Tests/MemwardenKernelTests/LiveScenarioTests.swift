@@ -32,10 +32,12 @@ struct LiveScenarioTests {
         defer { try? FileManager.default.removeItem(atPath: directory) }
         let trace = directory + "/trace.jsonl", kernelVerdicts = directory + "/kernel-verdicts.jsonl"
 
-        let agent = try ChildProcess(memwarden, ["run", "--stats-interval", "5"], stdout: .pipe, stderr: .pipe)
+        // the simulators compress time; the accelerated profile compresses the detectors' alike
+        let profile = ["--detector-profile", "accelerated"]
+        let agent = try ChildProcess(memwarden, ["run", "--stats-interval", "5"] + profile, stdout: .pipe, stderr: .pipe)
         defer { agent.signal(SIGKILL) }
         let recorder = try ChildProcess(
-            memwarden, ["record", "--duration", "600", "--out", trace, "--verdicts", kernelVerdicts, "--cgroup", parent.path],
+            memwarden, ["record", "--duration", "600", "--out", trace, "--verdicts", kernelVerdicts, "--cgroup", parent.path] + profile,
             stderr: .pipe)
         defer { recorder.signal(SIGKILL) }
         try AgentCommandTests.waitUntilAttached(agent)
@@ -91,7 +93,7 @@ struct LiveScenarioTests {
         }
 
         // Equivalence: replay of the recorded trace gives the kernel's verdict changes.
-        let replay = try ChildProcess(memwarden, ["replay", "--verdicts", trace], stdout: .pipe, stderr: .pipe)
+        let replay = try ChildProcess(memwarden, ["replay", "--verdicts", trace] + profile, stdout: .pipe, stderr: .pipe)
         var replayed: [String] = []
         while let line = replay.stdout?.readLine(deadline: deadline(seconds: 60)) {
             if line.contains("\"type\":\"verdict\"") { replayed.append(line) }

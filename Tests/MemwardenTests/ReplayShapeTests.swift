@@ -304,6 +304,8 @@ struct AcceleratedShape: CustomTestStringConvertible, Sendable {
     ]
 }
 
+/// The simulators compress time (each scenario lasts under a minute), and so
+/// does the profile they are judged with.
 struct AcceleratedShapeTests {
     @Test(arguments: AcceleratedShape.all)
     func simulatorScenarioIsJudgedWithinItsRun(_ scenario: AcceleratedShape) throws {
@@ -315,7 +317,7 @@ struct AcceleratedShapeTests {
                 duration: scenario.duration, eventInterval: 0.01, noise: 0,
                 limit: 1 * gib, exitAtEnd: true, quietWhenFlat: true, shape: scenario.shape)
         }
-        let events = try trace.replay()
+        let events = try trace.replay(configuration: DetectorConfiguration(profile: .accelerated))
         if let deadline = scenario.deadline {
             let first = try #require(events.anySuspected.first, "\(scenario.name): \(events.summary)")
             #expect(first.t <= deadline, "\(scenario.name): suspected at \(first.t) s")

@@ -15,6 +15,29 @@ public struct DetectorConfiguration: Sendable {
         self.raw = raw
     }
 
+    /// Named sets of thresholds.
+    public enum Profile: String, Sendable, CaseIterable {
+        /// The defaults: a target must be 2 minutes old and its trend span a
+        /// minute before the trend may fire, so a warm-up that levels off within
+        /// about a minute is never called a leak.
+        case standard
+        /// Time compressed ~4x, for the leak simulators (`leaksim`), whose
+        /// scenarios last under a minute: trend after 30 s over 20 s and 5
+        /// points, VSZ divergence over 30 s. Warm-ups longer than ~15 s at a
+        /// rate that counts are then flagged (and cleared when they level off).
+        case accelerated
+    }
+
+    public init(profile: Profile) {
+        self.init()
+        if profile == .accelerated {
+            raw.trend_min_age_ms = 30_000
+            raw.trend_min_span_ms = 20_000
+            raw.trend_min_points = 5
+            raw.vsz_min_span_ms = 30_000
+        }
+    }
+
     /// A process (or cgroup) gets a line when its RSS moved this far...
     public var stepBytes: UInt64 {
         get { raw.step_bytes }
