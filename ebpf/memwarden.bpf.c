@@ -40,7 +40,18 @@ const volatile __u32 cfg_hot_mask = 65535;
 /* The detectors' thresholds; userspace may replace them before load. Their
  * step and heartbeat are the cgroup aggregates' coalescing rule. */
 const volatile struct mw_det_config cfg_det = MW_DET_CONFIG_DEFAULT;
-#define DET_CFG ((const struct mw_det_config *)&cfg_det)
+
+/* The detectors take a plain const pointer. Casting volatile away would let
+ * clang read the initializer at compile time instead of what userspace wrote
+ * before load; an empty asm hides where the pointer comes from. */
+static __always_inline const struct mw_det_config *det_cfg(void)
+{
+	const struct mw_det_config *cfg = (const struct mw_det_config *)&cfg_det;
+
+	asm volatile("" : "+r"(cfg));
+	return cfg;
+}
+#define DET_CFG det_cfg()
 
 /* Heartbeats are checked at every 64th event of a process: the clock is the
  * costliest thing the hot path could do. */
