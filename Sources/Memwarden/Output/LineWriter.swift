@@ -36,19 +36,23 @@ public struct LineWriter: Sendable {
     /// Writes everything, blocking as long as it takes (trace files).
     public func write(_ text: String) throws(FileError) {
         var copy = text
-        let failure: Int32 = copy.withUTF8 { buffer in
-            var offset = 0
-            while offset < buffer.count {
-                let n = Glibc.write(fd, buffer.baseAddress! + offset, buffer.count - offset)
-                if n < 0 {
-                    if errno == EINTR || errno == EAGAIN { continue }
-                    return errno
-                }
-                offset += n
-            }
-            return 0
+        if let failure = copy.withUTF8({ writeAll(UnsafeRawBufferPointer($0)) }) {
+            throw FileError(path: "fd \(fd)", operation: "write", errno: failure)
         }
-        if failure != 0 { throw FileError(path: "fd \(fd)", operation: "write", errno: failure) }
+    }
+
+    /// write(2) until all of it went out; the errno of a failure, or nil.
+    private func writeAll(_ buffer: UnsafeRawBufferPointer) -> Int32? {
+        var offset = 0
+        while offset < buffer.count {
+            let n = Glibc.write(fd, buffer.baseAddress! + offset, buffer.count - offset)
+            if n < 0 {
+                if errno == EINTR || errno == EAGAIN { continue }
+                return errno
+            }
+            offset += n
+        }
+        return nil
     }
 
     /// Writes whole lines until `deadline` (monotonic ns) and returns how many
@@ -77,19 +81,7 @@ public struct LineWriter: Sendable {
                 if monotonicNanoseconds() >= deadline { return (sent, nil) }
                 continue
             }
-            let failure: Int32? = chunk.withUnsafeBytes { buffer in
-                var offset = 0
-                while offset < buffer.count {
-                    let n = Glibc.write(fd, buffer.baseAddress! + offset, buffer.count - offset)
-                    if n < 0 {
-                        if errno == EINTR || errno == EAGAIN { continue }
-                        return errno
-                    }
-                    offset += n
-                }
-                return nil
-            }
-            if let failure { return (sent, failure) }
+            if let failure = chunk.withUnsafeBytes({ writeAll($0) }) { return (sent, failure) }
             sent += count
             index += count
         }
