@@ -244,14 +244,27 @@ static __always_inline __u64 memcg_usage(struct mem_cgroup *memcg)
 }
 
 /* comm, VSZ, cgroup and limit from a task whose mm is the process's own. */
-static __always_inline struct mem_cgroup *refresh_from_task(struct mw_proc_state *p, struct task_struct *task)
+/* VSZ, and the memory cgroup (id and limit) and comm, from a task whose mm
+ * is the process's own. Every read is a probe_read: the cgroup, its limit and
+ * the comm are re-read only when the task's memory css moved, on every 16th
+ * record, or when `full` (first record, exec). Returns the task's memcg, and
+ * its id in *cgid. */
+static __always_inline struct mem_cgroup *refresh_from_task(struct mw_proc_state *p, struct task_struct *task,
+							    bool full, __u64 *cgid)
 {
-	struct task_struct *leader = BPF_CORE_READ(task, group_leader);
 	struct mem_cgroup *memcg = task_memcg(task);
+	struct task_struct *leader;
 
-	BPF_CORE_READ_STR_INTO(&p->comm, leader, comm);
 	p->vsz = BPF_CORE_READ(task, mm, total_vm) << cfg_page_shift;
+	if (!full && (__u64)memcg == p->memcg && p->cgroup_id && (++p->refreshes % 16) != 0) {
+		*cgid = p->cgroup_id;
+		return memcg;
+	}
+	p->memcg = (__u64)memcg;
+	leader = BPF_CORE_READ(task, group_leader);
+	BPF_CORE_READ_STR_INTO(&p->comm, leader, comm);
 	p->limit = memcg_limit(memcg);
+	*cgid = memcg_id(memcg);
 	return memcg;
 }
 
@@ -388,8 +401,9 @@ static __always_inline struct mw_cgroup_state *join_cgroup(struct mw_proc_state 
 	p->joined = 1;
 	__builtin_memcpy(&p->contrib, sample, sizeof(*sample));
 	if (memcg) {
+		/* usage moves with every sample; the limit was read with the cgroup id */
 		cg->usage = memcg_usage(memcg);
-		cg->limit = memcg_limit(memcg);
+		cg->limit = p->limit;
 	}
 	return cg;
 }
@@ -473,8 +487,7 @@ static __noinline int sample_process(struct mw_hot *h, __u32 mm_id, bool curr)
 	/* a vfork child also runs on this mm (curr=1) but is not the owner */
 	if (curr && (bpf_get_current_pid_tgid() >> 32) == tgid) {
 		/* the owner is current: its mm, cgroup and comm are at hand */
-		memcg = refresh_from_task(p, (void *)bpf_get_current_task());
-		cgid = memcg_id(memcg);
+		memcg = refresh_from_task(p, (void *)bpf_get_current_task(), false, &cgid);
 	}
 	h->last_rss = p->last_rss = rss_of(p->bytes);
 	h->last_ts = p->last_ts = now;
@@ -684,6 +697,7 @@ int mw_exec(__u64 *ctx)
 	__u64 now = bpf_ktime_get_ns();
 	struct mw_proc_state *p = bpf_map_lookup_elem(&procs, &tgid);
 	struct mem_cgroup *memcg;
+	__u64 cgid = 0;
 
 	if (!p) {
 		if (bpf_map_update_elem(&procs, &tgid, &zero_proc, BPF_NOEXIST) == 0)
@@ -701,8 +715,8 @@ int mw_exec(__u64 *ctx)
 	p->last_ts = now;
 	p->last_rss = rss_of(p->bytes);
 	mw_det_reset(&p->det);
-	memcg = refresh_from_task(p, task);
-	record_process(MW_REC_PROC_EXEC, tgid, p, memcg_id(memcg), memcg, now);
+	memcg = refresh_from_task(p, task, true, &cgid);
+	record_process(MW_REC_PROC_EXEC, tgid, p, cgid, memcg, now);
 	return 0;
 }
 

@@ -121,8 +121,11 @@ struct mw_proc_state {
 	__u64 cgroup_id;          /* 0 until the first record joins it to its cgroup */
 	__u64 vsz;
 	__u64 limit;
+	__u64 memcg;              /* the memcg (kernel address) cgroup_id and limit were read from */
 	__u32 mm_id;              /* rss_stat's hash of the mm this state follows; 0 = not bound yet */
 	__u32 joined;             /* 1 while counted in cgroup_id's aggregate */
+	__u32 refreshes;          /* records since the last full refresh, mod 16 */
+	__u32 pad;
 	char comm[MW_COMM_LEN];
 	struct mw_det_sample contrib; /* what this process has added to its cgroup's aggregate */
 	struct mw_det_state det;
