@@ -366,6 +366,19 @@ public final class TraceReader {
             p += 1
         }
         let digits = p
+        let (value, overflow) = scanDigits(&p, end)
+        guard p > digits, isValueEnd(p, end) else {
+            throw error(.wrongType, field.name, "expected an integer, found \(describe(begin, end))")
+        }
+        guard !overflow, value <= UInt64(Int64.max) else {
+            throw error(.outOfRange, field.name, "\(describe(begin, end)) does not fit")
+        }
+        return negative ? -Int64(value) : Int64(value)
+    }
+
+    /// Decimal digits from p on, as an unsigned value, and whether it overflowed 64 bits.
+    @inline(__always)
+    private func scanDigits(_ p: inout UnsafePointer<UInt8>, _ end: UnsafePointer<UInt8>) -> (UInt64, Bool) {
         var value: UInt64 = 0
         var overflow = false
         while p < end, case let d = p.pointee &- 0x30, d < 10 {
@@ -375,13 +388,7 @@ public final class TraceReader {
             value = sum
             p += 1
         }
-        guard p > digits, isValueEnd(p, end) else {
-            throw error(.wrongType, field.name, "expected an integer, found \(describe(begin, end))")
-        }
-        guard !overflow, value <= UInt64(Int64.max) else {
-            throw error(.outOfRange, field.name, "\(describe(begin, end)) does not fit")
-        }
-        return negative ? -Int64(value) : Int64(value)
+        return (value, overflow)
     }
 
     @inline(__always)
@@ -399,15 +406,7 @@ public final class TraceReader {
             let value = try parseInteger(field, &p, end)
             throw error(.negativeSize, field.name, "\(value)")
         }
-        var value: UInt64 = 0
-        var overflow = false
-        while p < end, case let d = p.pointee &- 0x30, d < 10 {
-            let (times10, o1) = value.multipliedReportingOverflow(by: 10)
-            let (sum, o2) = times10.addingReportingOverflow(UInt64(d))
-            overflow = overflow || o1 || o2
-            value = sum
-            p += 1
-        }
+        let (value, overflow) = scanDigits(&p, end)
         guard p > begin, isValueEnd(p, end) else {
             throw error(.wrongType, field.name, "expected a byte count (an integer), found \(describe(begin, end))")
         }
