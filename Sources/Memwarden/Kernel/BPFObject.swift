@@ -46,15 +46,8 @@ final class BPFObject {
         elf.deallocate()
     }
 
-    func setGlobal<T: FixedWidthInteger>(_ variable: String, _ value: T) throws(KernelError) {
-        var copy = value
-        let result = withUnsafeBytes(of: &copy) { mw_set_rodata(object, variable, $0.baseAddress, $0.count) }
-        guard result == 0 else {
-            throw KernelError(.loadFailed, "cannot set \(variable) in \(name): \(String(cString: strerror(-result)))")
-        }
-    }
-
-    /// Sets a `const volatile` struct global (e.g. the detector thresholds).
+    /// Sets a `const volatile` global before load: an integer setting, or a
+    /// struct such as the detector thresholds (the sizes must match exactly).
     func setGlobal<T>(_ variable: String, _ value: T) throws(KernelError) {
         var copy = value
         let result = withUnsafeBytes(of: &copy) { mw_set_rodata(object, variable, $0.baseAddress, $0.count) }
