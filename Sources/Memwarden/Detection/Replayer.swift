@@ -128,14 +128,7 @@ public final class Replayer {
                 processes[Int(index)] = process
             }
         } else {
-            let process = Process(slot: pool.acquire(), comm: sample.comm)
-            if let reused = freeProcesses.popLast() {
-                index = reused
-                processes[Int(index)] = process
-            } else {
-                index = Int32(processes.count)
-                processes.append(process)
-            }
+            index = Self.place(Process(slot: pool.acquire(), comm: sample.comm), in: &processes, free: &freeProcesses)
             processIndex[sample.pid] = index
         }
 
@@ -173,6 +166,16 @@ public final class Replayer {
         }
         processes[Int(index)] = process
         if cgroupSlot >= 0 { runCgroup(cgroupSlot, id: cgroupID, t: t, into: &events) }
+    }
+
+    /// Puts an element in a slot freed earlier, or at the end; returns its index.
+    private static func place<T>(_ element: T, in array: inout [T], free: inout [Int32]) -> Int32 {
+        if let reused = free.popLast() {
+            array[Int(reused)] = element
+            return reused
+        }
+        array.append(element)
+        return Int32(array.count - 1)
     }
 
     private func isEmpty(_ id: Int32) -> Bool {
@@ -213,15 +216,7 @@ public final class Replayer {
         while cgroupIndex.count <= Int(id) { cgroupIndex.append(-1) }
         let existing = cgroupIndex[Int(id)]
         if existing >= 0 { return existing }
-        let cgroup = Cgroup(slot: pool.acquire())
-        let slot: Int32
-        if let reused = freeCgroups.popLast() {
-            slot = reused
-            cgroups[Int(slot)] = cgroup
-        } else {
-            slot = Int32(cgroups.count)
-            cgroups.append(cgroup)
-        }
+        let slot = Self.place(Cgroup(slot: pool.acquire()), in: &cgroups, free: &freeCgroups)
         cgroupIndex[Int(id)] = slot
         return slot
     }
