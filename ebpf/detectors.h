@@ -1515,24 +1515,39 @@ MW_DET_API int mw_det_update(struct mw_det_state *st, const struct mw_det_config
 
 /* Replaces one member's contribution: `from` is what it contributed so far
  * (NULL: it joins), `to` its new counters (NULL: it leaves). */
+/* In the kernel, processes of one cgroup sample on several CPUs at once: the
+ * sums are moved with atomic adds, or a lost update would skew the aggregate
+ * for good. Replay is sequential. */
+#ifdef MW_BPF_SIDE
+#define MW_AGG_ADD(field, v) __sync_fetch_and_add(&(field), (v))
+#else
+#define MW_AGG_ADD(field, v) ((field) += (v))
+#endif
+
 MW_DET_API void mw_agg_move(struct mw_agg *agg, const struct mw_det_sample *from, const struct mw_det_sample *to)
 {
+	__s64 anon = 0, file = 0, shmem = 0, swap = 0;
+
 	if (from) {
-		agg->anon -= (__s64)from->anon;
-		agg->file -= (__s64)from->file;
-		agg->shmem -= (__s64)from->shmem;
-		agg->swap -= (__s64)from->swap;
+		anon -= (__s64)from->anon;
+		file -= (__s64)from->file;
+		shmem -= (__s64)from->shmem;
+		swap -= (__s64)from->swap;
 	}
 	if (to) {
-		agg->anon += (__s64)to->anon;
-		agg->file += (__s64)to->file;
-		agg->shmem += (__s64)to->shmem;
-		agg->swap += (__s64)to->swap;
+		anon += (__s64)to->anon;
+		file += (__s64)to->file;
+		shmem += (__s64)to->shmem;
+		swap += (__s64)to->swap;
 	}
+	MW_AGG_ADD(agg->anon, anon);
+	MW_AGG_ADD(agg->file, file);
+	MW_AGG_ADD(agg->shmem, shmem);
+	MW_AGG_ADD(agg->swap, swap);
 	if (!from && to)
-		agg->members++;
+		MW_AGG_ADD(agg->members, 1);
 	else if (from && !to && agg->members)
-		agg->members--;
+		MW_AGG_ADD(agg->members, (__u32)-1);
 }
 
 MW_DET_INLINE __u64 mw_pos(__s64 v)
