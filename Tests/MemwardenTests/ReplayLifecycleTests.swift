@@ -88,7 +88,7 @@ struct ReplayLifecycleTests {
         let suspected = try #require(events.suspected(pid: 30).first)
         let epoch: UInt64 = 1_700_000_000_000_000_000
         let line = suspected.jsonLine(epochNanoseconds: epoch)
-        #expect(line.hasPrefix(#"{"type":"leak.suspected","t":"#))
+        #expect(line.hasPrefix(#"{"type":"leak.suspected","time":"#))
         let wall = epoch + UInt64(suspected.timeNanoseconds)
         #expect(line.contains(#""time":"\#(WallClock.rfc3339(epochNanoseconds: wall))""#))
         #expect(line.contains(#""time":"2023-11-14T22:"#))
@@ -102,7 +102,7 @@ struct ReplayLifecycleTests {
         let cgroupLine = try #require(events.suspected(cgroup: "/c").first).jsonLine(epochNanoseconds: 0)
         #expect(cgroupLine.contains(#""scope":"cgroup","pid":null,"comm":null,"cgroup":"/c""#), "\(cgroupLine)")
         let cleared = try #require(events.cleared(pid: 30).first).jsonLine(epochNanoseconds: 0)
-        #expect(cleared.hasPrefix(#"{"type":"leak.cleared","t":"#))
+        #expect(cleared.hasPrefix(#"{"type":"leak.cleared","time":"#))
         #expect(cleared.contains(#""pid":30,"comm":"leaky \"one\"","cgroup":"/c","reasons":["process_exited"]"#))
         #expect(cleared.contains(#""suspected_seconds":"#))
     }

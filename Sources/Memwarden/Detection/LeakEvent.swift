@@ -60,39 +60,11 @@ public struct LeakEvent: Sendable, Hashable {
     /// Seconds on the target's clock.
     public var t: Double { Double(timeNanoseconds) / 1e9 }
 
-    /// One JSON line (docs/detectors.md lists the fields). `epochNanoseconds`
-    /// is the wall-clock time of t = 0, for "time" (RFC 3339, UTC).
+    /// One JSON line (docs/events.md), with no identity beyond the cgroup
+    /// path. `epochNanoseconds` is the wall-clock time of t = 0.
     public func jsonLine(epochNanoseconds: UInt64) -> String {
-        var line = JSONLine()
-        line.add("type", kind.rawValue)
-        line.add("t", t, decimals: 6)
-        let wall = Int64(bitPattern: epochNanoseconds) &+ timeNanoseconds
-        line.add("time", WallClock.rfc3339(epochNanoseconds: UInt64(max(0, wall))))
-        line.add("scope", scope.rawValue)
-        line.add("pid", pid)
-        line.add("comm", comm)
-        line.add("cgroup", cgroup)
-        switch kind {
-        case .suspected:
-            line.addRaw("detectors", Self.array(detectors))
-            line.add("confidence", confidence, decimals: 3)
-            line.add("growth_bytes_per_second", growthBytesPerSecond)
-            if let secondsToLimit { line.add("seconds_to_limit", secondsToLimit, decimals: 1) }
-            if let limit { line.add("limit", limit) }
-            line.addRaw("reasons", Self.array(reasons))
-        case .cleared:
-            line.addRaw("reasons", Self.array(reasons))
-            if let suspectedSeconds { line.add("suspected_seconds", suspectedSeconds, decimals: 3) }
-        }
-        return line.finish()
+        AgentEvent(leak: self, epochNanoseconds: epochNanoseconds, node: nil).jsonLine()
     }
 
-    static func array(_ values: [String]) -> String {
-        var text = "["
-        for (i, value) in values.enumerated() {
-            if i > 0 { text += "," }
-            text += JSONLine.quoted(value)
-        }
-        return text + "]"
-    }
+    static func array(_ values: [String]) -> String { JSONLine.array(values) }
 }

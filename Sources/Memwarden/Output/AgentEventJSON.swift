@@ -1,0 +1,131 @@
+extension AgentEvent {
+    /// One JSON object on one line (docs/events.md). Unknown values are left
+    /// out rather than written as null, except `pid` and `comm` of a leak
+    /// event, which say "no process" for a cgroup target.
+    public func jsonLine() -> String {
+        var line = JSONLine()
+        line.add("type", type.rawValue)
+        line.add("time", WallClock.rfc3339(epochNanoseconds: epochNanoseconds))
+        if let t { line.add("t", t, decimals: 6) }
+        if let node { line.add("node", node) }
+        line.add("severity", severity.rawValue)
+        if let target { Self.add(target, to: &line, nullProcess: type == .leakSuspected || type == .leakCleared) }
+        switch details {
+        case .leak(let leak): Self.add(leak, type: type, to: &line)
+        case .budget(let budget): Self.add(budget, to: &line)
+        case .response(let response): Self.add(response, to: &line)
+        case .policy(let policy): Self.add(policy, to: &line)
+        case .agent(let agent): Self.add(agent, to: &line)
+        }
+        return line.finish()
+    }
+
+    private static func add(_ target: EventTarget, to line: inout JSONLine, nullProcess: Bool) {
+        line.add("scope", target.scope.rawValue)
+        if nullProcess || target.pid != nil { line.add("pid", target.pid) }
+        if nullProcess || target.comm != nil { line.add("comm", target.comm) }
+        let identity = target.identity
+        line.add("cgroup", identity.cgroup)
+        if let value = identity.runtime { line.add("runtime", value.rawValue) }
+        if let value = identity.containerID { line.add("container_id", value) }
+        if let value = identity.podUID { line.add("pod_uid", value) }
+        if let value = identity.qos { line.add("qos", value.rawValue) }
+        if let value = identity.systemdUnit { line.add("systemd_unit", value) }
+        if let pod = identity.pod {
+            line.add("pod", pod.name)
+            line.add("namespace", pod.namespace)
+            if let container = pod.container { line.add("container", container) }
+        }
+    }
+
+    private static func add(_ leak: LeakDetails, type: EventType, to line: inout JSONLine) {
+        if type == .leakSuspected {
+            line.addRaw("detectors", JSONLine.array(leak.detectors))
+            line.add("confidence", leak.confidence, decimals: 3)
+            line.add("growth_bytes_per_second", leak.growthBytesPerSecond)
+            if let value = leak.secondsToLimit { line.add("seconds_to_limit", value, decimals: 1) }
+            if let value = leak.limit { line.add("limit", value) }
+            line.addRaw("reasons", JSONLine.array(leak.reasons))
+        } else {
+            line.addRaw("reasons", JSONLine.array(leak.reasons))
+            if let value = leak.suspectedSeconds { line.add("suspected_seconds", value, decimals: 3) }
+        }
+    }
+
+    private static func add(_ budget: BudgetDetails, to line: inout JSONLine) {
+        line.add("tier", budget.tier.rawValue)
+        line.add("rule", budget.rule)
+        line.add("budget_bytes", budget.budgetBytes)
+        line.add("usage_bytes", budget.usageBytes)
+        line.add("budget_share", budget.share, decimals: 4)
+        if let value = budget.growthBytesPerSecond { line.add("growth_bytes_per_second", value) }
+        if let value = budget.secondsToBudget { line.add("seconds_to_budget", value, decimals: 1) }
+    }
+
+    private static func add(_ response: ResponseDetails, to line: inout JSONLine) {
+        line.add("mode", response.mode.rawValue)
+        line.add("rule", response.rule)
+        line.add("dry_run", response.dryRun)
+        if let value = response.memoryHighBefore { line.add("memory_high_before", value) }
+        if let value = response.memoryHighAfter { line.add("memory_high_after", value) }
+        if let value = response.floorBytes { line.add("floor_bytes", value) }
+        if let value = response.pressureMicroseconds { line.add("pressure_microseconds", value) }
+        if let value = response.reason { line.add("reason", value) }
+        if let annotations = response.annotations { line.addRaw("annotations", JSONLine.object(annotations)) }
+    }
+
+    private static func add(_ policy: PolicyDetails, to line: inout JSONLine) {
+        line.add("file", policy.file)
+        if let rules = policy.rules { line.add("rules", rules) }
+        if !policy.problems.isEmpty { line.addRaw("problems", JSONLine.array(policy.problems)) }
+    }
+
+    private static func add(_ agent: AgentDetails, to line: inout JSONLine) {
+        if let value = agent.version { line.add("version", value) }
+        if let value = agent.message { line.add("message", value) }
+        if !agent.lost.isEmpty {
+            line.addRaw("lost", JSONLine.object(agent.lost.mapValues { String($0) }, raw: true))
+        }
+    }
+}
+
+extension AgentEvent {
+    /// A leak event of the assessor, on the wall clock, with its target's identity.
+    public init(leak: LeakEvent, epochNanoseconds epoch: UInt64, node: String?, identity: TargetIdentity? = nil) {
+        let wall = Int64(bitPattern: epoch) &+ leak.timeNanoseconds
+        var resolved = identity ?? TargetIdentity(cgroup: leak.cgroup)
+        resolved.cgroup = leak.cgroup
+        self.init(
+            type: leak.kind == .suspected ? .leakSuspected : .leakCleared,
+            severity: leak.kind == .suspected ? .warning : .info,
+            epochNanoseconds: UInt64(max(0, wall)), t: leak.t, node: node,
+            target: EventTarget(scope: leak.scope, pid: leak.pid, comm: leak.comm, identity: resolved),
+            details: .leak(
+                LeakDetails(
+                    detectors: leak.detectors, confidence: leak.confidence,
+                    growthBytesPerSecond: leak.growthBytesPerSecond, secondsToLimit: leak.secondsToLimit,
+                    limit: leak.limit, reasons: leak.reasons, suspectedSeconds: leak.suspectedSeconds)))
+    }
+}
+
+extension JSONLine {
+    /// A JSON array of strings.
+    public static func array(_ values: [String]) -> String {
+        var text = "["
+        for (i, value) in values.enumerated() {
+            if i > 0 { text += "," }
+            text += quoted(value)
+        }
+        return text + "]"
+    }
+
+    /// A JSON object, keys sorted; values quoted unless `raw` (already JSON).
+    public static func object(_ values: [String: String], raw: Bool = false) -> String {
+        var text = "{"
+        for (i, key) in values.keys.sorted().enumerated() {
+            if i > 0 { text += "," }
+            text += quoted(key) + ":" + (raw ? values[key]! : quoted(values[key]!))
+        }
+        return text + "}"
+    }
+}
