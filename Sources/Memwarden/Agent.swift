@@ -7,9 +7,8 @@ import UnixSignals
 /// it drained is written, and the group ends.
 public enum Agent {
     public enum Output: Sendable {
-        /// JSON events and stats on stdout (`memwarden run`); with `verdicts`,
-        /// each detector verdict change too.
-        case events(verdicts: Bool)
+        /// Events (and on request the sample stream) on stdout and to the sinks (`memwarden run`).
+        case events(PipelineSettings)
         /// A trace file (`memwarden record`), and optionally the kernel's verdicts.
         case trace(LineWriter, TraceFilter, verdicts: LineWriter?)
     }
@@ -25,8 +24,8 @@ public enum Agent {
         }
         let sink: any Service
         switch output {
-        case .events(let verdicts):
-            sink = EventPrinter(input: source.output, formatter: formatter, verdicts: verdicts, logger: logger)
+        case .events(let settings):
+            sink = LivePipeline(input: source.output, formatter: formatter, settings: settings, logger: logger)
         case .trace(let writer, let filter, let verdicts):
             sink = TraceRecorder(
                 input: source.output, formatter: formatter, writer: writer, filter: filter, verdictWriter: verdicts,

@@ -4,7 +4,7 @@ import Memwarden
 struct RunCommand: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "run",
-        abstract: "Run the agent: JSON lines on stdout (samples, cgroup samples, stats); logs on stderr.",
+        abstract: "Run the agent: events as JSON lines on stdout (leaks, budgets, responses, the agent's own), stats; logs on stderr.",
         discussion: "Exits 0 on SIGTERM/SIGINT or after --duration; 2 when the kernel side cannot run (privileges, BTF, tracepoint)."
     )
 
@@ -19,6 +19,12 @@ struct RunCommand: AsyncParsableCommand {
     @Flag(help: "Also print every detector verdict change (type \"verdict\"), as `replay --verdicts` does.")
     var verdicts = false
 
+    @Flag(help: "Also print the sample stream the detectors see (sample, cgroup_sample, process.exec, process.exit).")
+    var samples = false
+
+    @Option(help: "The node name events carry (default: $NODE_NAME, else the host name).")
+    var nodeName: String?
+
     func validate() throws {
         if let duration, !(duration > 0) { throw ValidationError("--duration must be more than 0 seconds") }
         guard statsInterval > 0 else { throw ValidationError("--stats-interval must be more than 0 seconds") }
@@ -29,7 +35,7 @@ struct RunCommand: AsyncParsableCommand {
         try await exitOnKernelError {
             try requireKernel()
             try await Agent.run(
-                kernel: kernel.kernel, output: .events(verdicts: verdicts), duration: duration.map { .milliseconds(Int($0 * 1000)) },
+                kernel: kernel.kernel, output: .events(PipelineSettings(node: NodeName.resolve(nodeName), samples: samples, verdicts: verdicts)), duration: duration.map { .milliseconds(Int($0 * 1000)) },
                 statsInterval: .milliseconds(Int(statsInterval * 1000)), logger: logger)
         }
     }

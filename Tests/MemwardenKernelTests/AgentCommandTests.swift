@@ -20,15 +20,23 @@ struct AgentCommandTests {
         else { throw TestFailure("the agent did not attach its program within 60 s") }
     }
 
-    @Test("run --duration prints samples for a process growing 200 MiB, stats with nonzero counters, and exits 0")
+    @Test("run --samples prints samples for a process growing 200 MiB, stats with nonzero counters, and exits 0 on SIGTERM")
     func runReportsGrowth() throws {
-        let agent = try ChildProcess(try Self.memwarden(), ["run", "--duration", "10", "--stats-interval", "2"], stdout: .pipe, stderr: .pipe)
+        let agent = try ChildProcess(try Self.memwarden(), ["run", "--samples", "--stats-interval", "1"], stdout: .pipe, stderr: .pipe)
         try Self.waitUntilAttached(agent)
         let simulator = try Simulator()
         for _ in 0..<4 { try simulator.run("touch 50") }
+        // the growth is done (each touch answered): one more stats reading, then stop
+        var pending: [String] = []
+        let seen = agent.stdout?.readLine(until: deadline(seconds: 30)) { line in
+            pending.append(line)
+            return line.contains(#""type":"stats""#)
+        }
+        #expect(seen != nil, "no stats line within 30 s after the growth")
+        agent.signal(SIGTERM)
         var samples: [[String: Any]] = []
         var stats: [[String: Any]] = []
-        while let line = agent.stdout?.readLine(deadline: deadline(seconds: 30)) {
+        while let line = pending.isEmpty ? agent.stdout?.readLine(deadline: deadline(seconds: 30)) : pending.removeFirst() {
             let object = try #require(Self.json(line), "not a JSON object: \(line)")
             #expect(object["type"] is String && object["time"] is String, "line without type/time: \(line)")
             if object["type"] as? String == "sample", object["pid"] as? Int == Int(simulator.pid) { samples.append(object) }
@@ -49,7 +57,7 @@ struct AgentCommandTests {
 
     @Test("SIGTERM detaches everything and exits 0, even with nobody reading stdout")
     func sigtermExitsCleanly() throws {
-        let agent = try ChildProcess(try Self.memwarden(), ["run", "--stats-interval", "1"], stdout: .pipe, stderr: .pipe)
+        let agent = try ChildProcess(try Self.memwarden(), ["run", "--samples", "--stats-interval", "1"], stdout: .pipe, stderr: .pipe)
         try Self.waitUntilAttached(agent)
         let stats = agent.stdout?.readLine(until: deadline(seconds: 10)) { $0.contains("\"type\":\"stats\"") }
         #expect(stats != nil)
@@ -82,11 +90,13 @@ struct AgentCommandTests {
         let simulator = try Simulator()
         defer { simulator.kill() }
         let recorder = try ChildProcess(
-            try Self.memwarden(), ["record", "--duration", "6", "--out", path, "--pid", "\(simulator.pid)"], stderr: .pipe)
+            try Self.memwarden(), ["record", "--duration", "600", "--out", path, "--pid", "\(simulator.pid)"], stderr: .pipe)
         try Self.waitUntilAttached(recorder)
         try simulator.run("touch 32")
         try simulator.run("shm 8")
-        #expect(recorder.waitForExit() == 0)
+        // both answered: their samples are in the ring buffer, which SIGTERM drains
+        recorder.signal(SIGTERM)
+        #expect(recorder.waitForExit(deadline: deadline(seconds: 30)) == 0)
         let text = try String(contentsOfFile: path, encoding: .utf8)
         let lines = text.split(separator: "\n", omittingEmptySubsequences: false).dropLast()
         #expect(text.hasSuffix("\n"))

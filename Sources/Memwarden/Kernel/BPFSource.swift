@@ -4,6 +4,8 @@ import Synchronization
 
 /// What the kernel source hands to the rest of the agent.
 public enum SourceOutput: Sendable {
+    /// The program is loaded and attached: from here on memory is watched.
+    case attached
     /// Records in the order the ring buffer delivered them.
     case records([KernelRecord])
     /// A periodic reading of the kernel counters.
@@ -62,6 +64,7 @@ public final class BPFSource: Service, Sendable {
                 logger.info(
                     "kernel program attached",
                     metadata: ["step_bytes": "\(configuration.stepBytes)", "heartbeat_ns": "\(configuration.heartbeatNanoseconds)"])
+                send(.attached, count: 0)
                 var nextStats = monotonicNanoseconds() + statsIntervalNanoseconds
                 while !stopRequested.load(ordering: .relaxed) {
                     let records = monitor.poll(timeoutMilliseconds: 100)

@@ -88,6 +88,8 @@ public struct TraceRecorder: Service {
                 written += lines.count
             case .counters(let counters):
                 last = counters
+            case .attached:
+                continue
             }
         }
         logger.info(

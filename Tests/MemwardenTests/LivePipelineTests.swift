@@ -1,0 +1,65 @@
+import Foundation
+import Logging
+import Memwarden
+import Testing
+
+/// The live pipeline fed by hand: what it prints and what it hands to sinks.
+struct LivePipelineTests {
+    final class CollectingSink: EventSink, @unchecked Sendable {
+        let name = "collect"
+        private let lock = NSLock()
+        private var collected: [AgentEvent] = []
+        func submit(_ event: AgentEvent) { lock.withLock { collected.append(event) } }
+        var events: [AgentEvent] { lock.withLock { collected } }
+    }
+
+    /// Runs the pipeline over `outputs` and returns its stdout lines.
+    static func run(_ outputs: [SourceOutput], sink: CollectingSink, settings: PipelineSettings) async throws -> [String] {
+        let path = FileManager.default.temporaryDirectory.appendingPathComponent("pipeline-\(UUID().uuidString)").path
+        defer { try? FileManager.default.removeItem(atPath: path) }
+        let writer = try LineWriter.create(path: path)
+        let (stream, continuation) = AsyncStream.makeStream(of: SourceOutput.self)
+        for output in outputs { continuation.yield(output) }
+        continuation.finish()
+        let pipeline = LivePipeline(
+            input: stream, formatter: SampleFormatter(hierarchy: nil), writer: writer, sinks: [sink], settings: settings,
+            identify: { TargetIdentity(cgroup: $0, runtime: .containerd, containerID: String(repeating: "a", count: 64)) },
+            logger: Logger(label: "test"))
+        await pipeline.handleInput()
+        writer.close()
+        return try String(contentsOfFile: path, encoding: .utf8).split(separator: "\n").map(String.init)
+    }
+
+    @Test func announcesStartAndStopAndLossesToStdoutAndSinks() async throws {
+        var lossy = KernelCounters()
+        lossy.ringBufferDrops = 7
+        var same = lossy
+        same.events = 10
+        let sink = CollectingSink()
+        let lines = try await Self.run(
+            [.attached, .counters(lossy), .counters(same)], sink: sink, settings: PipelineSettings(node: "node-1"))
+        #expect(sink.events.map(\.type) == [.agentStarted, .agentEventsLost, .agentStopping])
+        #expect(sink.events.allSatisfy { $0.node == "node-1" })
+        let lost = try #require(sink.events.first { $0.type == .agentEventsLost })
+        #expect(lost.details == .agent(AgentDetails(lost: ["ring_buffer": 7])), "lost is counted once, as the delta")
+        // stdout: the same events, plus the two stats lines, in order
+        let types = lines.compactMap { line in
+            ((try? JSONSerialization.jsonObject(with: Data(line.utf8))) as? [String: Any])?["type"] as? String
+        }
+        #expect(types == ["agent.started", "stats", "agent.events_lost", "stats", "agent.stopping"])
+        #expect(lines[2].contains(#""lost":{"ring_buffer":7}"#), "\(lines[2])")
+    }
+
+    @Test func eventsCanStayOffStdout() async throws {
+        let sink = CollectingSink()
+        let lines = try await Self.run([.attached], sink: sink, settings: PipelineSettings(stdoutEvents: false))
+        #expect(lines.isEmpty)
+        #expect(sink.events.map(\.type) == [.agentStarted, .agentStopping])
+    }
+
+    @Test func nodeNameComesFromTheFlagThenTheEnvironment() {
+        #expect(NodeName.resolve("flag", environment: ["NODE_NAME": "env"]) == "flag")
+        #expect(NodeName.resolve(nil, environment: ["NODE_NAME": "env"]) == "env")
+        #expect(NodeName.resolve("", environment: [:]) != nil, "falls back to the host name")
+    }
+}
