@@ -12,6 +12,7 @@
 ///   ids: under `docker` (docker, cgroupfs driver), under a containerd
 ///   namespace (`k8s.io`, `default`), or directly under a pod (the kubelet's
 ///   cgroupfs driver, where the runtime cannot be told from the path).
+/// - A QoS-level cgroup (`/kubepods/burstable`) gives its QoS class alone.
 /// - On a plain host (no container, no pod) the deepest systemd unit
 ///   (`.service`, `.scope`, `.socket`, `.mount`, `.swap`) is the identity.
 /// - Anything else: the path alone. Nothing is guessed.
@@ -24,7 +25,7 @@ public enum CgroupPathIdentity {
 
         var container: (index: Int, runtime: TargetIdentity.Runtime?, id: String)?
         var pods: [(index: Int, uid: String, qos: TargetIdentity.QoSClass?)] = []
-        var qosLevel: TargetIdentity.QoSClass?
+        var qosLevel: (index: Int, qos: TargetIdentity.QoSClass)?
         var unit: (index: Int, name: String)?
         var kubepodsSeen = false
 
@@ -51,7 +52,7 @@ public enum CgroupPathIdentity {
                 if let pod = podSlice(slice) {
                     pods.append((index, pod.uid, pod.qos))
                 } else if let level = qosSlice(slice) {
-                    qosLevel = level
+                    qosLevel = (index, level)
                 }
                 continue
             }
@@ -68,7 +69,7 @@ public enum CgroupPathIdentity {
                 continue
             }
             if kubepodsSeen, parent == "kubepods", name == "burstable" || name == "besteffort" {
-                qosLevel = TargetIdentity.QoSClass(rawValue: name)
+                qosLevel = TargetIdentity.QoSClass(rawValue: name).map { (index, $0) }
                 continue
             }
             if isSystemdUnit(name) {
@@ -87,8 +88,9 @@ public enum CgroupPathIdentity {
         } else if let pod = deepestPod {
             identity.podUID = pod.uid
             identity.qos = pod.qos
-        } else if let qosLevel {
-            identity.qos = qosLevel
+        } else if let qosLevel, qosLevel.index == components.count - 1 {
+            // the QoS level's own cgroup; below it, only a pod is a known shape
+            identity.qos = qosLevel.qos
         } else if let unit {
             identity.runtime = .systemd
             identity.systemdUnit = unit.name
