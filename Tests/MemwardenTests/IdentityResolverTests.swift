@@ -201,6 +201,36 @@ struct IdentityResolverTests {
         #expect(formatter.eventLine(aggregate).contains(#""container_id":"\#(Self.c1)""#))
     }
 
+    @Test("a cgroup newer than the last walk is learnt from a process's path, only when the directory's inode is the id")
+    func newCgroupsAreLearntFromProcessPaths() throws {
+        let host = try FakeHost.v2("learn")
+        var index = CgroupIndex(hierarchy: CgroupHierarchy(mountPoint: host.paths.cgroup, version: .v2))
+        index.rescan(now: 1)
+        try host.cgroup(Self.container)
+        let id = try host.inode(Self.container)
+        let missed = index.path(for: id, now: 2)
+        #expect(missed == nil)
+        let elsewhere = index.learn(path: "/elsewhere", for: id)
+        let namespaced = index.learn(path: "/../x", for: id)
+        let learnt = index.learn(path: Self.container, for: id)
+        #expect(!elsewhere && !namespaced && learnt)
+        let found = index.path(for: id, now: 3)
+        #expect(found == Self.container)
+
+        // the formatter learns it from a process record's /proc fallback, so the
+        // cgroup's aggregate record right after names it
+        var formatter = SampleFormatter(
+            hierarchy: CgroupHierarchy(mountPoint: host.paths.cgroup, version: .v2), hostPaths: host.paths,
+            clock: WallClock(offset: 0), origin: 0)
+        _ = formatter.cgroupPath(id: 1, pid: nil)  // the first walk, before the container's cgroup exists
+        try host.cgroup("/kubepods/besteffort/pod\(Self.uid)/\(CgroupPathIdentityTests.c2)")
+        let late = try host.inode("/kubepods/besteffort/pod\(Self.uid)/\(CgroupPathIdentityTests.c2)")
+        try host.process(4321, cgroup: "0::/kubepods/besteffort/pod\(Self.uid)/\(CgroupPathIdentityTests.c2)\n")
+        let fromProc = formatter.cgroupPath(id: late, pid: 4321)
+        let byID = formatter.cgroupPath(id: late, pid: nil)
+        #expect(fromProc.hasSuffix(CgroupPathIdentityTests.c2) && byID == fromProc)
+    }
+
     @Test func identifyWritesEveryKeyWithNullsForTheUnknown() {
         var line = JSONLine()
         line.addIdentity(TargetIdentity(cgroup: "/x"), nulls: true, labels: true)

@@ -29,6 +29,22 @@ public struct CgroupIndex: Sendable {
         return paths[id]
     }
 
+    /// Learns the id of a cgroup created since the last walk from a path found
+    /// elsewhere (a process's /proc/PID/cgroup), when that directory's inode
+    /// is the id: a container's first records would otherwise name no cgroup
+    /// until the next walk. Returns whether the id now resolves to `path`.
+    @discardableResult
+    public mutating func learn(path: String, for id: UInt64) -> Bool {
+        guard id != 0, path.hasPrefix("/"), !path.contains("/..") else { return false }
+        if let known = paths[id] { return known == path }
+        var info = stat()
+        guard stat(hierarchy.mountPoint + (path == "/" ? "" : path), &info) == 0, UInt64(info.st_ino) == id else {
+            return false
+        }
+        paths[id] = path
+        return true
+    }
+
     /// The host path of a path read through a private cgroup namespace
     /// ("/../../kubepods/…/<id>": relative to the reader's namespace root): the
     /// one indexed cgroup whose path ends with the components after the "..".

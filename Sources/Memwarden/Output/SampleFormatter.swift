@@ -53,6 +53,9 @@ public struct SampleFormatter: Sendable {
         if let pid, let version = cgroups?.hierarchy.version,
             let path = ProcCgroup.memoryCgroupPath(pid: pid, procRoot: hostPaths.proc, version: version)
         {
+            // a cgroup newer than the index's last walk: the cgroup's own aggregate
+            // records (no pid) that follow find it by id
+            cgroups?.learn(path: path, for: id)
             return path
         }
         return ""
