@@ -61,6 +61,12 @@ public struct SampleFormatter: Sendable {
         return ""
     }
 
+    /// The identity of a cgroup path, from the same cache the lines use (for
+    /// the leak and budget events about the same cgroups).
+    public mutating func identity(cgroupPath path: String) -> TargetIdentity {
+        identities.identity(cgroupPath: path)
+    }
+
     mutating func limit(path: String, own: MemoryLimit) -> UInt64? {
         guard !path.isEmpty, cgroups != nil else { return own.bytes }
         let key = LimitKey(path: path, own: own)
