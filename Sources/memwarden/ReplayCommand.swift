@@ -13,7 +13,9 @@ struct ReplayCommand: ParsableCommand {
         abstract: "Replay a trace through the kernel's detectors and print leak events as JSON Lines.",
         discussion: """
             Events are leak.suspected and leak.cleared (docs/detectors.md). Each carries "t", the trace's \
-            clock, and "time", t after --start-epoch (default: the Unix epoch, so output is reproducible). \
+            clock, and "time", t after --start-epoch (default: the Unix epoch, so output is reproducible), \
+            and the identity its cgroup path gives (runtime, container_id, pod_uid, qos, systemd_unit; \
+            docs/identity.md). \
             A bad line stops replay with exit 1 and a message naming the file, the line and the field; \
             with --skip-invalid bad lines are counted, reported at the end, and skipped.
             """)
@@ -47,7 +49,13 @@ struct ReplayCommand: ParsableCommand {
         let summary: TraceReplay.Summary
         do {
             let reader = try TraceReader(path: file)
-            summary = try replay.run(reader) { output.append($0.jsonLine(epochNanoseconds: epoch)) }
+            // the trace names cgroups by path: each event carries what the path says
+            // about its owner (container, pod, systemd unit), parsed once per path
+            var identities = IdentityResolver()
+            summary = try replay.run(reader) { event in
+                let identity = identities.identity(cgroupPath: event.cgroup)
+                output.append(AgentEvent(leak: event, epochNanoseconds: epoch, node: nil, identity: identity).jsonLine())
+            }
             try output.flush()
         } catch let error as TraceError {
             try? output.flush()

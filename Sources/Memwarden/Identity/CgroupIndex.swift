@@ -29,6 +29,47 @@ public struct CgroupIndex: Sendable {
         return paths[id]
     }
 
+    /// Learns the id of a cgroup created since the last walk from a path found
+    /// elsewhere (a process's /proc/PID/cgroup), when that directory's inode
+    /// is the id: a container's first records would otherwise name no cgroup
+    /// until the next walk. Returns whether the id now resolves to `path`.
+    @discardableResult
+    public mutating func learn(path: String, for id: UInt64) -> Bool {
+        guard id != 0, path.hasPrefix("/"), !path.contains("/..") else { return false }
+        if let known = paths[id] { return known == path }
+        var info = stat()
+        guard stat(hierarchy.mountPoint + (path == "/" ? "" : path), &info) == 0, UInt64(info.st_ino) == id else {
+            return false
+        }
+        paths[id] = path
+        return true
+    }
+
+    /// The host path of a path read through a private cgroup namespace
+    /// ("/../../kubepods/…/<id>": relative to the reader's namespace root): the
+    /// one indexed cgroup whose path ends with the components after the "..".
+    /// nil when none or several do (then the path is kept as read).
+    public mutating func hostPath(namespaced path: String, now: UInt64 = monotonicNanoseconds()) -> String? {
+        let parts = path.split(separator: "/")
+        guard parts.contains(".."), case let tail = parts.filter({ $0 != ".." && $0 != "." }), !tail.isEmpty else {
+            return nil
+        }
+        let suffix = "/" + tail.joined(separator: "/")
+        func find() -> (match: String?, ambiguous: Bool) {
+            var match: String?
+            for candidate in paths.values where candidate.hasSuffix(suffix) {
+                if match != nil { return (nil, true) }
+                match = candidate
+            }
+            return (match, false)
+        }
+        let first = find()
+        if first.match != nil || first.ambiguous { return first.match }
+        guard now &- lastScan >= rescanInterval || lastScan == 0 else { return nil }
+        rescan(now: now)
+        return find().match
+    }
+
     /// Walks the hierarchy; directory entries carry inode numbers, so no stat per cgroup.
     public mutating func rescan(now: UInt64 = monotonicNanoseconds()) {
         lastScan = now

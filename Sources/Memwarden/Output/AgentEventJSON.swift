@@ -24,18 +24,7 @@ extension AgentEvent {
         line.add("scope", target.scope.rawValue)
         if nullProcess || target.pid != nil { line.add("pid", target.pid) }
         if nullProcess || target.comm != nil { line.add("comm", target.comm) }
-        let identity = target.identity
-        line.add("cgroup", identity.cgroup)
-        if let value = identity.runtime { line.add("runtime", value.rawValue) }
-        if let value = identity.containerID { line.add("container_id", value) }
-        if let value = identity.podUID { line.add("pod_uid", value) }
-        if let value = identity.qos { line.add("qos", value.rawValue) }
-        if let value = identity.systemdUnit { line.add("systemd_unit", value) }
-        if let pod = identity.pod {
-            line.add("pod", pod.name)
-            line.add("namespace", pod.namespace)
-            if let container = pod.container { line.add("container", container) }
-        }
+        line.addIdentity(target.identity)
     }
 
     private static func add(_ leak: LeakDetails, type: EventType, to line: inout JSONLine) {

@@ -3,6 +3,10 @@
 public struct SampleFormatter: Sendable {
     public private(set) var cgroups: CgroupIndex?
     public let clock: WallClock
+    /// The host's procfs (for the /proc/PID/cgroup fallback).
+    public let hostPaths: HostPaths
+    /// Names the owner of each line's cgroup (container, pod, systemd unit).
+    public private(set) var identities: IdentityResolver
     /// Monotonic nanoseconds at which `t` is 0.
     public let origin: UInt64
     private var timestamps: TimestampCache
@@ -18,8 +22,15 @@ public struct SampleFormatter: Sendable {
     /// truncated to the microsecond: then whole milliseconds of `t` are exactly
     /// the kernel's milliseconds minus a constant, and replaying a trace feeds
     /// the detectors the very times the kernel fed them.
-    public init(hierarchy: CgroupHierarchy?, clock: WallClock = WallClock(), origin: UInt64 = monotonicNanoseconds()) {
+    public init(
+        hierarchy: CgroupHierarchy?, hostPaths: HostPaths = HostPaths(), metadata: (any PodMetadataSource)? = nil,
+        clock: WallClock = WallClock(), origin: UInt64 = monotonicNanoseconds()
+    ) {
         cgroups = hierarchy.map(CgroupIndex.init)
+        self.hostPaths = hostPaths
+        // paths here come from the index (host paths) or /proc, whose "/.." paths
+        // the resolver maps back through the same hierarchy
+        identities = IdentityResolver(hostPaths: hostPaths, hierarchy: hierarchy, metadata: metadata)
         self.clock = clock
         self.origin = origin / 1_000_000 * 1_000_000
         timestamps = TimestampCache(clock: clock)
@@ -40,11 +51,20 @@ public struct SampleFormatter: Sendable {
     public mutating func cgroupPath(id: UInt64, pid: Int32?) -> String {
         if id != 0, let path = cgroups?.path(for: id) { return path }
         if let pid, let version = cgroups?.hierarchy.version,
-            let path = ProcCgroup.memoryCgroupPath(pid: pid, version: version)
+            let path = ProcCgroup.memoryCgroupPath(pid: pid, procRoot: hostPaths.proc, version: version)
         {
+            // a cgroup newer than the index's last walk: the cgroup's own aggregate
+            // records (no pid) that follow find it by id
+            cgroups?.learn(path: path, for: id)
             return path
         }
         return ""
+    }
+
+    /// The identity of a cgroup path, from the same cache the lines use (for
+    /// the leak and budget events about the same cgroups).
+    public mutating func identity(cgroupPath path: String) -> TargetIdentity {
+        identities.identity(cgroupPath: path)
     }
 
     mutating func limit(path: String, own: MemoryLimit) -> UInt64? {
@@ -73,7 +93,7 @@ public struct SampleFormatter: Sendable {
         case .exit: line.add("type", "process.exit")
         }
         line.add("time", timestamps.rfc3339(monotonic: record.monotonicNanoseconds))
-        addTraceFields(record, to: &line)
+        addTraceFields(record, to: &line, identity: true)
         line.add("rss", record.memory.rss)
         return line.finish()
     }
@@ -85,7 +105,7 @@ public struct SampleFormatter: Sendable {
         line.add("time", timestamps.rfc3339(monotonic: record.monotonicNanoseconds))
         line.add("t", traceTime(record.monotonicNanoseconds), decimals: 6)
         let path = cgroupPath(id: record.cgroupID, pid: nil)
-        line.add("cgroup", path)
+        line.addIdentity(identities.identity(cgroupPath: path))
         line.add("cgroup_id", record.cgroupID)
         line.add("processes", record.processCount)
         line.add("anon", record.memory.anon)
@@ -135,12 +155,17 @@ public struct SampleFormatter: Sendable {
         return line.finish()
     }
 
-    private mutating func addTraceFields(_ record: ProcessRecord, to line: inout JSONLine) {
+    /// The trace's fields; event lines (`identity`) also name the cgroup's owner.
+    private mutating func addTraceFields(_ record: ProcessRecord, to line: inout JSONLine, identity: Bool = false) {
         line.add("t", traceTime(record.monotonicNanoseconds), decimals: 6)
         line.add("pid", record.pid)
         line.add("comm", record.comm)
         let path = cgroupPath(id: record.cgroupID, pid: record.pid)
-        line.add("cgroup", path)
+        if identity {
+            line.addIdentity(identities.identity(cgroupPath: path))
+        } else {
+            line.add("cgroup", path)
+        }
         line.add("anon", record.memory.anon)
         line.add("file", record.memory.file)
         line.add("shmem", record.memory.shmem)
