@@ -23,7 +23,6 @@ struct LivePipelineTests {
         continuation.finish()
         let pipeline = LivePipeline(
             input: stream, formatter: SampleFormatter(hierarchy: nil), writer: writer, sinks: [sink], settings: settings,
-            identify: { TargetIdentity(cgroup: $0, runtime: .containerd, containerID: String(repeating: "a", count: 64)) },
             logger: Logger(label: "test"))
         await pipeline.handleInput()
         writer.close()

@@ -32,22 +32,19 @@ public struct LivePipeline: Service {
     let writer: LineWriter
     let sinks: [any EventSink]
     let settings: PipelineSettings
-    let identify: @Sendable (String) -> TargetIdentity
     let logger: Logger
     /// How long a batch may wait for a reader of stdout before its lines are dropped.
     let stallTimeout: UInt64 = 2_000_000_000
 
     public init(
         input: AsyncStream<SourceOutput>, formatter: SampleFormatter, writer: LineWriter = .standardOutput,
-        sinks: [any EventSink] = [], settings: PipelineSettings = PipelineSettings(),
-        identify: @escaping @Sendable (String) -> TargetIdentity = { TargetIdentity(cgroup: $0) }, logger: Logger
+        sinks: [any EventSink] = [], settings: PipelineSettings = PipelineSettings(), logger: Logger
     ) {
         self.input = input
         self.formatter = formatter
         self.writer = writer
         self.sinks = sinks
         self.settings = settings
-        self.identify = identify
         self.logger = logger
     }
 
@@ -84,7 +81,7 @@ public struct LivePipeline: Service {
                     if settings.verdicts, case .verdict(let verdict) = record { lines.append(formatter.verdictLine(verdict)) }
                     for leak in detection.events(for: record, lookup: { formatter.cgroupAndLimit(id: $0, pid: $1, own: $2) }) {
                         events.append(
-                            AgentEvent(leak: leak, epochNanoseconds: epoch, node: settings.node, identity: identify(leak.cgroup)))
+                            AgentEvent(leak: leak, epochNanoseconds: epoch, node: settings.node, identity: formatter.identity(cgroupPath: leak.cgroup)))
                     }
                 }
             case .counters(var counters):
