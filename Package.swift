@@ -77,7 +77,7 @@ let package = Package(
         ),
         .testTarget(
             name: "MemwardenTests",
-            dependencies: ["Memwarden"],
+            dependencies: ["Memwarden", .product(name: "Logging", package: "swift-log")],
             swiftSettings: strictSettings
         ),
         // Real kernel: loads the BPF program, attaches, runs child processes.
