@@ -121,6 +121,11 @@ struct PolicyResolveTests {
         #expect(TargetPolicy.builtIn.budget == .limit)
     }
 
+    @Test func emptySectionsAreAbsentOnes() throws {
+        let policy = try PolicyLoader.parse("apiVersion: memwarden.io/v1\ndefaults:\nrules:\noutputs:\n", file: "p.yaml")
+        #expect(policy == Policy.builtIn)
+    }
+
     @Test func exampleFileValidatesAndResolves() throws {
         let path = Self.repositoryRoot + "/examples/policy.yaml"
         let policy = try PolicyLoader.load(file: path)

@@ -107,6 +107,14 @@ struct PolicyValidationTests {
             "throttle without a budget", header + "defaults:\n  budget: none\n  response:\n    mode: throttle\n",
             [(5, 11, "defaults.response.mode", "mode throttle needs a budget")]),
         BadPolicy(
+            "throttle without a budget in defaults is reported once, not again for each rule",
+            header + "defaults:\n  budget: none\n  response: {mode: throttle}\nrules:\n  - name: a\n    match: {namespace: x}\n"
+                + "  - name: b\n    match: {namespace: y}\n    response: {mode: throttle}\n",
+            [
+                (4, 20, "defaults.response.mode", "mode throttle needs a budget"),
+                (10, 22, "rules[1].response.mode", "mode throttle needs a budget"),
+            ]),
+        BadPolicy(
             "unknown detector profile", header + "defaults:\n  detectors:\n    profile: fast\n",
             [(4, 14, "defaults.detectors.profile", "'fast': expected one of: standard, accelerated")]),
         BadPolicy(

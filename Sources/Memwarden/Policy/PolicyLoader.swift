@@ -108,7 +108,13 @@ struct PolicyDecoder {
     static let matchKeys = ["namespace", "podSelector", "container", "systemdUnit", "cgroup"]
 
     mutating func document(_ root: Node) -> Policy? {
-        guard let fields = reader.fields(root, "", allowed: Self.rootKeys, required: ["apiVersion"]) else { return nil }
+        guard var fields = reader.fields(root, "", allowed: Self.rootKeys, required: ["apiVersion"]) else { return nil }
+        // an empty section (`rules:` with nothing under it) is an absent one, as in Kubernetes manifests
+        for key in ["defaults", "rules", "outputs"] {
+            if case .scalar(let scalar) = fields[key], scalar.style == .plain, YAMLReader.isNull(scalar.string) {
+                fields.entries[key] = nil
+            }
+        }
         if let node = fields["apiVersion"], let version = reader.string(node, "apiVersion"), version != Policy.apiVersion {
             reader.report(node, "apiVersion", "unsupported version '\(version)' (this agent reads \(Policy.apiVersion))")
         }
@@ -228,7 +234,8 @@ struct PolicyDecoder {
                 policy.cooldowns.response = reader.duration(node, cooldowns.path("response"), allowZero: true) ?? base.cooldowns.response
             }
         }
-        if policy.mode == .throttle, policy.budget == nil {
+        // only where this entry sets mode or budget: a rule that inherits both is the defaults' problem
+        if policy.mode == .throttle, policy.budget == nil, modeNode != nil || fields["budget"] != nil {
             // reported where this entry said it: its mode, else its budget, else the entry
             let at = modeNode ?? fields["budget"] ?? fields.node
             let path = modeNode != nil ? fields.path("response") + ".mode" : fields["budget"] != nil ? fields.path("budget") : fields.path

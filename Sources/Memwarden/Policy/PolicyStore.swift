@@ -116,6 +116,16 @@ public final class PolicyStore: Service, Sendable {
     /// directly.
     func poll() {
         let observed = Self.read(path)
+        // YAML is parsed outside the lock, so resolve() never waits on it;
+        // only this task changes the state, so what it saw stays true
+        var parsed: Result<Policy, PolicyError>?
+        if case .text(let text) = observed, state.withLock({ text != $0.text && text != $0.rejectedText }) {
+            do throws(PolicyError) {
+                parsed = .success(try PolicyLoader.parse(text, file: path))
+            } catch {
+                parsed = .failure(error)
+            }
+        }
         var events: [AgentEvent] = []
         state.withLock { state in
             switch observed {
@@ -142,9 +152,9 @@ public final class PolicyStore: Service, Sendable {
                     events.append(event(.policyReloaded, .info, PolicyDetails(file: path, rules: state.policy.rules.count)))
                     return
                 }
-                if text == state.rejectedText { return }
-                do {
-                    let policy = try PolicyLoader.parse(text, file: path)
+                guard let parsed else { return }
+                switch parsed {
+                case .success(let policy):
                     state.policy = policy
                     state.text = text
                     state.pendingBad = nil
@@ -161,7 +171,7 @@ public final class PolicyStore: Service, Sendable {
                     if let target = Self.configMapData(of: path) { metadata["configmap_data"] = "\(target)" }
                     logger.info("policy reloaded", metadata: metadata)
                     events.append(event(.policyReloaded, .info, PolicyDetails(file: path, rules: policy.rules.count)))
-                } catch let error as PolicyError {
+                case .failure(let error):
                     guard text == state.pendingBad else {
                         state.pendingBad = text
                         return
@@ -169,9 +179,6 @@ public final class PolicyStore: Service, Sendable {
                     state.pendingBad = nil
                     state.rejectedText = text
                     events.append(reject(&state, problems: error.problems))
-                } catch {
-                    // parse throws only PolicyError
-                    events.append(reject(&state, problems: [PolicyProblem(file: path, line: nil, column: nil, path: "", message: "\(error)")]))
                 }
             }
         }
