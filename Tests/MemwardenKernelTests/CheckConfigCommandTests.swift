@@ -62,3 +62,25 @@ struct CheckConfigCommandTests {
         #expect(result.stderr.first == "/nonexistent/policy.yaml: cannot open: No such file or directory")
     }
 }
+
+extension CheckConfigCommandTests {
+    @Test func explainsWhichRuleATargetGets() throws {
+        let file = Self.repositoryRoot + "/examples/policy.yaml"
+        let pod = try Self.run([
+            "check-config", file, "--namespace", "payments", "--label", "app.kubernetes.io/name=api", "--container", "api",
+        ])
+        #expect(pod.status == 0, "\(pod.stderr)")
+        #expect(pod.stdout == [
+            "rule: payments-api (1 label requirement, namespace)",
+            "budget: 805306368 bytes (768Mi)",
+            "tiers: warning 60%, high 80%, critical 90%, emergency 95%, hysteresis 5%",
+            "mode: throttle",
+            "throttle: from critical, minimum 268435456 bytes (256Mi), interval 6s, pressure target 10ms, max probe 1%, max backoff 100%",
+            "cooldowns: event 5m, response 15s",
+            "detectors: standard",
+        ])
+        let host = try Self.run(["check-config", file, "--cgroup", "/user.slice/user-0.slice/session-1.scope"])
+        #expect(host.stdout.first == "rule: default (no rule matches)")
+        #expect(host.stdout.contains("budget: limit (the cgroup's own)"))
+    }
+}
