@@ -101,7 +101,8 @@ struct CheckConfigCommand: ParsableCommand {
         if resolved.mode == .throttle {
             lines.append(
                 "throttle: from \(throttle.fromTier.rawValue), minimum \(bytesText(throttle.minimumBytes)), "
-                    + "interval \(durationText(throttle.interval)), pressure target \(durationText(throttle.pressureTarget)), max probe \(percent(throttle.maxProbe)), "
+                    + "interval \(durationText(throttle.interval)), pressure target \(durationText(throttle.pressureTarget)), "
+                    + "max probe \(percent(throttle.maxProbe)), "
                     + "max backoff \(percent(throttle.maxBackoff))")
         }
         lines.append(

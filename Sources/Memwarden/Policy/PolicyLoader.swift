@@ -25,13 +25,17 @@ public enum PolicyLoader {
             let text = try readText(path, limit: maximumFileBytes + 1)
             guard text.utf8.count <= maximumFileBytes else {
                 throw PolicyError(file: path, problems: [
-                    PolicyProblem(file: path, line: nil, column: nil, path: "", message: "larger than \(maximumFileBytes) bytes; is this the policy file?")
+                    PolicyProblem(
+                        file: path, line: nil, column: nil, path: "",
+                        message: "larger than \(maximumFileBytes) bytes; is this the policy file?")
                 ])
             }
             return text
         } catch let error as FileError {
             throw PolicyError(file: path, problems: [
-                PolicyProblem(file: path, line: nil, column: nil, path: "", message: "cannot \(error.operation): \(String(cString: strerror(error.errno)))")
+                PolicyProblem(
+                    file: path, line: nil, column: nil, path: "",
+                    message: "cannot \(error.operation): \(String(cString: strerror(error.errno)))")
             ])
         } catch let error as PolicyError {
             throw error
@@ -51,7 +55,9 @@ public enum PolicyLoader {
         }
         guard let root else {
             throw PolicyError(file: file, problems: [
-                PolicyProblem(file: file, line: 1, column: 1, path: "", message: "the file is empty (expected apiVersion: \(Policy.apiVersion), defaults, rules, outputs)")
+                PolicyProblem(
+                    file: file, line: 1, column: 1, path: "",
+                    message: "the file is empty (expected apiVersion: \(Policy.apiVersion), defaults, rules, outputs)")
             ])
         }
         var decoder = PolicyDecoder(reader: reader)
@@ -136,7 +142,9 @@ struct PolicyDecoder {
                 }
                 if let nameNode = ruleFields["name"], let name = ruleName(nameNode, ruleFields.path("name")) {
                     if let first = names[name] {
-                        reader.report(nameNode, ruleFields.path("name"), "duplicate rule name '\(name)' (first at line \(first.mark?.line ?? 0))")
+                        reader.report(
+                            nameNode, ruleFields.path("name"),
+                            "duplicate rule name '\(name)' (first at line \(first.mark?.line ?? 0))")
                     } else {
                         names[name] = nameNode
                     }
@@ -190,11 +198,14 @@ struct PolicyDecoder {
                 let location = later.matchNode ?? later.node
                 let line = earlier.node.mark.map { ", line \($0.line)" } ?? ""
                 if later.rule.match == earlier.rule.match, later.rule.priority == earlier.rule.priority {
-                    reader.report(location, later.path + ".match", "the same selectors as rule '\(earlier.rule.name)'\(line): a duplicate rule")
+                    reader.report(
+                        location, later.path + ".match",
+                        "the same selectors as rule '\(earlier.rule.name)'\(line): a duplicate rule")
                 } else if later.rule.specificity == earlier.rule.specificity, later.rule.match.mayOverlap(earlier.rule.match) {
                     reader.report(
                         location, later.path + ".match",
-                        "conflicts with rule '\(earlier.rule.name)'\(line): equally specific (\(later.rule.specificity)) and both can match one target; narrow one of them or give one a higher priority"
+                        "conflicts with rule '\(earlier.rule.name)'\(line): equally specific (\(later.rule.specificity)) "
+                            + "and both can match one target; narrow one of them or give one a higher priority"
                     )
                 }
             }
@@ -288,13 +299,18 @@ struct PolicyDecoder {
             guard high <= low else { continue }
             guard given[lowKey] != nil || given[highKey] != nil else { continue }
             let at = given[highKey] ?? given[lowKey]!
-            let inherited = given[lowKey] == nil ? " (\(lowKey) from \(source))" : given[highKey] == nil ? " (\(highKey) from \(source))" : ""
+            let inherited =
+                given[lowKey] == nil
+                ? " (\(lowKey) from \(source))" : given[highKey] == nil ? " (\(highKey) from \(source))" : ""
             reader.report(
                 at, fields.path(given[highKey] != nil ? highKey : lowKey),
-                "tiers out of order: \(highKey) (\(YAMLReader.percent(high))) must be above \(lowKey) (\(YAMLReader.percent(low)))\(inherited)")
+                "tiers out of order: \(highKey) (\(YAMLReader.percent(high))) must be above "
+                    + "\(lowKey) (\(YAMLReader.percent(low)))\(inherited)")
         }
         if tiers.hysteresis >= tiers.warning, let at = given["hysteresis"] ?? given["warning"] {
-            reader.report(at, fields.path(given["hysteresis"] != nil ? "hysteresis" : "warning"), "hysteresis (\(YAMLReader.percent(tiers.hysteresis))) must be below warning (\(YAMLReader.percent(tiers.warning)))")
+            reader.report(
+                at, fields.path(given["hysteresis"] != nil ? "hysteresis" : "warning"),
+                "hysteresis (\(YAMLReader.percent(tiers.hysteresis))) must be below warning (\(YAMLReader.percent(tiers.warning)))")
         }
         return tiers
     }
@@ -317,10 +333,12 @@ struct PolicyDecoder {
             settings.maxBackoff = reader.share(node, fields.path("maxBackoff"), in: 0...10, openBelow: true) ?? base.maxBackoff
         }
         if let node = fields["coeffProbe"] {
-            settings.coeffProbe = reader.number(node, fields.path("coeffProbe"), where: { $0 > 0 }, expected: "more than 0") ?? base.coeffProbe
+            settings.coeffProbe =
+                reader.number(node, fields.path("coeffProbe"), where: { $0 > 0 }, expected: "more than 0") ?? base.coeffProbe
         }
         if let node = fields["coeffBackoff"] {
-            settings.coeffBackoff = reader.number(node, fields.path("coeffBackoff"), where: { $0 > 0 }, expected: "more than 0") ?? base.coeffBackoff
+            settings.coeffBackoff =
+                reader.number(node, fields.path("coeffBackoff"), where: { $0 > 0 }, expected: "more than 0") ?? base.coeffBackoff
         }
         return settings
     }
@@ -346,7 +364,9 @@ struct PolicyDecoder {
             if match.podSelector == nil { failed = true }
         }
         if fields.entries.isEmpty {
-            reader.report(node, path, "needs at least one of: \(Self.matchKeys.joined(separator: ", ")) (settings for everything go in defaults)")
+            reader.report(
+                node, path,
+                "needs at least one of: \(Self.matchKeys.joined(separator: ", ")) (settings for everything go in defaults)")
             return nil
         }
         return failed ? nil : match
@@ -390,7 +410,8 @@ struct PolicyDecoder {
                 guard let expression = reader.fields(item, itemPath, allowed: ["key", "operator", "values"], required: ["key", "operator"]),
                     let keyNode = expression["key"], let key = reader.string(keyNode, expression.path("key")),
                     let opNode = expression["operator"],
-                    let text = reader.choice(opNode, expression.path("operator"), LabelSelector.Requirement.Operator.allCases.map(\.rawValue)),
+                    let text = reader.choice(
+                        opNode, expression.path("operator"), LabelSelector.Requirement.Operator.allCases.map(\.rawValue)),
                     let op = LabelSelector.Requirement.Operator(rawValue: text)
                 else {
                     failed = true
@@ -483,7 +504,9 @@ struct PolicyDecoder {
         if let node = fields["stdout"] { outputs.stdout = reader.bool(node, fields.path("stdout")) ?? outputs.stdout }
         if let node = fields["webhook"] { outputs.webhook = webhook(node, fields.path("webhook")) }
         if let node = fields["alertmanager"] { outputs.alertmanager = alertmanager(node, fields.path("alertmanager")) }
-        if let node = fields["kubernetes"], let kubernetes = reader.fields(node, fields.path("kubernetes"), allowed: ["events", "annotations"]) {
+        if let node = fields["kubernetes"],
+            let kubernetes = reader.fields(node, fields.path("kubernetes"), allowed: ["events", "annotations"])
+        {
             if let node = kubernetes["events"] { outputs.kubernetes.events = reader.bool(node, kubernetes.path("events")) ?? false }
             if let node = kubernetes["annotations"] {
                 outputs.kubernetes.annotations = reader.bool(node, kubernetes.path("annotations")) ?? false
@@ -499,9 +522,13 @@ struct PolicyDecoder {
         let url = fields["url"].flatMap { reader.url($0, fields.path("url")) }
         var settings = WebhookSettings(url: url ?? "")
         if let node = fields["timeout"] { settings.timeout = reader.duration(node, fields.path("timeout")) ?? settings.timeout }
-        if let node = fields["retries"] { settings.maxRetries = reader.integer(node, fields.path("retries"), in: 0...100) ?? settings.maxRetries }
+        if let node = fields["retries"] {
+            settings.maxRetries = reader.integer(node, fields.path("retries"), in: 0...100) ?? settings.maxRetries
+        }
         if let node = fields["backoff"], let backoff = reader.fields(node, fields.path("backoff"), allowed: ["initial", "max"]) {
-            if let node = backoff["initial"] { settings.initialBackoff = reader.duration(node, backoff.path("initial")) ?? settings.initialBackoff }
+            if let node = backoff["initial"] {
+                settings.initialBackoff = reader.duration(node, backoff.path("initial")) ?? settings.initialBackoff
+            }
             if let node = backoff["max"] { settings.maxBackoff = reader.duration(node, backoff.path("max")) ?? settings.maxBackoff }
             if settings.initialBackoff > settings.maxBackoff {
                 reader.report(backoff["max"] ?? backoff["initial"] ?? node, backoff.path(backoff["max"] != nil ? "max" : "initial"),

@@ -161,7 +161,8 @@ struct YAMLReader {
             guard range.contains(value), !(openBelow && value == range.lowerBound) else {
                 let low = Self.percent(range.lowerBound)
                 let high = Self.percent(range.upperBound)
-                report(node, path, "\(text) is out of range (expected \(openBelow ? "more than \(low)" : "at least \(low)") and at most \(high))")
+                let from = openBelow ? "more than \(low)" : "at least \(low)"
+                report(node, path, "\(text) is out of range (expected \(from) and at most \(high))")
                 return nil
             }
             return value
