@@ -77,7 +77,11 @@ let package = Package(
         ),
         .testTarget(
             name: "MemwardenTests",
-            dependencies: ["Memwarden", .product(name: "Logging", package: "swift-log")],
+            dependencies: [
+                "Memwarden",
+                .product(name: "Logging", package: "swift-log"),
+                .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
+            ],
             swiftSettings: strictSettings
         ),
         // Real kernel: loads the BPF program, attaches, runs child processes.

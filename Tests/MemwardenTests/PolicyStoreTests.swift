@@ -1,5 +1,6 @@
 import Foundation
 import Logging
+import ServiceLifecycle
 import Synchronization
 import Testing
 
@@ -234,6 +235,29 @@ struct PolicyStoreTests {
         }
         #expect(Self.budget(store) == .bytes(1 << 30))
         #expect(store.statistics.fromFile)
+    }
+}
+
+extension PolicyStoreTests {
+    /// The way `run` wires it: one Service of the agent's ServiceGroup, which
+    /// ends when the group shuts down gracefully.
+    @Test func endsOnGracefulShutdownOfItsServiceGroup() async throws {
+        let directory = try Directory()
+        try directory.write(Self.good, to: "policy.yaml")
+        let events = Events()
+        let store = try PolicyStore(path: directory.path + "/policy.yaml", logger: Self.quiet, onEvent: events.append)
+        let group = ServiceGroup(services: [store], logger: Self.quiet)
+        try await withThrowingTaskGroup(of: Void.self) { tasks in
+            tasks.addTask { try await group.run() }
+            try directory.write(Self.better, to: "policy.yaml")
+            try await Self.wait(for: "policy.reloaded under a ServiceGroup") { events.count(.policyReloaded) == 1 }
+            await group.triggerGracefulShutdown()
+            let clock = ContinuousClock()
+            let start = clock.now
+            try await tasks.waitForAll()
+            #expect(clock.now - start < .seconds(5), "the group ended within 5 s of the shutdown")
+        }
+        #expect(Self.budget(store) == .bytes(2 << 30))
     }
 }
 
