@@ -44,12 +44,14 @@ public struct Policy: Sendable, Hashable {
 
 /// One entry of `rules`: a name, what it matches, and the policy it gives.
 public struct PolicyRule: Sendable, Hashable {
-    public var name: String
+    public let name: String
     /// Explicit precedence over specificity (higher wins), default 0.
-    public var priority: Int
-    public var match: RuleMatch
+    public let priority: Int
+    public let match: RuleMatch
     /// The rule's settings over the file's defaults; `policy.rule == name`.
-    public var policy: TargetPolicy
+    public let policy: TargetPolicy
+    /// Computed once: resolve() compares it for every matching rule.
+    public let specificity: RuleSpecificity
 
     public init(name: String, priority: Int = 0, match: RuleMatch, policy: TargetPolicy) {
         self.name = name
@@ -58,7 +60,6 @@ public struct PolicyRule: Sendable, Hashable {
         var policy = policy
         policy.rule = name
         self.policy = policy
+        specificity = match.specificity(priority: priority)
     }
-
-    public var specificity: RuleSpecificity { match.specificity(priority: priority) }
 }

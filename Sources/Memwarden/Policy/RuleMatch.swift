@@ -72,7 +72,7 @@ public struct RuleMatch: Sendable, Hashable {
             exactCgroup: cgroups?.allSatisfy { $0.isLiteral } ?? false,
             systemdUnit: systemdUnits != nil,
             container: containers != nil,
-            labelRequirements: podSelector?.requirements.count ?? 0,
+            labelRequirements: podSelector.map { $0.matchLabels.count + $0.matchExpressions.count } ?? 0,
             namespace: namespaces != nil,
             cgroupLiteralCharacters: cgroups.map { globs in globs.map(\.literalCharacters).min() ?? 0 } ?? 0
         )
@@ -99,14 +99,16 @@ public struct RuleSpecificity: Sendable, Hashable, Comparable, CustomStringConve
     public var namespace: Bool
     public var cgroupLiteralCharacters: Int
 
-    var key: [Int] {
-        [
-            priority, exactCgroup ? 1 : 0, systemdUnit ? 1 : 0, container ? 1 : 0, labelRequirements, namespace ? 1 : 0,
-            cgroupLiteralCharacters,
-        ]
+    public static func < (a: Self, b: Self) -> Bool {
+        // field by field, in the documented order (no array: resolve() runs this per matching rule)
+        if a.priority != b.priority { return a.priority < b.priority }
+        if a.exactCgroup != b.exactCgroup { return !a.exactCgroup }
+        if a.systemdUnit != b.systemdUnit { return !a.systemdUnit }
+        if a.container != b.container { return !a.container }
+        if a.labelRequirements != b.labelRequirements { return a.labelRequirements < b.labelRequirements }
+        if a.namespace != b.namespace { return !a.namespace }
+        return a.cgroupLiteralCharacters < b.cgroupLiteralCharacters
     }
-
-    public static func < (a: Self, b: Self) -> Bool { a.key.lexicographicallyPrecedes(b.key) }
 
     public var description: String {
         var parts: [String] = []
@@ -167,7 +169,7 @@ public struct LabelSelector: Sendable, Hashable {
     }
 
     public func matches(_ labels: [String: String]) -> Bool {
-        requirements.allSatisfy { $0.matches(labels) }
+        matchLabels.allSatisfy { labels[$0.key] == $0.value } && matchExpressions.allSatisfy { $0.matches(labels) }
     }
 
     /// True when no label set can satisfy both selectors (a key required with
@@ -195,8 +197,15 @@ public struct LabelSelector: Sendable, Hashable {
 /// "/kubepods.slice/**/cri-containerd-*.scope".
 public struct CgroupGlob: Sendable, Hashable, CustomStringConvertible {
     public let pattern: String
+    private let bytes: [UInt8]
 
-    public init(_ pattern: String) { self.pattern = pattern }
+    public init(_ pattern: String) {
+        self.pattern = pattern
+        bytes = Array(pattern.utf8)
+    }
+
+    public static func == (a: Self, b: Self) -> Bool { a.pattern == b.pattern }
+    public func hash(into hasher: inout Hasher) { hasher.combine(pattern) }
 
     public var description: String { pattern }
 
@@ -205,7 +214,7 @@ public struct CgroupGlob: Sendable, Hashable, CustomStringConvertible {
     var literalCharacters: Int { pattern.filter { $0 != "*" && $0 != "?" }.count }
 
     public func matches(_ path: String) -> Bool {
-        Self.match(Array(pattern.utf8)[...], Array(path.utf8)[...])
+        Self.match(bytes[...], Array(path.utf8)[...])
     }
 
     /// Conservative: true unless both are literal and differ, or one is
