@@ -15,6 +15,12 @@ import Musl
 /// validated and swapped in whole. A file that does not validate, or that
 /// disappears, never replaces the last good policy: it is logged, counted
 /// and published as `policy.rejected`; a good one as `policy.reloaded`.
+///
+/// Why read the content each second rather than watch inode, mtime or the
+/// `..data` target: every way the file changes (an edit in place, a rename
+/// over it, a ConfigMap swap) changes what a read returns, and a read of a
+/// few KiB costs less than the stat calls that would gate it; a change of
+/// inode or `..data` with the same content needs no reload at all.
 public final class PolicyStore: Service, Sendable {
     /// What `run` should do when the file does not exist at start.
     public enum MissingFile: Sendable {
