@@ -121,6 +121,19 @@ struct PolicyResolveTests {
         #expect(TargetPolicy.builtIn.budget == .limit)
     }
 
+    @Test func aliasesRepeatAWholeValue() throws {
+        let policy = try PolicyLoader.parse(
+            """
+            apiVersion: memwarden.io/v1
+            defaults:
+              tiers: &strict {warning: 50%, high: 60%, critical: 70%, emergency: 80%}
+            rules:
+              - {name: a, match: {namespace: a}, tiers: *strict, budget: 1Gi}
+            """, file: "p.yaml")
+        #expect(policy.rules[0].policy.tiers == policy.defaults.tiers)
+        #expect(policy.defaults.tiers.emergency == 0.8)
+    }
+
     @Test func emptySectionsAreAbsentOnes() throws {
         let policy = try PolicyLoader.parse("apiVersion: memwarden.io/v1\ndefaults:\nrules:\noutputs:\n", file: "p.yaml")
         #expect(policy == Policy.builtIn)

@@ -43,6 +43,13 @@ struct PolicyValidationTests {
             "unknown key in a rule", header + "rules:\n  - name: a\n    match: {namespace: x}\n    budgt: 1Gi\n",
             [(5, 5, "rules[0].budgt", "unknown key 'budgt'; did you mean 'budget'?")]),
         BadPolicy(
+            "YAML merge key",
+            header + "x: &base {budget: 1Gi}\nrules:\n  - name: a\n    match: {namespace: a}\n    <<: *base\n",
+            [
+                (2, 1, "x", "unknown key 'x'"),
+                (6, 5, "rules[0].<<", "YAML merge keys (<<) are not supported"),
+            ]),
+        BadPolicy(
             "YAML syntax error", header + "defaults:\n  budget: [1Gi\n",
             [(4, 1, "", "YAML syntax error: did not find expected ',' or ']'")]),
         BadPolicy(

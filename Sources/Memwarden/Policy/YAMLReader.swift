@@ -49,6 +49,10 @@ struct YAMLReader {
                 report(keyNode, keyPath, "duplicate key '\(key)'\(line)")
                 continue
             }
+            if key == "<<", !allowed.contains(key) {
+                report(keyNode, keyPath, "YAML merge keys (<<) are not supported; use an alias (*name) for a whole value, or defaults")
+                continue
+            }
             guard allowed.contains(key) else {
                 var message = "unknown key '\(key)'"
                 if let suggestion = Self.suggestion(for: key, among: allowed) { message += "; did you mean '\(suggestion)'?" }
