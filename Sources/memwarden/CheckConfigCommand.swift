@@ -15,7 +15,7 @@ struct CheckConfigCommand: ParsableCommand {
         discussion: "Exit status: 0 when the file is valid, 1 when it is not (or cannot be read)."
     )
 
-    @Argument(help: "The policy file (YAML, apiVersion: \(Policy.apiVersion)).")
+    @Argument(help: "The policy file (YAML, apiVersion: \(Policy.apiVersion)); - reads standard input.")
     var file: String
 
     @Flag(help: "Print nothing on success.")
@@ -35,6 +35,9 @@ struct CheckConfigCommand: ParsableCommand {
 
     @Option(help: "The target's cgroup path (/system.slice/nginx.service, /kubepods.slice/…).")
     var cgroup: String?
+
+    /// How problems name the input.
+    var name: String { file == "-" ? "<stdin>" : file }
 
     func validate() throws {
         for item in label where !item.contains("=") {
@@ -59,20 +62,27 @@ struct CheckConfigCommand: ParsableCommand {
 
     func run() throws {
         do {
-            let policy = try PolicyLoader.load(file: file)
+            let policy =
+                try file == "-" ? PolicyLoader.parse(Self.readStandardInput(), file: name) : PolicyLoader.load(file: file)
             if let target {
                 print(Self.explain(policy, for: target))
                 return
             }
             guard !quiet else { return }
-            print("\(file): valid (\(Self.summary(policy)))")
+            print("\(name): valid (\(Self.summary(policy)))")
         } catch {
             var text = error.problems.map { "\($0)\n" }.joined()
             let count = error.problems.count
-            text += "\(file): \(count) problem\(count == 1 ? "" : "s")\n"
+            text += "\(name): \(count) problem\(count == 1 ? "" : "s")\n"
             _ = text.withCString { write(STDERR_FILENO, $0, strlen($0)) }
             throw ExitCode(1)
         }
+    }
+
+    static func readStandardInput() -> String {
+        var lines: [String] = []
+        while let line = readLine(strippingNewline: false) { lines.append(line) }
+        return lines.joined()
     }
 
     /// Which rule a target gets and what it says, one setting a line.

@@ -6,9 +6,11 @@ import Testing
 /// lives in this target because this target has the executable built next to
 /// it.
 struct CheckConfigCommandTests {
-    static func run(_ arguments: [String]) throws -> (status: Int32, stdout: [String], stderr: [String]) {
+    static func run(_ arguments: [String], input: [String]? = nil) throws -> (status: Int32, stdout: [String], stderr: [String]) {
         guard let path = ChildProcess.sibling("memwarden") else { throw TestFailure("memwarden not built next to the tests") }
-        let process = try ChildProcess(path, arguments, stdout: .pipe, stderr: .pipe)
+        let process = try ChildProcess(path, arguments, stdin: input == nil ? .null : .pipe, stdout: .pipe, stderr: .pipe)
+        for line in input ?? [] { process.send(line) }
+        process.closeStdin()
         let end = deadline(seconds: 30)
         var out: [String] = []
         var err: [String] = []
@@ -82,5 +84,19 @@ extension CheckConfigCommandTests {
         let host = try Self.run(["check-config", file, "--cgroup", "/user.slice/user-0.slice/session-1.scope"])
         #expect(host.stdout.first == "rule: default (no rule matches)")
         #expect(host.stdout.contains("budget: limit (the cgroup's own)"))
+    }
+}
+
+extension CheckConfigCommandTests {
+    @Test func readsStandardInput() throws {
+        let bad = try Self.run(["check-config", "-"], input: ["apiVersion: memwarden.io/v1", "defaults: {budget: 1XB}"])
+        #expect(bad.status == 1)
+        #expect(bad.stderr == [
+            "<stdin>:2:20: defaults.budget: '1XB': unknown unit 'XB' (expected Ki, Mi, Gi, Ti, Pi, Ei, k, M, G, T, P, E or none)",
+            "<stdin>: 1 problem",
+        ])
+        let good = try Self.run(["check-config", "-"], input: ["apiVersion: memwarden.io/v1"])
+        #expect(good.status == 0)
+        #expect(good.stdout == ["<stdin>: valid (0 rules; default budget the cgroup's limit, mode observe; outputs: stdout)"])
     }
 }
