@@ -13,7 +13,8 @@ struct MemwardenCommand: AsyncParsableCommand {
         abstract: "Watches every process's memory through eBPF and reports growth that looks like a leak.",
         version: MemwardenVersion.current,
         subcommands: [
-            RunCommand.self, RecordCommand.self, ReplayCommand.self, IdentifyCommand.self, BenchCommand.self, VersionCommand.self,
+            RunCommand.self, RecordCommand.self, ReplayCommand.self, IdentifyCommand.self, CheckConfigCommand.self,
+            BenchCommand.self, VersionCommand.self,
         ]
     )
 }

@@ -1,0 +1,147 @@
+/// The scalar forms a policy file uses besides plain strings and numbers:
+/// Kubernetes quantities for bytes, Go-style durations, shares, URLs. Each
+/// parser returns nil or a reason, never throws: the loader turns reasons into
+/// located problems and goes on.
+enum PolicyValues {
+    /// A Kubernetes resource quantity as bytes: "536870912", "512Mi", "1.5Gi",
+    /// "500M", "1e9". A fraction of a byte rounds up (as the kubelet does for
+    /// memory); milli-units ("100m") are refused, they are a classic typo for Mi.
+    static func bytes(_ text: String) -> Result<UInt64, Reason> {
+        var rest = Substring(text)
+        if rest.hasPrefix("+") { rest = rest.dropFirst() }
+        let number = rest.prefix { $0.isASCII && ($0.isNumber || $0 == ".") }
+        let suffix = rest.dropFirst(number.count)
+        let parts = number.split(separator: ".", omittingEmptySubsequences: false)
+        guard !number.isEmpty, parts.count <= 2, parts.contains(where: { !$0.isEmpty }) else {
+            return .failure(Reason("expected bytes: an integer or a Kubernetes quantity such as 512Mi or 2Gi"))
+        }
+        let whole = String(parts[0])
+        let fraction = parts.count == 2 ? String(parts[1]) : ""
+        guard fraction.count <= 18 else { return .failure(Reason("too many decimal places")) }
+
+        var multiplier: UInt128 = 1
+        var exponent = 0
+        switch suffix {
+        case "": break
+        case "Ki": multiplier = 1 << 10
+        case "Mi": multiplier = 1 << 20
+        case "Gi": multiplier = 1 << 30
+        case "Ti": multiplier = 1 << 40
+        case "Pi": multiplier = 1 << 50
+        case "Ei": multiplier = 1 << 60
+        case "k": exponent = 3
+        case "M": exponent = 6
+        case "G": exponent = 9
+        case "T": exponent = 12
+        case "P": exponent = 15
+        case "E": exponent = 18
+        case "m":
+            return .failure(Reason("'m' is milli (a thousandth of a byte); did you mean Mi (mebibytes)?"))
+        default:
+            if let e = suffix.first, e == "e" || e == "E", let value = Int(suffix.dropFirst()), (0...18).contains(value) {
+                exponent = value
+            } else {
+                return .failure(Reason("unknown unit '\(suffix)' (expected Ki, Mi, Gi, Ti, Pi, Ei, k, M, G, T, P, E or none)"))
+            }
+        }
+        // (whole.fraction) × multiplier × 10^exponent, in integers: 128 bits hold any UInt64 result
+        guard let wholeValue = UInt128(whole.isEmpty ? "0" : whole), let fractionValue = UInt128(fraction.isEmpty ? "0" : fraction),
+            wholeValue <= UInt128(UInt64.max)
+        else { return .failure(Reason("too large (at most \(UInt64.max) bytes)")) }
+        var scale: UInt128 = 1
+        for _ in 0..<fraction.count { scale *= 10 }
+        var power: UInt128 = 1
+        for _ in 0..<exponent { power *= 10 }
+        let numerator = (wholeValue * scale + fractionValue) * multiplier * power
+        let (quotient, remainder) = numerator.quotientAndRemainder(dividingBy: scale)
+        let value = quotient + (remainder == 0 ? 0 : 1)
+        guard value <= UInt128(UInt64.max) else { return .failure(Reason("too large (at most \(UInt64.max) bytes)")) }
+        return .success(UInt64(value))
+    }
+
+    /// A Go-style duration: "500ms", "5s", "1m30s", "1.5h". A unit is required
+    /// (a bare "5" could mean anything).
+    static func duration(_ text: String) -> Result<Duration, Reason> {
+        let reason = Reason("expected a duration such as 500ms, 5s, 1m or 1h30m")
+        var rest = Substring(text)
+        var total: Double = 0
+        guard !rest.isEmpty else { return .failure(reason) }
+        while !rest.isEmpty {
+            let number = rest.prefix { $0.isASCII && ($0.isNumber || $0 == ".") }
+            guard !number.isEmpty, let value = Double(number) else { return .failure(reason) }
+            rest = rest.dropFirst(number.count)
+            let unit = rest.prefix { $0.isLetter || $0 == "µ" }
+            rest = rest.dropFirst(unit.count)
+            let seconds: Double
+            switch unit {
+            case "ns": seconds = 1e-9
+            case "us", "µs": seconds = 1e-6
+            case "ms": seconds = 1e-3
+            case "s": seconds = 1
+            case "m": seconds = 60
+            case "h": seconds = 3600
+            case "": return .failure(Reason("missing unit after '\(number)' (ns, us, ms, s, m or h)"))
+            default: return .failure(Reason("unknown unit '\(unit)' (ns, us, ms, s, m or h)"))
+            }
+            total += value * seconds
+        }
+        guard total < 1e9 else { return .failure(Reason("too long")) }
+        return .success(.nanoseconds(Int64((total * 1e9).rounded())))
+    }
+
+    /// A share written as a percentage ("70%", "99.5%") or a fraction (0.7).
+    static func share(_ text: String) -> Result<Double, Reason> {
+        if text.hasSuffix("%") {
+            guard let value = Double(text.dropLast()), value.isFinite else {
+                return .failure(Reason("expected a share such as 70% or 0.7"))
+            }
+            return .success(value / 100)
+        }
+        guard let value = Double(text), value.isFinite else { return .failure(Reason("expected a share such as 70% or 0.7")) }
+        return .success(value)
+    }
+
+    /// An http or https URL with a host; the sinks speak nothing else.
+    static func url(_ text: String) -> Result<String, Reason> {
+        let expected = "expected an http:// or https:// URL with a host"
+        guard !text.contains(where: { $0.isWhitespace }) else { return .failure(Reason("\(expected) (it contains spaces)")) }
+        let lower = text.lowercased()
+        let scheme: String
+        if lower.hasPrefix("http://") {
+            scheme = "http://"
+        } else if lower.hasPrefix("https://") {
+            scheme = "https://"
+        } else {
+            return .failure(Reason(expected))
+        }
+        let afterScheme = text.dropFirst(scheme.count)
+        let authority = afterScheme.prefix { $0 != "/" && $0 != "?" && $0 != "#" }
+        let hostPort = authority.split(separator: "@", omittingEmptySubsequences: false).last ?? ""
+        var host = Substring(hostPort)
+        var port: Substring?
+        if host.hasPrefix("[") {
+            // IPv6 literal: [::1]:9093
+            guard let close = host.firstIndex(of: "]") else { return .failure(Reason("\(expected) (unclosed '[' in the host)")) }
+            let after = host[host.index(after: close)...]
+            if after.hasPrefix(":") { port = after.dropFirst() } else if !after.isEmpty {
+                return .failure(Reason(expected))
+            }
+            host = host[...close]
+        } else if let colon = host.lastIndex(of: ":") {
+            port = host[host.index(after: colon)...]
+            host = host[..<colon]
+        }
+        guard host.count > (host.hasPrefix("[") ? 2 : 0) else { return .failure(Reason("\(expected) (the host is missing)")) }
+        if let port {
+            guard let number = Int(port), (1...65535).contains(number) else {
+                return .failure(Reason("\(expected) (bad port '\(port)')"))
+            }
+        }
+        return .success(text)
+    }
+
+    struct Reason: Error, Sendable, Equatable {
+        var message: String
+        init(_ message: String) { self.message = message }
+    }
+}
