@@ -207,7 +207,7 @@ struct ContainerIdentityTests {
         }.joined()
     }
 
-    @Test("a real containerd container with a memory limit: identify --pid and run's samples name its full id, pod and cgroup")
+    @Test("real containerd containers: identify --pid and run's samples name the full id, pod and cgroup")
     func containerIsIdentified() throws {
         if let missing = ContainerTools.missing { throw TestFailure(missing) }
         let memwarden = try AgentCommandTests.memwarden()
@@ -282,5 +282,26 @@ struct ContainerIdentityTests {
         let aggregate = try #require(cgroupSample, "no cgroup_sample line of 32 MiB or more naming container \(id) within 30 s")
         #expect(aggregate["cgroup"] as? String == expected)
         #expect(aggregate["limit"] as? Int == Int(limit))
+
+        // a second container below a containerd namespace's name (ctr's own default cgroup
+        // shape, /<namespace>/<id>): the path says the runtime
+        let second = Self.randomContainerID()
+        let secondRelative = "\(top)/k8s.io/\(second)"
+        try containerd.ctr(["run", "--detach", "--snapshotter", "native", "--cgroup", secondRelative, "localhost/memwarden/busybox:test", second, "sleep", "600"])
+        var secondCgroups: ContainerCgroups?
+        defer {
+            containerd.remove(second)
+            let left = secondCgroups?.remove() ?? []
+            #expect(left.isEmpty, "cgroups left behind: \(left)")
+        }
+        let secondPid = try containerd.pid(of: second)
+        secondCgroups = try ContainerCgroups(pid: secondPid, top: top)
+        // both containers share the top directory: the first container's cleanup removes it last
+        secondCgroups?.directories.removeAll { $0.hasSuffix("/" + top) }
+        let secondIdentity = try #require(AgentCommandTests.json(try runTool(memwarden, ["identify", "--pid", "\(secondPid)"])))
+        #expect(secondIdentity["cgroup"] as? String == (own == "/" ? "" : own) + "/" + secondRelative)
+        #expect(secondIdentity["runtime"] as? String == "containerd")
+        #expect(secondIdentity["container_id"] as? String == second)
+        #expect(secondIdentity["pod_uid"] is NSNull)
     }
 }

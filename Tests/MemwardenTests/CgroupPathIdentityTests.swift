@@ -135,6 +135,10 @@ struct CgroupPathIdentityTests {
         Case("/machine.slice/machine-libpod_pod_\(staticUID).slice/libpod-\(c4).scope/container", .podman, container: c4),
         // rootless, under the user's manager: podman-container-tools/podman#6734 (user@1000.service layout)
         Case("/user.slice/user-1000.slice/user@1000.service/user.slice/libpod-\(c4).scope", .podman, container: c4),
+        // the cgroupfs manager's parent (podman inspect's CgroupPath; podman-container-tools/podman#319), and
+        // docker running inside it: its mount units are nested in the podman container
+        Case("/libpod_parent/libpod-\(c4)", .podman, container: c4),
+        Case("/libpod_parent/libpod-\(c4)/system.slice/var-lib-docker-containers-\(c1)-shm.mount", .podman, container: c4),
         // conmon's own scope: not the container (tracee#5087; the podman conmon scope in /proc/PID/cgroup)
         Case("/machine.slice/libpod-conmon-\(c4).scope", .systemd, unit: "libpod-conmon-\(c4).scope"),
 

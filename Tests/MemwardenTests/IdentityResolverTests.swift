@@ -116,6 +116,27 @@ struct IdentityResolverTests {
         #expect(ambiguous.systemdUnit == "app.service")
     }
 
+    @Test("a namespaced path of a cgroup newer than the last walk is resolved on a later call, not cached as read")
+    func namespacePathsOfNewCgroupsResolveLater() throws {
+        let host = try FakeHost.v2("cgns-late")
+        let tail = "/kubepods/besteffort/pod\(Self.uid)/\(CgroupPathIdentityTests.c2)"
+        var resolver = IdentityResolver(hostPaths: host.paths, hierarchy: CgroupHierarchy.detect(hostPaths: host.paths))
+        let early = resolver.identity(cgroupPath: "/../.." + tail)
+        #expect(early.cgroup == "/../.." + tail && early.containerID == CgroupPathIdentityTests.c2)
+        #expect(resolver.cachedPaths == 0)
+        try host.cgroup(tail)
+        // the index walks again at most once a second: wait for that, up to 5 s
+        let end = deadline(seconds: 5)
+        var resolved = resolver.identity(cgroupPath: "/../.." + tail)
+        while resolved.cgroup != tail && monotonicNanoseconds() < end {
+            var pause = timespec(tv_sec: 0, tv_nsec: 20_000_000)
+            nanosleep(&pause, nil)
+            resolved = resolver.identity(cgroupPath: "/../.." + tail)
+        }
+        #expect(resolved.cgroup == tail, "not resolved within 5 s")
+        #expect(resolver.cachedPaths == 1)
+    }
+
     @Test func aMissingProcessIsAnErrorNamingIt() throws {
         let host = try FakeHost.v2("missing")
         var resolver = IdentityResolver(hostPaths: host.paths)

@@ -51,9 +51,9 @@ public struct CgroupIndex: Sendable {
     /// nil when none or several do (then the path is kept as read).
     public mutating func hostPath(namespaced path: String, now: UInt64 = monotonicNanoseconds()) -> String? {
         let parts = path.split(separator: "/")
-        guard parts.contains(".."), case let tail = parts.filter({ $0 != ".." && $0 != "." }), !tail.isEmpty else {
-            return nil
-        }
+        guard parts.contains("..") else { return nil }
+        let tail = parts.filter { $0 != ".." && $0 != "." }
+        guard !tail.isEmpty else { return nil }
         let suffix = "/" + tail.joined(separator: "/")
         func find() -> (match: String?, ambiguous: Bool) {
             var match: String?

@@ -39,10 +39,17 @@ public struct IdentityResolver: Sendable {
             identity = cached
         } else {
             var hostPath = path
-            if path.contains("/.."), let resolved = index?.hostPath(namespaced: path) { hostPath = resolved }
+            var final = true
+            if path.contains("/.."), index != nil {
+                // not found yet (a cgroup newer than the last walk): parse the names,
+                // and try again on a later call rather than keep the namespaced path
+                if let resolved = index?.hostPath(namespaced: path) { hostPath = resolved } else { final = false }
+            }
             identity = CgroupPathIdentity.parse(hostPath)
-            if parsed.count >= capacity { parsed.removeAll(keepingCapacity: true) }
-            parsed[path] = identity
+            if final {
+                if parsed.count >= capacity { parsed.removeAll(keepingCapacity: true) }
+                parsed[path] = identity
+            }
         }
         if let metadata, identity.podUID != nil || identity.containerID != nil {
             identity.pod = metadata.metadata(podUID: identity.podUID, containerID: identity.containerID)
