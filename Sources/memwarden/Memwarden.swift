@@ -12,7 +12,7 @@ struct MemwardenCommand: AsyncParsableCommand {
         commandName: "memwarden",
         abstract: "Watches every process's memory through eBPF and reports growth that looks like a leak.",
         version: MemwardenVersion.current,
-        subcommands: [RunCommand.self, RecordCommand.self, ReplayCommand.self, BenchCommand.self, VersionCommand.self]
+        subcommands: [RunCommand.self, RecordCommand.self, ReplayCommand.self, BenchCommand.self, RestoreCommand.self, VersionCommand.self]
     )
 }
 

@@ -282,7 +282,7 @@ public struct Responder: Sendable {
         }
         let usage: UInt64
         let limit: MemoryKnob
-        let original: String
+        var original: String
         let pressure: MemoryPressure
         let nonReclaimable: UInt64
         let inode: UInt64
@@ -297,9 +297,12 @@ public struct Responder: Sendable {
             logger.warning("cannot read the cgroup to throttle it: \(error)", metadata: ["cgroup": "\(entry.target.identity.cgroup)"])
             return say(key, error.code == .cgroupMissing ? "cgroup_gone" : "read_failed")
         }
+        // a restore that failed earlier left its record: that original is the
+        // real one, not the value still in the file
+        if let earlier = records[key], earlier.inode == inode { original = earlier.original }
         let originalKnob = MemoryKnob(parsing: original) ?? .max
         let ceiling = [limit.bytes, originalKnob.bytes].compactMap { $0 }.min()
-        let floor = Self.floor(policy: policy, identity: entry.target.identity, nonReclaimable: usage > 0 ? nonReclaimable : 0)
+        let floor = Self.floor(policy: policy, identity: entry.target.identity, nonReclaimable: nonReclaimable)
         let page = configuration.pageSize
         // start where usage is now: growth beyond it is reclaimed or stalled at
         // once; the controller's probes tighten from there
