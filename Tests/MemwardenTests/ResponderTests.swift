@@ -399,4 +399,29 @@ import Testing
         #expect(file.load().records.isEmpty)
         #expect(record.isOurs(.bytes(4096)) && record.isOurs(.max) && !record.isOurs(.bytes(8192)))
     }
+
+    @Test("response events as JSON lines: the original's 'max' is an absent value, dry_run always present")
+    func json() throws {
+        defer { tree.remove() }
+        let path = "/kubepods/pod1/app"
+        try leakingGroup(path)
+        var r = responder()
+        let start = try #require(startThrottle(&r, path).first { $0.type == .responseThrottle })
+        let restore = try #require(r.restoreAll().first)
+        let throttleObject = try #require(try JSONSerialization.jsonObject(with: Data(start.jsonLine().utf8)) as? [String: Any])
+        #expect(throttleObject["type"] as? String == "response.throttle")
+        #expect(throttleObject["node"] as? String == "node-a")
+        #expect(throttleObject["mode"] as? String == "throttle" && throttleObject["rule"] as? String == "leaky")
+        #expect(throttleObject["dry_run"] as? Bool == false)
+        #expect(throttleObject["memory_high_before"] == nil)
+        #expect(throttleObject["memory_high_after"] as? Int == 900 * 1_048_576)
+        #expect(throttleObject["floor_bytes"] as? Int == 800 * 1_048_576)
+        #expect(throttleObject["reason"] as? String == "start")
+        #expect(throttleObject["cgroup"] as? String == path)
+        let restoreObject = try #require(try JSONSerialization.jsonObject(with: Data(restore.jsonLine().utf8)) as? [String: Any])
+        #expect(restoreObject["type"] as? String == "response.restore")
+        #expect(restoreObject["memory_high_before"] as? Int == 900 * 1_048_576)
+        #expect(restoreObject["memory_high_after"] == nil)
+        #expect(restoreObject["reason"] as? String == "agent_stopping")
+    }
 }

@@ -113,7 +113,7 @@ public struct ResponseStateFile: Sendable {
 
     public func save(_ records: [ResponseStateRecord]) throws(ResponseStateFileError) {
         let encoder = JSONEncoder()
-        encoder.outputFormatting = [.sortedKeys]
+        encoder.outputFormatting = [.sortedKeys, .withoutEscapingSlashes]
         let data: Data
         do {
             data = try encoder.encode(Contents(targets: records))
