@@ -96,6 +96,15 @@ import Testing
         #expect(previous == 800 * mebibyte)
         #expect(sawFloor)
         #expect(try tree.high(path) == 800 * mebibyte)
+
+        // the leak pushes on (anon 850 MiB, the cache gone): the floor rises, and memory.high with it
+        try tree.write(path, "memory.current", "\(850 * mebibyte)\n")
+        try tree.write(path, "memory.stat", "anon \(850 * mebibyte)\nactive_file 0\ninactive_file 0\n")
+        clock.advance(seconds: 6)
+        let lifted = try #require(r.tick().first { $0.type == .responseThrottle }?.response)
+        #expect(lifted.reason == "floor")
+        #expect(lifted.memoryHighAfter == 850 * mebibyte && lifted.floorBytes == 850 * mebibyte)
+        #expect(try tree.high(path) == 850 * mebibyte)
     }
 
     @Test("pressure over the target backs off at once, by (integral/target/20)² of the value")

@@ -414,7 +414,9 @@ public struct Responder: Sendable {
                     ResponseDetails(
                         mode: policy.mode, rule: policy.rule, dryRun: configuration.dryRun,
                         memoryHighBefore: throttle.current, memoryHighAfter: decision.value, floorBytes: throttle.floor,
-                        pressureMicroseconds: decision.pressureMicroseconds, reason: decision.step.rawValue),
+                        pressureMicroseconds: decision.pressureMicroseconds,
+                        // a probe that raises the value was lifted by a floor that rose with usage
+                        reason: decision.step == .probe && decision.value > throttle.current ? "floor" : decision.step.rawValue),
                     severity: .warning))
             throttle.current = decision.value
         } else if decision.step == .probe {
