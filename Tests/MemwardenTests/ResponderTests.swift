@@ -403,7 +403,7 @@ import Testing
             rule: "r", sinceEpochNanoseconds: 5)
         try file.save([record])
         #expect(file.load().records == [record])
-        #expect(!FileManager.default.fileExists(atPath: file.path + ".tmp"))
+        #expect(try FileManager.default.contentsOfDirectory(atPath: tree.root + "/deep/er") == ["state.json"])
         try file.save([])
         #expect(file.load().records.isEmpty)
         #expect(record.isOurs(.bytes(4096)) && record.isOurs(.max) && !record.isOurs(.bytes(8192)))

@@ -122,7 +122,8 @@ public struct ResponseStateFile: Sendable {
         }
         let directory = Self.directory(of: path)
         try makeDirectories(directory)
-        let temporary = path + ".tmp"
+        // per process: `memwarden restore` may save while an agent does
+        let temporary = path + ".tmp.\(getpid())"
         let fd = open(temporary, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0o600)
         guard fd >= 0 else { throw failure("open \(temporary)") }
         var bytes = [UInt8](data)
