@@ -366,6 +366,17 @@ import Testing
         #expect(r.leakCleared(process).isEmpty)
         #expect(r.leakCleared(other).first?.type == .responseRestore)
 
+        // a process leaving ends its own suspicion, not the cgroup's other ones
+        let third = EventTarget(scope: .process, pid: 44, comm: "app", identity: TargetIdentity(cgroup: path))
+        _ = r.leakSuspected(process, policy: policy)
+        _ = r.leakSuspected(third, policy: policy)
+        clock.advance(seconds: 15)
+        #expect(r.tick().first?.type == .responseThrottle)
+        #expect(r.targetGone(third).isEmpty)
+        #expect(r.throttled.count == 1)
+        #expect(r.targetGone(process).first?.response?.reason == "target_gone")
+        #expect(try tree.read(path, "memory.high") == "max")
+
         // suspected again at once: the response cooldown (15 s) holds it back, said once
         _ = r.leakSuspected(other, policy: policy)
         #expect(r.tick().first?.response?.reason == "cooldown")

@@ -193,10 +193,19 @@ public struct Responder: Sendable {
         update(target, policy: policy)
     }
 
-    /// The target's cgroup went away (container exit, pod deletion): put the
-    /// original back if the directory is still there, and forget it.
+    /// The target went away. A cgroup (container exit, pod deletion): put the
+    /// original back if the directory is still there, and forget it. A
+    /// process: its suspicion ends with it; the cgroup stays known, and its
+    /// throttle ends only when that was the last suspicion.
     public mutating func targetGone(_ target: EventTarget) -> [AgentEvent] {
         let key = Self.key(target)
+        if target.scope == .process {
+            guard var entry = entries[key] else { return [] }
+            entry.suspects.remove(target.key)
+            entries[key] = entry
+            guard entry.suspects.isEmpty, entry.throttle != nil else { return [] }
+            return restore(key, reason: "target_gone")
+        }
         let events = entries[key]?.throttle != nil ? restore(key, reason: "target_gone") : []
         entries[key] = nil
         return events
