@@ -67,7 +67,8 @@ import Testing
         #expect(try tree.high(path) == 900 * mebibyte)
         let record = try #require(stateRecords().first)
         #expect(record.original == "max")
-        #expect(record.written == String(900 * mebibyte))
+        // recorded before the write, as the value about to be written
+        #expect(record.pending == String(900 * mebibyte) && record.written == nil)
 
         // within the interval nothing moves
         clock.advance(seconds: 5)
@@ -87,6 +88,9 @@ import Testing
                 #expect(details.memoryHighBefore == previous)
                 #expect(details.memoryHighAfter == expected)
                 #expect(try tree.high(path) == expected)
+                // each save holds the last value written and the next one: whatever a crash leaves is recognised
+                let saved = try #require(stateRecords().first)
+                #expect(saved.written == String(previous) && saved.pending == String(expected))
                 previous = expected
                 steps += 1
             }

@@ -83,6 +83,8 @@ public struct Responder: Sendable {
     private let logger: Logger
     private var entries: [String: Entry] = [:]
     private var records: [String: ResponseStateRecord] = [:]
+    /// Records were removed since the last save.
+    private var dirty = false
 
     public init(configuration: ResponderConfiguration, clock: @escaping @Sendable () -> ClockReading, logger: Logger) {
         self.configuration = configuration
@@ -164,6 +166,7 @@ public struct Responder: Sendable {
     /// A leak suspicion opened (`target`: a process or a cgroup; the cgroup it
     /// lives in is what gets throttled).
     public mutating func leakSuspected(_ target: EventTarget, policy: TargetPolicy) -> [AgentEvent] {
+        defer { flush() }
         let events = update(target, policy: policy)
         let key = Self.key(target)
         entries[key]?.suspects.insert(target.key)
@@ -172,6 +175,7 @@ public struct Responder: Sendable {
 
     /// A leak suspicion closed. When it was the cgroup's last, a throttle ends.
     public mutating func leakCleared(_ target: EventTarget) -> [AgentEvent] {
+        defer { flush() }
         let key = Self.key(target)
         guard var entry = entries[key] else { return [] }
         entry.suspects.remove(target.key)
@@ -182,6 +186,7 @@ public struct Responder: Sendable {
 
     /// The budget tier the cgroup holds now (BudgetEvaluator.tier(of:)).
     public mutating func budgetTier(_ tier: BudgetTier?, target: EventTarget, policy: TargetPolicy) -> [AgentEvent] {
+        defer { flush() }
         let events = update(target, policy: policy)
         entries[Self.key(target)]?.tier = tier
         return events
@@ -190,7 +195,8 @@ public struct Responder: Sendable {
     /// The policy that applies to a target changed (a reload, a new rule):
     /// a throttle under the old one ends; the new one decides from scratch.
     public mutating func policyChanged(_ target: EventTarget, policy: TargetPolicy) -> [AgentEvent] {
-        update(target, policy: policy)
+        defer { flush() }
+        return update(target, policy: policy)
     }
 
     /// The target went away. A cgroup (container exit, pod deletion): put the
@@ -198,6 +204,7 @@ public struct Responder: Sendable {
     /// process: its suspicion ends with it; the cgroup stays known, and its
     /// throttle ends only when that was the last suspicion.
     public mutating func targetGone(_ target: EventTarget) -> [AgentEvent] {
+        defer { flush() }
         let key = Self.key(target)
         if target.scope == .process {
             guard var entry = entries[key] else { return [] }
@@ -213,6 +220,7 @@ public struct Responder: Sendable {
 
     /// Shutdown: every original back.
     public mutating func restoreAll(reason: String = "agent_stopping") -> [AgentEvent] {
+        defer { flush() }
         var events: [AgentEvent] = []
         for key in entries.keys.sorted() where entries[key]?.throttle != nil {
             events += restore(key, reason: reason)
@@ -222,18 +230,20 @@ public struct Responder: Sendable {
 
     /// One control step for every target: start, step or hold.
     public mutating func tick() -> [AgentEvent] {
+        defer { flush() }
         var events: [AgentEvent] = []
+        var planned: [PlannedWrite] = []
         for key in entries.keys.sorted() {
             guard let entry = entries[key] else { continue }
             if entry.throttle != nil {
-                events += step(key)
+                events += step(key, into: &planned)
             } else if entry.eligible {
-                events += begin(key)
+                events += begin(key, into: &planned)
             } else if !entry.said.isEmpty {
                 entries[key]?.said = []  // the episode is over; a new one may say it again
             }
         }
-        return events
+        return events + apply(planned)
     }
 
     // MARK: - the ladder
@@ -258,7 +268,7 @@ public struct Responder: Sendable {
         return entry.throttle != nil ? restore(key, reason: "policy_changed") : []
     }
 
-    private mutating func begin(_ key: String) -> [AgentEvent] {
+    private mutating func begin(_ key: String, into planned: inout [PlannedWrite]) -> [AgentEvent] {
         guard let entry = entries[key] else { return [] }
         let now = clock()
         let policy = entry.policy
@@ -320,46 +330,19 @@ public struct Responder: Sendable {
             return say(key, "below_floor", floor: floor)
         }
         let first = MemoryHighController.clamp(start, floor: floor, ceiling: ceiling, pageSize: page)
-        var record = ResponseStateRecord(
+        let record = ResponseStateRecord(
             key: key, cgroup: entry.target.identity.cgroup, directory: files.directory, inode: inode, original: original,
             pending: String(first), rule: policy.rule, sinceEpochNanoseconds: now.epochNanoseconds)
-        if !configuration.dryRun {
-            // the original is on disk before memory.high changes
-            records[key] = record
-            guard persist() else {
-                records[key] = nil
-                return say(key, "state_file_unwritable")
-            }
-            do {
-                try files.writeHigh(.bytes(first))
-            } catch {
-                logger.warning("cannot write memory.high: \(error)", metadata: ["cgroup": "\(record.cgroup)"])
-                records[key] = nil
-                persist()
-                return say(key, error.code == .cgroupMissing ? "cgroup_gone" : "write_failed")
-            }
-            record.written = String(first)
-            record.pending = nil
-            records[key] = record
-            persist()
-        }
         let controller = MemoryHighController(
             settings: policy.throttle, pageSize: page, now: now.monotonicNanoseconds,
             pressureTotal: pressure.someTotalMicroseconds)
-        entries[key]?.throttle = Throttle(
+        let throttle = Throttle(
             policy: policy, files: files, record: record, controller: controller, current: first, floor: floor, ceiling: ceiling)
-        entries[key]?.said = []
-        return [
-            event(
-                .responseThrottle, entry.target, policy,
-                ResponseDetails(
-                    mode: policy.mode, rule: policy.rule, dryRun: configuration.dryRun,
-                    memoryHighBefore: originalKnob.bytes, memoryHighAfter: first, floorBytes: floor,
-                    pressureMicroseconds: 0, reason: "start"), severity: .warning)
-        ]
+        planned.append(PlannedWrite(key: key, throttle: throttle, before: originalKnob.bytes, reason: "start", pressure: 0))
+        return []
     }
 
-    private mutating func step(_ key: String) -> [AgentEvent] {
+    private mutating func step(_ key: String, into planned: inout [PlannedWrite]) -> [AgentEvent] {
         guard let entry = entries[key], var throttle = entry.throttle else { return [] }
         let now = clock()
         let policy = entry.policy
@@ -396,44 +379,83 @@ public struct Responder: Sendable {
         let decision = throttle.controller.observe(
             pressureTotal: pressure.someTotalMicroseconds, now: now.monotonicNanoseconds, current: throttle.current,
             floor: throttle.floor, ceiling: throttle.ceiling)
-        var events: [AgentEvent] = []
+        // the controller's state (its integral restarted) holds whether or not the write happens
+        entries[key]?.throttle = throttle
         if decision.value != throttle.current {
-            if !configuration.dryRun {
-                throttle.record.pending = String(decision.value)
-                records[key] = throttle.record
-                guard persist() else {
-                    entries[key]?.throttle = throttle
-                    return say(key, "state_file_unwritable")
-                }
-                do {
-                    try files.writeHigh(.bytes(decision.value))
-                } catch {
-                    entries[key]?.throttle = throttle
-                    logger.warning("cannot write memory.high: \(error)", metadata: ["cgroup": "\(throttle.record.cgroup)"])
-                    return say(key, "write_failed")
-                }
-                throttle.record.written = String(decision.value)
-                throttle.record.pending = nil
-                records[key] = throttle.record
-                persist()
-            }
-            events.append(
-                event(
-                    .responseThrottle, entry.target, policy,
-                    ResponseDetails(
-                        mode: policy.mode, rule: policy.rule, dryRun: configuration.dryRun,
-                        memoryHighBefore: throttle.current, memoryHighAfter: decision.value, floorBytes: throttle.floor,
-                        pressureMicroseconds: decision.pressureMicroseconds,
-                        // a probe that raises the value was lifted by a floor that rose with usage
-                        reason: decision.step == .probe && decision.value > throttle.current ? "floor" : decision.step.rawValue),
-                    severity: .warning))
-            throttle.current = decision.value
+            var next = throttle
+            next.current = decision.value
+            next.record.pending = String(decision.value)
+            // a probe that raises the value was lifted by a floor that rose with usage
+            let reason = decision.step == .probe && decision.value > throttle.current ? "floor" : decision.step.rawValue
+            planned.append(
+                PlannedWrite(
+                    key: key, throttle: next, before: throttle.current, reason: reason,
+                    pressure: decision.pressureMicroseconds))
         } else if decision.step == .probe {
             // a probe that could not go lower: the floor holds
-            entries[key]?.throttle = throttle
             return say(key, "below_floor", floor: throttle.floor)
         }
-        entries[key]?.throttle = throttle
+        return []
+    }
+
+    /// A memory.high write a tick decided on.
+    struct PlannedWrite: Sendable {
+        var key: String
+        /// The throttle as it is once the write is done (`current` is the value,
+        /// the record's `pending` too).
+        var throttle: Throttle
+        var before: UInt64?
+        var reason: String
+        var pressure: UInt64
+    }
+
+    /// Does a tick's writes: first one save of the state file for all of them
+    /// (each record holds the last value written and the one about to be, so
+    /// a crash anywhere after it leaves a value the record recognises), then
+    /// the writes. One fsync per tick, not two per cgroup.
+    private mutating func apply(_ planned: [PlannedWrite]) -> [AgentEvent] {
+        guard !planned.isEmpty else { return [] }
+        var events: [AgentEvent] = []
+        if !configuration.dryRun {
+            let previous = records
+            for plan in planned { records[plan.key] = plan.throttle.record }
+            guard persist() else {
+                // no record, no write: an original that is not on disk could not be restored after a crash
+                records = previous
+                for plan in planned { events += say(plan.key, "state_file_unwritable") }
+                return events
+            }
+        }
+        for var plan in planned {
+            if !configuration.dryRun {
+                do {
+                    try plan.throttle.files.writeHigh(.bytes(plan.throttle.current))
+                } catch {
+                    logger.warning("cannot write memory.high: \(error)", metadata: ["cgroup": "\(plan.throttle.record.cgroup)"])
+                    if plan.reason == "start" {
+                        // nothing changed; the saved record's original is still what the file holds
+                        records[plan.key] = nil
+                        dirty = true
+                    }
+                    events += say(plan.key, error.code == .cgroupMissing ? "cgroup_gone" : "write_failed")
+                    continue
+                }
+                plan.throttle.record.written = String(plan.throttle.current)
+                plan.throttle.record.pending = nil
+                records[plan.key] = plan.throttle.record
+            }
+            entries[plan.key]?.throttle = plan.throttle
+            if plan.reason == "start" { entries[plan.key]?.said = [] }
+            guard let entry = entries[plan.key] else { continue }
+            events.append(
+                event(
+                    .responseThrottle, entry.target, plan.throttle.policy,
+                    ResponseDetails(
+                        mode: plan.throttle.policy.mode, rule: plan.throttle.policy.rule, dryRun: configuration.dryRun,
+                        memoryHighBefore: plan.before, memoryHighAfter: plan.throttle.current,
+                        floorBytes: plan.throttle.floor, pressureMicroseconds: plan.pressure, reason: plan.reason),
+                    severity: .warning))
+        }
         return events
     }
 
@@ -496,7 +518,13 @@ public struct Responder: Sendable {
     private mutating func drop(_ key: String) {
         entries[key]?.throttle = nil
         entries[key]?.lastRestore = clock().monotonicNanoseconds
-        if records.removeValue(forKey: key) != nil { persist() }
+        if records.removeValue(forKey: key) != nil { dirty = true }
+    }
+
+    /// Saves removals that no write depended on (a record left behind by a
+    /// crash is harmless: the cgroup holds its original or someone else's value).
+    private mutating func flush() {
+        if dirty { persist() }
     }
 
     /// Never below the container's memory request, the policy's minimum, or
@@ -506,10 +534,11 @@ public struct Responder: Sendable {
     }
 
     @discardableResult
-    private func persist() -> Bool {
+    private mutating func persist() -> Bool {
         guard !configuration.dryRun else { return true }
         do {
             try configuration.stateFile.save(records.keys.sorted().map { records[$0]! })
+            dirty = false
             return true
         } catch {
             logger.error("cannot save the responder's state: \(error)")
