@@ -288,9 +288,12 @@ public struct Responder: Sendable {
         case nil: return say(key, "memory_controller_missing")
         case .v2: break
         }
+        // an unknown cgroup resolves to the hierarchy's root: never a target
+        let cgroup = entry.target.identity.cgroup
+        guard !cgroup.isEmpty, cgroup != "/" else { return say(key, "cgroup_unknown") }
         let files: CgroupMemoryFiles
         do {
-            files = try CgroupMemoryFiles(root: configuration.cgroupRoot, path: entry.target.identity.cgroup)
+            files = try CgroupMemoryFiles(root: configuration.cgroupRoot, path: cgroup)
         } catch {
             return say(key, "cgroup_gone")
         }
