@@ -451,4 +451,27 @@ import Testing
         #expect(restoreObject["memory_high_after"] == nil)
         #expect(restoreObject["reason"] as? String == "agent_stopping")
     }
+
+    @Test("no write without the original on disk first: an unwritable state file stops the throttle")
+    func unwritableStateFile() throws {
+        defer { tree.remove() }
+        let path = "/kubepods/pod1/app"
+        try leakingGroup(path)
+        // a regular file where the state directory should be: mkdir fails, as root too
+        try "".write(toFile: tree.root + "/blocker", atomically: false, encoding: .utf8)
+        var r = Responder(
+            configuration: ResponderConfiguration(
+                cgroupRoot: tree.root, version: .v2, stateFile: ResponseStateFile(path: tree.root + "/blocker/state.json"),
+                pageSize: Self.page),
+            clock: clock.reading, logger: silentLogger)
+        let events = startThrottle(&r, path)
+        #expect(events.map(\.type) == [.responseSkipped])
+        #expect(events.first?.response?.reason == "state_file_unwritable")
+        #expect(try tree.read(path, "memory.high") == "max\n")
+        #expect(r.throttled.isEmpty)
+        let error = try #require(throws: ResponseStateFileError.self) {
+            try ResponseStateFile(path: tree.root + "/blocker/state.json").save([])
+        }
+        #expect(error.code == .unwritable && error.description.contains("/blocker"))
+    }
 }
