@@ -65,6 +65,40 @@ import Testing
     }
 }
 
+/// The controller in a closed loop with a toy cgroup: 500 MiB it cannot give
+/// back, 300 MiB of hot cache, and every MiB of hot cache squeezed out costs
+/// 2 ms of stall a second (refaults). The loop must squeeze the cold part,
+/// stop at the knee where stall reaches the target, and never run away.
+@Suite struct MemoryHighControllerLoopTests {
+    @Test("squeezes down to the knee, settles there with back-offs, never below the floor")
+    func settlesAtTheKnee() {
+        let second: UInt64 = 1_000_000_000
+        let floor: UInt64 = 500 * mebibyte
+        let knee: UInt64 = 800 * mebibyte  // non-reclaimable + hot cache
+        var high: UInt64 = 1024 * mebibyte  // start: usage with 224 MiB of cold cache
+        var stallTotal: UInt64 = 0
+        var controller = MemoryHighController(settings: ThrottleSettings(), pageSize: 4096, now: 0, pressureTotal: 0)
+        var lowest = high
+        var backoffs = 0
+        var late: [UInt64] = []
+        for tick in 1...3600 {
+            let deficit = knee > high ? Double(knee - high) / Double(mebibyte) : 0
+            stallTotal += UInt64(deficit * 2_000)
+            let decision = controller.observe(
+                pressureTotal: stallTotal, now: UInt64(tick) * second, current: high, floor: floor, ceiling: 1024 * mebibyte)
+            if decision.step == .backoff { backoffs += 1 }
+            high = decision.value
+            lowest = min(lowest, high)
+            if tick > 1800 { late.append(high) }
+        }
+        #expect(lowest >= floor)
+        #expect(backoffs > 0)
+        // the second half of the hour: within a few MiB of the knee, either side
+        #expect(late.min()! >= knee - 12 * mebibyte, "lowest late value \(late.min()! / mebibyte) MiB")
+        #expect(late.max()! <= knee + 12 * mebibyte, "highest late value \(late.max()! / mebibyte) MiB")
+    }
+}
+
 @Suite struct BudgetEvaluatorTests {
     let policy = TargetPolicy(rule: "team-a", budget: .bytes(1000 * mebibyte))
     let target = EventTarget(scope: .cgroup, identity: TargetIdentity(cgroup: "/kubepods/pod1/app"))
