@@ -12,8 +12,10 @@ struct MemwardenCommand: AsyncParsableCommand {
         commandName: "memwarden",
         abstract: "Watches every process's memory through eBPF and reports growth that looks like a leak.",
         version: MemwardenVersion.current,
+        subcommands: [
             RunCommand.self, RecordCommand.self, ReplayCommand.self, IdentifyCommand.self, CheckConfigCommand.self,
             RestoreCommand.self, BenchCommand.self, VersionCommand.self,
+        ]
     )
 }
 
