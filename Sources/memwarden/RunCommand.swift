@@ -9,6 +9,16 @@ struct RunCommand: AsyncParsableCommand {
     )
 
     @OptionGroup var kernel: KernelOptions
+    @OptionGroup var host: HostOptions
+    @OptionGroup var policy: PolicyOptions
+
+    @Option(help: ArgumentHelp(
+        "Where the responder records the memory.high values it changed, to restore them after a crash.",
+        valueName: "file"))
+    var stateFile: String = ResponseStateFile.defaultPath
+
+    @Flag(help: "Say what the responder would do (response.* events with dry_run true), but write nothing.")
+    var dryRun = false
 
     @Option(help: "Stop after this many seconds (exit 0).")
     var duration: Double?
@@ -32,10 +42,18 @@ struct RunCommand: AsyncParsableCommand {
 
     func run() async throws {
         let logger = kernel.makeLogger()
+        let node = NodeName.resolve(nodeName)
+        let hostPaths = try host.validated()
+        // the policy first: an invalid one stops here, exit 1, every problem on stderr
+        let policyEvents = EventRelay()
+        let store = try policy.makeStore(node: node, logger: logger) { policyEvents.submit($0) }
+        let responses = Agent.ResponseSetup(policy: store, policyEvents: policyEvents, stateFile: stateFile, dryRun: dryRun)
         try await exitOnKernelError {
             try requireKernel()
             try await Agent.run(
-                kernel: kernel.kernel, output: .events(PipelineSettings(node: NodeName.resolve(nodeName), samples: samples, verdicts: verdicts)), duration: duration.map { .milliseconds(Int($0 * 1000)) },
+                kernel: kernel.kernel,
+                output: .events(PipelineSettings(node: node, samples: samples, verdicts: verdicts), responses: responses),
+                hostPaths: hostPaths, duration: duration.map { .milliseconds(Int($0 * 1000)) },
                 statsInterval: .milliseconds(Int(statsInterval * 1000)), logger: logger)
         }
     }

@@ -24,7 +24,7 @@ struct LivePipelineTests {
         let pipeline = LivePipeline(
             input: stream, formatter: SampleFormatter(hierarchy: nil), writer: writer, sinks: [sink], settings: settings,
             logger: Logger(label: "test"))
-        await pipeline.handleInput()
+        pipeline.finish(await pipeline.handleInput())
         writer.close()
         return try String(contentsOfFile: path, encoding: .utf8).split(separator: "\n").map(String.init)
     }

@@ -32,14 +32,21 @@ public struct LivePipeline: Service {
     let writer: LineWriter
     let sinks: [any EventSink]
     let settings: PipelineSettings
+    /// Budgets and responses (nil: detection only, as in tests).
+    let responses: PipelineResponses?
+    /// Events other tasks produced for stdout (policy reloads, responses).
+    let inbox: EventInbox?
     let logger: Logger
     /// How long a batch may wait for a reader of stdout before its lines are dropped.
     let stallTimeout: UInt64 = 2_000_000_000
 
     public init(
         input: AsyncStream<SourceOutput>, formatter: SampleFormatter, writer: LineWriter = .standardOutput,
-        sinks: [any EventSink] = [], settings: PipelineSettings = PipelineSettings(), logger: Logger
+        sinks: [any EventSink] = [], settings: PipelineSettings = PipelineSettings(),
+        responses: PipelineResponses? = nil, inbox: EventInbox? = nil, logger: Logger
     ) {
+        self.responses = responses
+        self.inbox = inbox
         self.input = input
         self.formatter = formatter
         self.writer = writer
@@ -49,19 +56,24 @@ public struct LivePipeline: Service {
     }
 
     public func run() async throws {
-        await handleInput()
+        let stdout = await handleInput()
         // The stream ends when the source stopped; the group shuts down in reverse
         // order, so returning before our turn would count as an unexpected end.
+        // The responder restores on its own turn, before ours: its events are
+        // still printed below.
         try? await gracefulShutdown()
+        finish(stdout)
     }
 
     /// Handles the source's output until its stream ends (the source stopped).
-    public func handleInput() async {
+    @discardableResult
+    public func handleInput() async -> StdoutState {
         var formatter = formatter
         var detection = LiveDetection(origin: formatter.origin)
         let epoch = formatter.clock.realtime(fromMonotonic: formatter.origin)
         var stdout = StdoutState()
         var losses = LossTracker()
+        var budgets = responses.map(BudgetFeed.init)
         for await output in input {
             var lines: [String] = []
             var events: [AgentEvent] = []
@@ -80,9 +92,13 @@ public struct LivePipeline: Service {
                     }
                     if settings.verdicts, case .verdict(let verdict) = record { lines.append(formatter.verdictLine(verdict)) }
                     for leak in detection.events(for: record, lookup: { formatter.cgroupAndLimit(id: $0, pid: $1, own: $2) }) {
-                        events.append(
-                            AgentEvent(leak: leak, epochNanoseconds: epoch, node: settings.node, identity: formatter.identity(cgroupPath: leak.cgroup)))
+                        let event = AgentEvent(
+                            leak: leak, epochNanoseconds: epoch, node: settings.node,
+                            identity: formatter.identity(cgroupPath: leak.cgroup))
+                        events.append(event)
+                        budgets?.leak(event)
                     }
+                    if budgets != nil { feed(record, to: &budgets!, formatter: &formatter) }
                 }
             case .counters(var counters):
                 counters.stdoutDrops = stdout.dropped
@@ -92,14 +108,46 @@ public struct LivePipeline: Service {
                 }
             }
             emit(events, into: &lines)
+            // what the policy store and the responder said meanwhile (they reached the other sinks already)
+            if let inbox, settings.stdoutEvents { lines.append(contentsOf: inbox.take().map { $0.jsonLine() }) }
             write(lines, stdout: &stdout)
         }
+        return stdout
+    }
+
+    /// The last lines: what other tasks said while stopping, then agent.stopping.
+    public func finish(_ stdout: StdoutState) {
+        var stdout = stdout
         var last: [String] = []
+        if let inbox, settings.stdoutEvents { last.append(contentsOf: inbox.take().map { $0.jsonLine() }) }
         emit([agentEvent(.agentStopping, details: AgentDetails(version: MemwardenVersion.current))], into: &last)
         write(last, stdout: &stdout)
         if stdout.dropped > 0 {
             // the last stats line may itself have been dropped: say it where it is read
             logger.warning("event lines dropped because stdout was not read", metadata: ["stdout_drops": "\(stdout.dropped)"])
+        }
+    }
+
+    /// Cgroup usage to the budget evaluator; targets that went to the responder.
+    private func feed(_ record: KernelRecord, to budgets: inout BudgetFeed, formatter: inout SampleFormatter) {
+        switch record {
+        case .cgroup(let cgroup):
+            let (path, limit) = formatter.cgroupAndLimit(id: cgroup.cgroupID, pid: nil, own: cgroup.limit)
+            guard !path.isEmpty else { return }
+            let identity = formatter.identity(cgroupPath: path)
+            if cgroup.processCount == 0 {
+                budgets.gone(EventTarget(scope: .cgroup, identity: identity))
+            } else {
+                budgets.usage(
+                    identity: identity, usage: cgroup.usage ?? cgroup.memory.rss, limit: limit,
+                    seconds: formatter.traceTime(cgroup.monotonicNanoseconds))
+            }
+        case .process(let process) where process.kind == .exit:
+            let path = formatter.cgroupPath(id: process.cgroupID, pid: nil)
+            budgets.gone(
+                EventTarget(scope: .process, pid: process.pid, comm: process.comm, identity: formatter.identity(cgroupPath: path)))
+        default:
+            break
         }
     }
 
@@ -118,7 +166,7 @@ public struct LivePipeline: Service {
         }
     }
 
-    private struct StdoutState {
+    public struct StdoutState: Sendable {
         /// Once stdout stalled, later batches do not wait for it until it takes a write again.
         var stalled = false
         var dropped: UInt64 = 0
