@@ -50,10 +50,13 @@ struct EventSchemaTests {
         cleared.kind = .cleared
         cleared.reasons = ["growth_stopped"]
         cleared.suspectedSeconds = 2.5
-        let lines = [suspected, cleared].map {
-            AgentEvent(leak: $0, epochNanoseconds: SampleEvents.time, node: "n").jsonLine()
-        }
-        #expect(try Self.problems(lines).isEmpty)
+        // as `run` and `replay` print them (LeakEvent.jsonLine), and with a node and an identity
+        let lines =
+            [suspected, cleared].map { $0.jsonLine(epochNanoseconds: SampleEvents.time) }
+            + [suspected, cleared].map {
+                AgentEvent(leak: $0, epochNanoseconds: SampleEvents.time, node: "n", identity: SampleEvents.unitIdentity).jsonLine()
+            }
+        #expect(try Self.problems(lines).isEmpty, "\(lines)")
     }
 
     /// The validator is not a rubber stamp: broken events are caught.

@@ -1,5 +1,6 @@
 import HTTPTypes
 import Hummingbird
+import HummingbirdTLS
 import Logging
 import NIOCore
 import ServiceLifecycle
@@ -43,8 +44,9 @@ final class TestReceiver: Sendable {
         }
     }
 
-    /// Starts listening (port 0: a free one) and returns the bound port.
-    func start(port: Int = 0) async throws -> Int {
+    /// Starts listening (port 0: a free one), over TLS when given a
+    /// configuration, and returns the bound port.
+    func start(port: Int = 0, tls: TLSConfiguration? = nil) async throws -> Int {
         let router = Router()
         router.post("/**") { [self] request, _ -> Response in
             let body = try await request.body.collect(upTo: 1 << 20)
@@ -65,6 +67,7 @@ final class TestReceiver: Sendable {
         let bound = AsyncStream<Int>.makeStream()
         let app = Application(
             router: router,
+            server: try tls.map { try .tls(tlsConfiguration: $0) } ?? .http1(),
             configuration: ApplicationConfiguration(address: .hostname("127.0.0.1", port: port)),
             onServerRunning: { channel in
                 bound.continuation.yield(channel.localAddress?.port ?? 0)

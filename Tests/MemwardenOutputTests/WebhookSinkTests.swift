@@ -2,6 +2,7 @@ import Crypto
 import Foundation
 import Logging
 import Memwarden
+import NIOSSL
 import Testing
 
 /// The webhook sink against real HTTP receivers on 127.0.0.1.
@@ -171,6 +172,58 @@ import Testing
         #expect(stats.droppedAtShutdown == 5 && stats.delivered == 0)
         sink.submit(SampleEvents.make(.leakCleared))
         #expect(sink.statistics.droppedAtShutdown == 6, "after shutdown, submissions are counted, not queued")
+    }
+
+    /// A CA and a server certificate for 127.0.0.1 signed by it, made by openssl.
+    static func makeCertificates(in directory: TemporaryDirectory) throws {
+        let script = """
+            set -e
+            cd \(directory.path)
+            openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:prime256v1 -nodes -keyout ca.key -out ca.pem \\
+              -days 1 -subj /CN=memwarden-test-ca 2>/dev/null
+            openssl req -newkey ec -pkeyopt ec_paramgen_curve:prime256v1 -nodes -keyout server.key -out server.csr \\
+              -subj /CN=127.0.0.1 2>/dev/null
+            printf 'subjectAltName=IP:127.0.0.1\\nbasicConstraints=CA:FALSE\\n' > server.ext
+            openssl x509 -req -in server.csr -CA ca.pem -CAkey ca.key -CAcreateserial -out server.pem -days 1 \\
+              -extfile server.ext 2>/dev/null
+            """
+        let result = try run("/bin/sh", ["-c", script])
+        guard result.status == 0 else { throw TestFailure("openssl could not make test certificates: \(result.stderr)") }
+    }
+
+    @Test func tlsIsVerifiedAgainstTheCAFile() async throws {
+        let directory = try TemporaryDirectory("webhook-tls")
+        defer { directory.remove() }
+        try Self.makeCertificates(in: directory)
+        let tls = TLSConfiguration.makeServerConfiguration(
+            certificateChain: try NIOSSLCertificate.fromPEMFile(directory.file("server.pem")).map { .certificate($0) },
+            privateKey: .privateKey(try NIOSSLPrivateKey(file: directory.file("server.key"), format: .pem)))
+        let receiver = TestReceiver()
+        let port = try await receiver.start(tls: tls)
+        let url = "https://127.0.0.1:\(port)/hook"
+
+        // with the CA file: delivered
+        let trusting = try WebhookSink(
+            settings: settings(port: port) {
+                $0.url = url
+                $0.caFile = directory.file("ca.pem")
+            }, logger: logger)
+        // without it, the system's roots do not know this CA: refused, never delivered
+        let doubting = try WebhookSink(
+            settings: settings(port: port) {
+                $0.url = url
+                $0.maxRetries = 0
+            }, name: "webhook-untrusted", logger: logger)
+        let services = RunningServices([trusting, doubting])
+        trusting.submit(SampleEvents.make(.leakSuspected))
+        doubting.submit(SampleEvents.make(.leakCleared))
+        try await waitUntil("one delivery over TLS and one refusal", seconds: 15) {
+            trusting.statistics.delivered == 1 && doubting.statistics.dropped == 1
+        }
+        try await services.stop()
+        await receiver.stop()
+        #expect(receiver.received.map { $0.headers["x-memwarden-event"] } == ["leak.suspected"])
+        #expect(doubting.statistics.droppedRetriesExhausted == 1 && doubting.statistics.delivered == 0)
     }
 
     @Test func minimumSeverityFilters() async throws {
