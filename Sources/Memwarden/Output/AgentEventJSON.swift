@@ -20,7 +20,7 @@ extension AgentEvent {
         return line.finish()
     }
 
-    private static func add(_ target: EventTarget, to line: inout JSONLine, nullProcess: Bool) {
+    static func add(_ target: EventTarget, to line: inout JSONLine, nullProcess: Bool) {
         line.add("scope", target.scope.rawValue)
         if nullProcess || target.pid != nil { line.add("pid", target.pid) }
         if nullProcess || target.comm != nil { line.add("comm", target.comm) }
