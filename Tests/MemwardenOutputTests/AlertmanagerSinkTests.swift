@@ -92,7 +92,10 @@ struct AlertmanagerSinkTests {
             #expect(sink.statistics.dropped == 0)
         }
     }
+}
 
+/// The Alertmanager sink's bookkeeping, and its behaviour with no Alertmanager at all.
+@Suite struct AlertBookTests {
     @Test func alertsWaitForAnAlertmanagerThatIsDown() async throws {
         let port = try freePort()
         let sink = try AlertmanagerSink(

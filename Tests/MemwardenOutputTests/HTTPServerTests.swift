@@ -127,3 +127,50 @@ struct RunningHTTPServer {
         #expect(times == (3...5).map { WallClock.rfc3339(epochNanoseconds: UInt64($0) * 1_000_000_000) })
     }
 }
+
+@Suite struct AgentOutputsTests {
+    @Test func wiresSinksTargetsMetricsAndTheServer() async throws {
+        let receiver = TestReceiver()
+        let hookPort = try await receiver.start()
+        let bound = AsyncStream<Int>.makeStream()
+        let outputs = try AgentOutputs(
+            settings: OutputSettings(stdout: false, webhook: WebhookSettings(url: "http://127.0.0.1:\(hookPort)/h", queueSize: 1)),
+            listen: "127.0.0.1:0", inCluster: false, node: "node-1", logger: Logger(label: "outputs-test"),
+            onListening: { bound.continuation.yield($0) })
+        #expect(outputs.services.count == 2)
+        // before the services run: the webhook queue holds one event, the second pushes the first out
+        outputs.submit(SampleEvents.make(.leakSuspected))
+        outputs.submit(SampleEvents.make(.budgetHigh))
+        let lost = try #require(outputs.lostEvent(more: ["ring_buffer": 3, "userspace": 0]))
+        #expect(lost.type == .agentEventsLost && lost.node == "node-1")
+        if case .agent(let details) = lost.details { #expect(details.lost == ["sink.webhook": 1, "ring_buffer": 3]) }
+        #expect(outputs.lostEvent() == nil, "nothing new lost")
+
+        outputs.update(TargetSnapshot(scope: .cgroup, identity: SampleEvents.containerIdentity, usageBytes: 42 << 20))
+        let services = RunningServices(outputs.services)
+        var port = 0
+        for await p in bound.stream {
+            port = p
+            break
+        }
+        try await waitUntil("the queued event delivered", seconds: 10) { receiver.received.count == 1 }
+        try await withHTTPClient { client in
+            let base = "http://127.0.0.1:\(port)"
+            let targets = try #require(try await client.json(base + "/api/v1/targets") as? [String: Any])
+            #expect(targets["count"] as? Int == 1)
+            let events = try #require(try await client.json(base + "/api/v1/events") as? [String: Any])
+            #expect(events["count"] as? Int == 2)
+            let text = try await client.get(base + "/metrics").body
+            #expect(text.contains(#"memwarden_sink_dropped_total{sink="webhook",reason="queue_full"} 1"#))
+            #expect(text.contains(#"memwarden_events_emitted_total{type="budget.high"} 1"#))
+            #expect(text.contains("memwarden_target_memory_bytes{"))
+            outputs.removeTarget(key: TargetSnapshot(scope: .cgroup, identity: SampleEvents.containerIdentity, usageBytes: 0).key)
+            let after = try #require(try await client.json(base + "/api/v1/targets") as? [String: Any])
+            #expect(after["count"] as? Int == 0)
+            #expect(try await !client.get(base + "/metrics").body.contains("memwarden_target_memory_bytes{"))
+        }
+        try await services.stop()
+        await receiver.stop()
+        #expect(receiver.received.first?.headers["x-memwarden-event"] == "budget.high", "the newest event was kept")
+    }
+}

@@ -226,6 +226,38 @@ import Testing
         #expect(doubting.statistics.droppedRetriesExhausted == 1 && doubting.statistics.delivered == 0)
     }
 
+    @Test func aSlowSinkHoldsUpNeitherTheCallerNorTheOtherSinks() async throws {
+        let slow = TestReceiver(), fast = TestReceiver()
+        slow.script([], always: .delayed(.seconds(2), 200))
+        let slowPort = try await slow.start(), fastPort = try await fast.start()
+        let recent = RecentEvents(capacity: 100)
+        let outputs = try OutputSinks(
+            settings: OutputSettings(
+                stdout: false, webhook: settings(port: slowPort) { $0.timeout = .seconds(5) },
+                alertmanager: nil),
+            extra: [recent], logger: logger)
+        let other = try WebhookSink(settings: settings(port: fastPort), name: "webhook-2", logger: logger)
+        let services = RunningServices(outputs.services + [other])
+        let start = ContinuousClock.now
+        for type in AgentEvent.EventType.allCases {
+            let event = SampleEvents.make(type)
+            outputs.submit(event)
+            other.submit(event)
+        }
+        let submitting = ContinuousClock.now - start
+        #expect(submitting < .milliseconds(100), "submitting to a slow sink took \(submitting)")
+        #expect(recent.lines().count == AgentEvent.EventType.allCases.count)
+        try await waitUntil("the fast receiver got every event", seconds: 10) {
+            fast.received.count == AgentEvent.EventType.allCases.count
+        }
+        let fastTook = ContinuousClock.now - start
+        #expect(fastTook < .seconds(2), "the fast sink did not wait for the slow one (\(fastTook))")
+        #expect(slow.received.count <= 1, "the slow receiver is still on its first request")
+        try await services.stop()
+        await slow.stop()
+        await fast.stop()
+    }
+
     @Test func minimumSeverityFilters() async throws {
         let receiver = TestReceiver()
         let port = try await receiver.start()

@@ -17,11 +17,26 @@ public struct TimeParameterError: Error, CustomStringConvertible, Sendable {
 enum TimeParameter {
     /// Epoch nanoseconds.
     static func parse(_ text: String, parameter: String = "since") throws(TimeParameterError) -> UInt64 {
-        if let seconds = Double(text), seconds.isFinite, seconds >= 0, !text.contains("e"), !text.contains("E") {
-            return UInt64(seconds * 1e9)
-        }
+        if let value = parseEpochSeconds(text) { return value }
         guard let value = parseRFC3339(text) else { throw TimeParameterError(parameter: parameter, value: text) }
         return value
+    }
+
+    /// "1795000000" or "1795000000.25", digit by digit: a Double would be
+    /// off by hundreds of nanoseconds at today's epoch.
+    static func parseEpochSeconds(_ text: String) -> UInt64? {
+        let parts = text.split(separator: ".", maxSplits: 1, omittingEmptySubsequences: false)
+        guard let whole = parts.first, !whole.isEmpty, whole.count <= 10, whole.allSatisfy(\.isASCII), whole.allSatisfy(\.isNumber),
+            let seconds = UInt64(whole)
+        else { return nil }
+        var nanoseconds: UInt64 = 0
+        if parts.count == 2 {
+            let fraction = parts[1]
+            guard !fraction.isEmpty, fraction.allSatisfy(\.isASCII), fraction.allSatisfy(\.isNumber) else { return nil }
+            let digits = String(fraction.prefix(9))
+            nanoseconds = UInt64(digits + String(repeating: "0", count: 9 - digits.count))!
+        }
+        return seconds * 1_000_000_000 + nanoseconds
     }
 
     static func parseRFC3339(_ text: String) -> UInt64? {
