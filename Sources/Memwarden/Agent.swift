@@ -7,24 +7,32 @@ import UnixSignals
 /// it drained is written, and the group ends.
 public enum Agent {
     public enum Output: Sendable {
-        /// Events (and on request the sample stream) on stdout and to the sinks
-        /// (`memwarden run`), with budgets and responses when `responses` is set.
-        case events(PipelineSettings, responses: ResponseSetup?)
+        /// Events to the sinks, budgets and responses, the HTTP API (`memwarden run`).
+        case events(PipelineSettings, RunSetup)
         /// A trace file (`memwarden record`), and optionally the kernel's verdicts.
         case trace(LineWriter, TraceFilter, verdicts: LineWriter?)
     }
 
-    /// What budgets and responses need besides the pipeline's settings.
-    public struct ResponseSetup: Sendable {
+    /// What `run` needs besides the kernel and the pipeline's settings.
+    public struct RunSetup: Sendable {
         public var policy: PolicyStore
         /// Where the store's reload events go; connected here to the sinks.
         public var policyEvents: EventRelay
+        /// The sinks (the policy's `outputs` section with the flags' overrides).
+        public var outputs: OutputSettings
+        /// ADDR:PORT of the HTTP API (nil: none).
+        public var listen: String?
         public var stateFile: String
         public var dryRun: Bool
 
-        public init(policy: PolicyStore, policyEvents: EventRelay, stateFile: String, dryRun: Bool) {
+        public init(
+            policy: PolicyStore, policyEvents: EventRelay, outputs: OutputSettings, listen: String?, stateFile: String,
+            dryRun: Bool
+        ) {
             self.policy = policy
             self.policyEvents = policyEvents
+            self.outputs = outputs
+            self.listen = listen
             self.stateFile = stateFile
             self.dryRun = dryRun
         }
@@ -42,29 +50,35 @@ public enum Agent {
         }
         let sink: any Service
         var helpers: [any Service] = []
+        var first: [any Service] = []
         switch output {
         case .events(let settings, let setup):
-            let inbox = EventInbox()
-            let fanout = EventFanout([inbox])
-            var responses: PipelineResponses?
-            if let setup {
-                setup.policyEvents.connect(fanout)
-                let responder = Responder(
+            let outputs = try AgentOutputs(
+                settings: setup.outputs, listen: setup.listen, inCluster: false, node: settings.node, logger: logger)
+            let observer = TargetObserver(table: outputs.targets, metrics: outputs.metrics)
+            let events = EventFanout([outputs, observer])
+            setup.policyEvents.connect(events)
+            outputs.status.markReady(.policy)
+            let clock: @Sendable () -> ClockReading = { [origin = formatter.origin] in ClockReading.system(start: origin) }
+            let responder = ResponderService(
+                responder: Responder(
                     configuration: ResponderConfiguration(
                         hierarchy: hierarchy, stateFile: ResponseStateFile(path: setup.stateFile), dryRun: setup.dryRun,
                         node: settings.node),
-                    clock: { [origin = formatter.origin] in ClockReading.system(start: origin) }, logger: logger)
-                let service = ResponderService(responder: responder, sink: fanout)
-                let stage = ResponseStage(
-                    responder: service, sink: fanout, node: settings.node,
-                    clock: { [origin = formatter.origin] in ClockReading.system(start: origin) })
-                responses = PipelineResponses(policy: setup.policy, stage: stage)
-                // shutdown runs in reverse: the store stops, then the responder restores, then the pipeline prints it
-                helpers = [service, setup.policy]
-            }
+                    clock: clock, logger: logger),
+                sink: events)
+            let stage = ResponseStage(responder: responder, sink: events, node: settings.node, clock: clock)
             sink = LivePipeline(
-                input: source.output, formatter: formatter, settings: settings, responses: responses, inbox: inbox,
-                logger: logger)
+                input: source.output, formatter: formatter,
+                outputs: PipelineOutputs(
+                    events: events, stdout: outputs.sinks.stdout, metrics: outputs.metrics, targets: observer,
+                    status: outputs.status, sinkLosses: { outputs.sinks.lostSinceLastReport() }),
+                settings: settings, responses: PipelineResponses(policy: setup.policy, stage: stage), logger: logger)
+            // Shutdown runs in reverse order: the HTTP API and the policy store stop,
+            // the responder restores, the pipeline says agent.stopping, and the sinks
+            // (first in the list) flush last.
+            first = outputs.sinks.services
+            helpers = [responder, setup.policy] + (outputs.server.map { [$0] } ?? [])
         case .trace(let writer, let filter, let verdicts):
             sink = TraceRecorder(
                 input: source.output, formatter: formatter, writer: writer, filter: filter, verdictWriter: verdicts,
@@ -72,9 +86,10 @@ public enum Agent {
         }
         // Graceful shutdown runs in reverse order: the timer, then the source (which
         // finishes its stream), then the sink once it has written everything.
-        var services: [ServiceGroupConfiguration.ServiceConfiguration] = [
-            .init(service: sink, successTerminationBehavior: .gracefullyShutdownGroup)
-        ]
+        var services: [ServiceGroupConfiguration.ServiceConfiguration] = first.map {
+            .init(service: $0, successTerminationBehavior: .gracefullyShutdownGroup)
+        }
+        services.append(.init(service: sink, successTerminationBehavior: .gracefullyShutdownGroup))
         services += helpers.map { .init(service: $0, successTerminationBehavior: .gracefullyShutdownGroup) }
         services.append(.init(service: source, successTerminationBehavior: .gracefullyShutdownGroup))
         if let duration {

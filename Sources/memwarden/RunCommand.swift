@@ -17,6 +17,15 @@ struct RunCommand: AsyncParsableCommand {
         valueName: "file"))
     var stateFile: String = ResponseStateFile.defaultPath
 
+    @Option(help: ArgumentHelp("The HTTP API (/metrics, /healthz, /readyz, /api/v1/…); \"\" for none.", valueName: "addr:port"))
+    var listen = "127.0.0.1:9808"
+
+    @Option(help: ArgumentHelp("Send events to this webhook (overrides the policy's outputs.webhook.url).", valueName: "url"))
+    var webhookURL: String?
+
+    @Option(help: ArgumentHelp("Send alerts to this Alertmanager (overrides outputs.alertmanager.url).", valueName: "url"))
+    var alertmanagerURL: String?
+
     @Flag(help: "Say what the responder would do (response.* events with dry_run true), but write nothing.")
     var dryRun = false
 
@@ -36,6 +45,9 @@ struct RunCommand: AsyncParsableCommand {
     var nodeName: String?
 
     func validate() throws {
+        if !listen.isEmpty {
+            do { _ = try HTTPServer.parse(listen: listen) } catch { throw ValidationError("\(error)") }
+        }
         if let duration, !(duration > 0) { throw ValidationError("--duration must be more than 0 seconds") }
         guard statsInterval > 0 else { throw ValidationError("--stats-interval must be more than 0 seconds") }
     }
@@ -44,15 +56,27 @@ struct RunCommand: AsyncParsableCommand {
         let logger = kernel.makeLogger()
         let node = NodeName.resolve(nodeName)
         let hostPaths = try host.validated()
-        // the policy first: an invalid one stops here, exit 1, every problem on stderr
-        let policyEvents = EventRelay()
-        let store = try policy.makeStore(node: node, logger: logger) { policyEvents.submit($0) }
-        let responses = Agent.ResponseSetup(policy: store, policyEvents: policyEvents, stateFile: stateFile, dryRun: dryRun)
         try await exitOnKernelError {
+            // privileges, BTF and the tracepoint first: without them nothing else matters
             try requireKernel()
+            // then the policy: an invalid one stops here, exit 1, every problem on stderr
+            let policyEvents = EventRelay()
+            let store = try policy.makeStore(node: node, logger: logger) { policyEvents.submit($0) }
+            var outputs = store.policy.outputs
+            if let webhookURL {
+                outputs.webhook = outputs.webhook.map { var w = $0; w.url = webhookURL; return w } ?? WebhookSettings(url: webhookURL)
+            }
+            if let alertmanagerURL {
+                outputs.alertmanager =
+                    outputs.alertmanager.map { var a = $0; a.url = alertmanagerURL; return a }
+                    ?? AlertmanagerSettings(url: alertmanagerURL)
+            }
+            let setup = Agent.RunSetup(
+                policy: store, policyEvents: policyEvents, outputs: outputs, listen: listen.isEmpty ? nil : listen,
+                stateFile: stateFile, dryRun: dryRun)
             try await Agent.run(
                 kernel: kernel.kernel,
-                output: .events(PipelineSettings(node: node, samples: samples, verdicts: verdicts), responses: responses),
+                output: .events(PipelineSettings(node: node, samples: samples, verdicts: verdicts), setup),
                 hostPaths: hostPaths, duration: duration.map { .milliseconds(Int($0 * 1000)) },
                 statsInterval: .milliseconds(Int(statsInterval * 1000)), logger: logger)
         }

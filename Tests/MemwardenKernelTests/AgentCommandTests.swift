@@ -22,7 +22,7 @@ struct AgentCommandTests {
 
     @Test("run --samples prints samples for a process growing 200 MiB, stats with nonzero counters, and exits 0 on SIGTERM")
     func runReportsGrowth() throws {
-        let agent = try ChildProcess(try Self.memwarden(), ["run", "--samples", "--stats-interval", "1"], stdout: .pipe, stderr: .pipe)
+        let agent = try ChildProcess(try Self.memwarden(), ["run", "--samples", "--listen", "127.0.0.1:0", "--stats-interval", "1"], stdout: .pipe, stderr: .pipe)
         try Self.waitUntilAttached(agent)
         let simulator = try Simulator()
         for _ in 0..<4 { try simulator.run("touch 50") }
@@ -57,7 +57,7 @@ struct AgentCommandTests {
 
     @Test("SIGTERM detaches everything and exits 0, even with nobody reading stdout")
     func sigtermExitsCleanly() throws {
-        let agent = try ChildProcess(try Self.memwarden(), ["run", "--samples", "--stats-interval", "1"], stdout: .pipe, stderr: .pipe)
+        let agent = try ChildProcess(try Self.memwarden(), ["run", "--samples", "--listen", "127.0.0.1:0", "--stats-interval", "1"], stdout: .pipe, stderr: .pipe)
         try Self.waitUntilAttached(agent)
         let stats = agent.stdout?.readLine(until: deadline(seconds: 10)) { $0.contains("\"type\":\"stats\"") }
         #expect(stats != nil)
@@ -77,9 +77,10 @@ struct AgentCommandTests {
             lines += 1
         }
         #expect(lines > 0)
-        let summary = agent.stderr?.readLine(until: deadline(seconds: 5)) { $0.contains("stdout_drops=") }
-        let count = summary.flatMap { $0.split(separator: " ").first { $0.hasPrefix("stdout_drops=") } }
-            .flatMap { Int($0.dropFirst("stdout_drops=".count)) }
+        // what could not be written by the end of the shutdown flush is counted and said
+        let summary = agent.stderr?.readLine(until: deadline(seconds: 5)) { $0.contains("dropped_lines=") }
+        let count = summary.flatMap { $0.split(separator: " ").first { $0.hasPrefix("dropped_lines=") } }
+            .flatMap { Int($0.dropFirst("dropped_lines=".count)) }
         #expect((count ?? 0) > 0, "no drop count on stderr: \(String(describing: summary))")
     }
 

@@ -41,7 +41,7 @@ struct BudgetScenarioTests {
 
         let agent = try ChildProcess(
             memwarden,
-            ["run", "--policy", policyFile, "--state-file", directory + "/state.json", "--node-name", "test-node",
+            ["run", "--listen", "127.0.0.1:0", "--policy", policyFile, "--state-file", directory + "/state.json", "--node-name", "test-node",
              "--stats-interval", "1"],
             stdout: .pipe, stderr: .pipe)
         defer { agent.signal(SIGKILL) }

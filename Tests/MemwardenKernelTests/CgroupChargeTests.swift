@@ -43,8 +43,7 @@ final class ScratchCgroup {
     func remove() {
         let end = deadline(seconds: 10)
         while rmdir(directory) != 0 && errno == EBUSY && monotonicNanoseconds() < end {
-            var pause = timespec(tv_sec: 0, tv_nsec: 20_000_000)
-            nanosleep(&pause, nil)
+            usleep(UInt32(20_000_000 / 1000))
         }
     }
 }

@@ -95,8 +95,7 @@ final class TestContainerd {
                 stop()
                 throw TestFailure("containerd did not answer on \(socket) within 30 s:\n\(log.suffix(2000))")
             }
-            var pause = timespec(tv_sec: 0, tv_nsec: 100_000_000)
-            nanosleep(&pause, nil)
+            usleep(UInt32(100_000_000 / 1000))
         }
     }
 
@@ -120,8 +119,7 @@ final class TestContainerd {
         _ = try? ctr(["tasks", "kill", "--signal", "SIGKILL", id])
         let end = deadline(seconds: 20)
         while (try? ctr(["tasks", "delete", id])) == nil, monotonicNanoseconds() < end {
-            var pause = timespec(tv_sec: 0, tv_nsec: 100_000_000)
-            nanosleep(&pause, nil)
+            usleep(UInt32(100_000_000 / 1000))
         }
         _ = try? ctr(["containers", "delete", id])
     }
@@ -188,8 +186,7 @@ struct ContainerCgroups {
                     left.append(directory)
                     break
                 }
-                var pause = timespec(tv_sec: 0, tv_nsec: 50_000_000)
-                nanosleep(&pause, nil)
+                usleep(UInt32(50_000_000 / 1000))
             }
         }
         return left
@@ -229,7 +226,7 @@ struct ContainerIdentityTests {
         let expected = (own == "/" ? "" : own) + "/" + relative
         let limit = 64 * mib
 
-        let agent = try ChildProcess(memwarden, ["run", "--stats-interval", "60"], stdout: .pipe, stderr: .pipe)
+        let agent = try ChildProcess(memwarden, ["run", "--samples", "--listen", "127.0.0.1:0", "--stats-interval", "60"], stdout: .pipe, stderr: .pipe)
         defer {
             agent.signal(SIGTERM)
             #expect(agent.waitForExit(deadline: deadline(seconds: 30)) == 0, "the agent did not exit 0 within 30 s of SIGTERM")

@@ -34,7 +34,7 @@ struct LiveScenarioTests {
 
         // the simulators compress time; the accelerated profile compresses the detectors' alike
         let profile = ["--detector-profile", "accelerated"]
-        let agent = try ChildProcess(memwarden, ["run", "--stats-interval", "5"] + profile, stdout: .pipe, stderr: .pipe)
+        let agent = try ChildProcess(memwarden, ["run", "--listen", "127.0.0.1:0", "--stats-interval", "5"] + profile, stdout: .pipe, stderr: .pipe)
         defer { agent.signal(SIGKILL) }
         let recorder = try ChildProcess(
             memwarden, ["record", "--duration", "600", "--out", trace, "--verdicts", kernelVerdicts, "--cgroup", parent.path] + profile,

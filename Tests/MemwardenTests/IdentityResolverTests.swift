@@ -1,4 +1,8 @@
 import Foundation
+
+#if canImport(Glibc)
+import Glibc
+#endif
 import Synchronization
 import Testing
 
@@ -129,8 +133,7 @@ struct IdentityResolverTests {
         let end = deadline(seconds: 5)
         var resolved = resolver.identity(cgroupPath: "/../.." + tail)
         while resolved.cgroup != tail && monotonicNanoseconds() < end {
-            var pause = timespec(tv_sec: 0, tv_nsec: 20_000_000)
-            nanosleep(&pause, nil)
+            usleep(UInt32(20_000_000 / 1000))
             resolved = resolver.identity(cgroupPath: "/../.." + tail)
         }
         #expect(resolved.cgroup == tail, "not resolved within 5 s")

@@ -1,6 +1,7 @@
 import Foundation
 import Logging
 import Memwarden
+import ServiceLifecycle
 import Testing
 
 /// The live pipeline fed by hand: what it prints and what it hands to sinks.
@@ -13,18 +14,30 @@ struct LivePipelineTests {
         var events: [AgentEvent] { lock.withLock { collected } }
     }
 
-    /// Runs the pipeline over `outputs` and returns its stdout lines.
+    /// Runs the pipeline over `outputs`, with stdout's sink writing to a
+    /// file, and returns the file's lines.
     static func run(_ outputs: [SourceOutput], sink: CollectingSink, settings: PipelineSettings) async throws -> [String] {
         let path = FileManager.default.temporaryDirectory.appendingPathComponent("pipeline-\(UUID().uuidString)").path
         defer { try? FileManager.default.removeItem(atPath: path) }
         let writer = try LineWriter.create(path: path)
+        let logger = Logger(label: "test")
+        let stdout = StdoutSink(writer: writer, logger: logger)
         let (stream, continuation) = AsyncStream.makeStream(of: SourceOutput.self)
         for output in outputs { continuation.yield(output) }
         continuation.finish()
         let pipeline = LivePipeline(
-            input: stream, formatter: SampleFormatter(hierarchy: nil), writer: writer, sinks: [sink], settings: settings,
-            logger: Logger(label: "test"))
-        pipeline.finish(await pipeline.handleInput())
+            input: stream, formatter: SampleFormatter(hierarchy: nil),
+            outputs: PipelineOutputs(events: EventFanout([stdout, sink]), stdout: stdout), settings: settings,
+            logger: logger)
+        let group = ServiceGroup(services: [stdout], logger: logger)
+        try await withThrowingTaskGroup(of: Void.self) { tasks in
+            tasks.addTask { try await group.run() }
+            await pipeline.handleInput()
+            pipeline.finish()
+            // the sink flushes what it holds on graceful shutdown
+            await group.triggerGracefulShutdown()
+            try await tasks.waitForAll()
+        }
         writer.close()
         return try String(contentsOfFile: path, encoding: .utf8).split(separator: "\n").map(String.init)
     }
@@ -47,13 +60,6 @@ struct LivePipelineTests {
         }
         #expect(types == ["agent.started", "stats", "agent.events_lost", "stats", "agent.stopping"])
         #expect(lines[2].contains(#""lost":{"ring_buffer":7}"#), "\(lines[2])")
-    }
-
-    @Test func eventsCanStayOffStdout() async throws {
-        let sink = CollectingSink()
-        let lines = try await Self.run([.attached], sink: sink, settings: PipelineSettings(stdoutEvents: false))
-        #expect(lines.isEmpty)
-        #expect(sink.events.map(\.type) == [.agentStarted, .agentStopping])
     }
 
     @Test func nodeNameComesFromTheFlagThenTheEnvironment() {

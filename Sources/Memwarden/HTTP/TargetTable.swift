@@ -11,6 +11,20 @@ public final class TargetTable: Sendable {
         rows.withLock { $0[snapshot.key] = snapshot }
     }
 
+    /// Changes one target's row in place (creating it from `initial` when
+    /// absent); returns the row as changed, or nil when `body` removed it.
+    @discardableResult
+    public func update(
+        key: String, initial: @autoclosure () -> TargetSnapshot?, _ body: (inout TargetSnapshot) -> Void
+    ) -> TargetSnapshot? {
+        rows.withLock { rows in
+            guard var row = rows[key] ?? initial() else { return nil }
+            body(&row)
+            rows[key] = row
+            return row
+        }
+    }
+
     public func remove(key: String) {
         _ = rows.withLock { $0.removeValue(forKey: key) }
     }

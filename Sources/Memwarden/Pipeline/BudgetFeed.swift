@@ -32,8 +32,10 @@ struct BudgetFeed {
         generation = responses.policy.statistics.generation
     }
 
-    /// A cgroup's sample: its usage (page counter) and its limit, at `seconds` on the agent's clock.
-    mutating func usage(identity: TargetIdentity, usage: UInt64, limit: UInt64?, seconds: Double) {
+    /// A cgroup's sample: its usage (page counter) and its limit, at `seconds`
+    /// on the agent's clock. Returns the policy that applies to it.
+    @discardableResult
+    mutating func usage(identity: TargetIdentity, usage: UInt64, limit: UInt64?, seconds: Double) -> TargetPolicy {
         refreshPolicies()
         let key = identity.cgroup
         if targets[key] == nil {
@@ -45,6 +47,7 @@ struct BudgetFeed {
         let target = targets[key]!
         let growth = target.leakGrowth ?? target.trend.rate
         responses.stage.usage(target.target, usage: usage, limit: limit, growth: growth, policy: target.policy)
+        return target.policy
     }
 
     /// A leak event (process or cgroup scope).

@@ -1,150 +1,156 @@
 import Logging
 import ServiceLifecycle
 
-/// What `memwarden run` prints and sends besides the events themselves.
+/// What `memwarden run` prints besides the events themselves.
 public struct PipelineSettings: Sendable {
     /// The node name every event carries.
     public var node: String?
-    /// Events (leak, budget, response, agent) as JSON lines on stdout.
-    public var stdoutEvents = true
-    /// The sample stream too (`sample`, `cgroup_sample`, `process.exec`,
-    /// `process.exit`): the trace of what the detectors saw, for debugging.
+    /// The sample stream on stdout too (`sample`, `cgroup_sample`,
+    /// `process.exec`, `process.exit`): the trace of what the detectors saw.
     public var samples = false
     /// Each raw detector verdict change (`type: verdict`), as `replay --verdicts` prints it.
     public var verdicts = false
 
-    public init(node: String? = nil, stdoutEvents: Bool = true, samples: Bool = false, verdicts: Bool = false) {
+    public init(node: String? = nil, samples: Bool = false, verdicts: Bool = false) {
         self.node = node
-        self.stdoutEvents = stdoutEvents
         self.samples = samples
         self.verdicts = verdicts
     }
 }
 
+/// Where the pipeline's output goes.
+public struct PipelineOutputs: Sendable {
+    /// Every event: the configured sinks (stdout among them), the HTTP ring,
+    /// the metrics, the target observer.
+    public var events: any EventSink
+    /// The stats lines and, on request, the sample stream (nil: stdout off).
+    public var stdout: StdoutSink?
+    public var metrics: AgentMetrics?
+    public var targets: TargetObserver?
+    public var status: AgentStatus?
+    /// What the sinks dropped since the last call, for agent.events_lost.
+    public var sinkLosses: @Sendable () -> [String: UInt64]
+
+    public init(
+        events: any EventSink, stdout: StdoutSink?, metrics: AgentMetrics? = nil, targets: TargetObserver? = nil,
+        status: AgentStatus? = nil, sinkLosses: @escaping @Sendable () -> [String: UInt64] = { [:] }
+    ) {
+        self.events = events
+        self.stdout = stdout
+        self.metrics = metrics
+        self.targets = targets
+        self.status = status
+        self.sinkLosses = sinkLosses
+    }
+}
+
 /// The live agent after the kernel source: turns records into leak events
-/// with their targets' identity, prints events (and on request the sample
-/// stream) on stdout, hands every event to the sinks, and says when anything
-/// was lost. Runs until the source's stream ends, so that on shutdown
-/// everything the source drained is still handled.
+/// with their targets' identity, feeds cgroup usage to the budgets and the
+/// responder, keeps the target table and metrics current, hands every event
+/// to the sinks, and says when anything was lost. Runs until the source's
+/// stream ends, so that on shutdown everything the source drained is handled.
 public struct LivePipeline: Service {
     let input: AsyncStream<SourceOutput>
     var formatter: SampleFormatter
-    let writer: LineWriter
-    let sinks: [any EventSink]
+    let outputs: PipelineOutputs
     let settings: PipelineSettings
-    /// Budgets and responses (nil: detection only, as in tests).
+    /// Budgets and responses (nil: detection only).
     let responses: PipelineResponses?
-    /// Events other tasks produced for stdout (policy reloads, responses).
-    let inbox: EventInbox?
     let logger: Logger
-    /// How long a batch may wait for a reader of stdout before its lines are dropped.
-    let stallTimeout: UInt64 = 2_000_000_000
 
     public init(
-        input: AsyncStream<SourceOutput>, formatter: SampleFormatter, writer: LineWriter = .standardOutput,
-        sinks: [any EventSink] = [], settings: PipelineSettings = PipelineSettings(),
-        responses: PipelineResponses? = nil, inbox: EventInbox? = nil, logger: Logger
+        input: AsyncStream<SourceOutput>, formatter: SampleFormatter, outputs: PipelineOutputs,
+        settings: PipelineSettings = PipelineSettings(), responses: PipelineResponses? = nil, logger: Logger
     ) {
-        self.responses = responses
-        self.inbox = inbox
         self.input = input
         self.formatter = formatter
-        self.writer = writer
-        self.sinks = sinks
+        self.outputs = outputs
         self.settings = settings
+        self.responses = responses
         self.logger = logger
     }
 
     public func run() async throws {
-        let stdout = await handleInput()
+        await handleInput()
         // The stream ends when the source stopped; the group shuts down in reverse
         // order, so returning before our turn would count as an unexpected end.
-        // The responder restores on its own turn, before ours: its events are
-        // still printed below.
+        // The responder restores on its own turn, before ours.
         try? await gracefulShutdown()
-        finish(stdout)
+        finish()
     }
 
     /// Handles the source's output until its stream ends (the source stopped).
-    @discardableResult
-    public func handleInput() async -> StdoutState {
+    public func handleInput() async {
         var formatter = formatter
         var detection = LiveDetection(origin: formatter.origin)
         let epoch = formatter.clock.realtime(fromMonotonic: formatter.origin)
-        var stdout = StdoutState()
         var losses = LossTracker()
         var budgets = responses.map(BudgetFeed.init)
         for await output in input {
-            var lines: [String] = []
-            var events: [AgentEvent] = []
             switch output {
             case .attached:
-                events.append(agentEvent(.agentStarted, details: AgentDetails(version: MemwardenVersion.current)))
+                outputs.status?.markReady(.bpf)
+                emit(agentEvent(.agentStarted, details: AgentDetails(version: MemwardenVersion.current)))
             case .records(let records):
-                if settings.samples { lines.reserveCapacity(records.count) }
                 for record in records {
-                    if settings.samples {
+                    if let stdout = outputs.stdout {
                         switch record {
-                        case .process(let process): lines.append(formatter.eventLine(process))
-                        case .cgroup(let cgroup): lines.append(formatter.eventLine(cgroup))
-                        case .verdict: break
+                        case .process(let process) where settings.samples: stdout.submit(line: formatter.eventLine(process))
+                        case .cgroup(let cgroup) where settings.samples: stdout.submit(line: formatter.eventLine(cgroup))
+                        case .verdict(let verdict) where settings.verdicts: stdout.submit(line: formatter.verdictLine(verdict))
+                        default: break
                         }
                     }
-                    if settings.verdicts, case .verdict(let verdict) = record { lines.append(formatter.verdictLine(verdict)) }
                     for leak in detection.events(for: record, lookup: { formatter.cgroupAndLimit(id: $0, pid: $1, own: $2) }) {
                         let event = AgentEvent(
                             leak: leak, epochNanoseconds: epoch, node: settings.node,
                             identity: formatter.identity(cgroupPath: leak.cgroup))
-                        events.append(event)
+                        emit(event)
                         budgets?.leak(event)
                     }
-                    if budgets != nil { feed(record, to: &budgets!, formatter: &formatter) }
+                    feed(record, to: &budgets, formatter: &formatter)
                 }
             case .counters(var counters):
-                counters.stdoutDrops = stdout.dropped
-                lines.append(formatter.statsLine(counters))
-                if let lost = losses.update(counters) {
-                    events.append(agentEvent(.agentEventsLost, severity: .warning, details: AgentDetails(lost: lost)))
+                counters.stdoutDrops = outputs.stdout?.statistics.dropped ?? 0
+                outputs.stdout?.submit(line: formatter.statsLine(counters))
+                outputs.metrics?.record(kernelCounters: counters)
+                var lost = losses.update(counters)
+                lost.merge(outputs.sinkLosses()) { $0 + $1 }
+                if !lost.isEmpty {
+                    emit(agentEvent(.agentEventsLost, severity: .warning, details: AgentDetails(lost: lost)))
                 }
             }
-            emit(events, into: &lines)
-            // what the policy store and the responder said meanwhile (they reached the other sinks already)
-            if let inbox, settings.stdoutEvents { lines.append(contentsOf: inbox.take().map { $0.jsonLine() }) }
-            write(lines, stdout: &stdout)
-        }
-        return stdout
-    }
-
-    /// The last lines: what other tasks said while stopping, then agent.stopping.
-    public func finish(_ stdout: StdoutState) {
-        var stdout = stdout
-        var last: [String] = []
-        if let inbox, settings.stdoutEvents { last.append(contentsOf: inbox.take().map { $0.jsonLine() }) }
-        emit([agentEvent(.agentStopping, details: AgentDetails(version: MemwardenVersion.current))], into: &last)
-        write(last, stdout: &stdout)
-        if stdout.dropped > 0 {
-            // the last stats line may itself have been dropped: say it where it is read
-            logger.warning("event lines dropped because stdout was not read", metadata: ["stdout_drops": "\(stdout.dropped)"])
         }
     }
 
-    /// Cgroup usage to the budget evaluator; targets that went to the responder.
-    private func feed(_ record: KernelRecord, to budgets: inout BudgetFeed, formatter: inout SampleFormatter) {
+    /// The last event: agent.stopping.
+    public func finish() {
+        emit(agentEvent(.agentStopping, details: AgentDetails(version: MemwardenVersion.current)))
+    }
+
+    /// Cgroup usage to the budget evaluator and the target table; targets that
+    /// went to the responder and out of the table.
+    private func feed(_ record: KernelRecord, to budgets: inout BudgetFeed?, formatter: inout SampleFormatter) {
         switch record {
         case .cgroup(let cgroup):
             let (path, limit) = formatter.cgroupAndLimit(id: cgroup.cgroupID, pid: nil, own: cgroup.limit)
             guard !path.isEmpty else { return }
             let identity = formatter.identity(cgroupPath: path)
             if cgroup.processCount == 0 {
-                budgets.gone(EventTarget(scope: .cgroup, identity: identity))
+                let target = EventTarget(scope: .cgroup, identity: identity)
+                budgets?.gone(target)
+                outputs.targets?.gone(target)
             } else {
-                budgets.usage(
-                    identity: identity, usage: cgroup.usage ?? cgroup.memory.rss, limit: limit,
-                    seconds: formatter.traceTime(cgroup.monotonicNanoseconds))
+                let usage = cgroup.usage ?? cgroup.memory.rss
+                let policy = budgets?.usage(
+                    identity: identity, usage: usage, limit: limit, seconds: formatter.traceTime(cgroup.monotonicNanoseconds))
+                outputs.targets?.cgroupSample(
+                    identity: identity, usage: usage, limit: limit,
+                    budget: policy.flatMap { BudgetEvaluator.resolve($0.budget, limit: limit) }, rule: policy?.rule)
             }
         case .process(let process) where process.kind == .exit:
             let path = formatter.cgroupPath(id: process.cgroupID, pid: nil)
-            budgets.gone(
+            budgets?.gone(
                 EventTarget(scope: .process, pid: process.pid, comm: process.comm, identity: formatter.identity(cgroupPath: path)))
         default:
             break
@@ -159,34 +165,8 @@ public struct LivePipeline: Service {
             details: .agent(details))
     }
 
-    private func emit(_ events: [AgentEvent], into lines: inout [String]) {
-        for event in events {
-            if settings.stdoutEvents { lines.append(event.jsonLine()) }
-            for sink in sinks { sink.submit(event) }
-        }
-    }
-
-    public struct StdoutState: Sendable {
-        /// Once stdout stalled, later batches do not wait for it until it takes a write again.
-        var stalled = false
-        var dropped: UInt64 = 0
-    }
-
-    private func write(_ lines: [String], stdout: inout StdoutState) {
-        guard !lines.isEmpty else { return }
-        let written = writer.write(lines: lines, deadline: monotonicNanoseconds() + (stdout.stalled ? 0 : stallTimeout))
-        if let error = written.error {
-            logger.error("cannot write events", metadata: ["errno": "\(error)"])
-        }
-        if written.lines < lines.count {
-            if !stdout.stalled {
-                logger.warning("stdout is not being read: dropping event lines (counted in stats as stdout_drops)")
-            }
-            stdout.stalled = true
-            stdout.dropped += UInt64(lines.count - written.lines)
-        } else {
-            stdout.stalled = false
-        }
+    private func emit(_ event: AgentEvent) {
+        outputs.events.submit(event)
     }
 }
 
@@ -194,8 +174,8 @@ public struct LivePipeline: Service {
 struct LossTracker {
     private var last: [String: UInt64] = [:]
 
-    /// What grew since the last reading, by where it was lost; nil when nothing was.
-    mutating func update(_ counters: KernelCounters) -> [String: UInt64]? {
+    /// What grew since the last reading, by where it was lost (empty when nothing was).
+    mutating func update(_ counters: KernelCounters) -> [String: UInt64] {
         let now: [String: UInt64] = [
             "ring_buffer": counters.ringBufferDrops, "userspace": counters.userspaceDrops,
             "stdout": counters.stdoutDrops, "map_full": counters.mapFull,
@@ -203,7 +183,7 @@ struct LossTracker {
         var grown: [String: UInt64] = [:]
         for (key, value) in now where value > last[key, default: 0] { grown[key] = value - last[key, default: 0] }
         last = now
-        return grown.isEmpty ? nil : grown
+        return grown
     }
 }
 

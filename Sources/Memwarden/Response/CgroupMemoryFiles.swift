@@ -298,12 +298,3 @@ private func inodeNumber(_ path: String) -> UInt64? {
     return stat(path, &info) == 0 ? UInt64(info.st_ino) : nil
 }
 
-extension String {
-    func trimmingWhitespace() -> String {
-        let scalars = unicodeScalars
-        guard let first = scalars.firstIndex(where: { !$0.properties.isWhitespace }),
-            let last = scalars.lastIndex(where: { !$0.properties.isWhitespace })
-        else { return "" }
-        return String(scalars[first...last])
-    }
-}
