@@ -18,7 +18,11 @@ public enum Agent {
         kernel: KernelConfiguration, output: Output, duration: Duration?, statsInterval: Duration = .seconds(5),
         logger: Logger
     ) async throws {
-        let source = BPFSource(configuration: kernel, statsInterval: statsInterval, logger: logger)
+        // systemd (Type=notify): READY=1 once the program is attached; the watchdog service
+        // below pings and sends STOPPING=1. No-ops outside systemd. Minimal wiring by the
+        // packaging branch: the lead moves READY=1 to after the policy has loaded too.
+        let systemd = SystemdNotifier(logger: logger)
+        let source = BPFSource(configuration: kernel, statsInterval: statsInterval, logger: logger, onAttached: systemd.ready)
         let formatter = SampleFormatter(hierarchy: CgroupHierarchy.detect())
         if formatter.cgroups == nil {
             logger.warning("no memory cgroup hierarchy found: samples will name no cgroup")
@@ -41,6 +45,9 @@ public enum Agent {
         if let duration {
             services.append(.init(service: Countdown(duration: duration), successTerminationBehavior: .gracefullyShutdownGroup))
         }
+        // last, so that graceful shutdown (reverse order) reaches it first: STOPPING=1 goes out
+        // as shutdown begins
+        services.append(.init(service: SystemdWatchdog(notifier: systemd)))
         var configuration = ServiceGroupConfiguration(services: services, logger: logger)
         configuration.gracefulShutdownSignals = [.sigterm, .sigint]
         try await ServiceGroup(configuration: configuration).run()
