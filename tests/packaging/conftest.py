@@ -27,7 +27,8 @@ VALUE_SETS: dict[str, dict[str, Any]] = {
         "kernel": {"legacyMemlock": True},
         "policy": {
             "apiVersion": "memwarden.io/v1",
-            "defaults": {"mode": "throttle"},
+            "defaults": {"budget": "limit", "response": {"mode": "throttle"}},
+            "rules": [{"name": "batch", "match": {"namespace": "batch"}, "response": {"mode": "observe"}}],
             "outputs": {"kubernetes": {"events": True, "annotations": True}},
         },
     },

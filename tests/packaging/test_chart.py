@@ -178,8 +178,9 @@ def test_policy_is_a_directory_mount_never_a_sub_path(name: str) -> None:
 def test_inline_policy_round_trips_into_the_config_map() -> None:
     policy = {
         "apiVersion": "memwarden.io/v1",
-        "defaults": {"mode": "annotate", "budget": "80%"},
-        "rules": [{"name": "web", "match": {"namespace": "shop"}, "budget": "1Gi"}],
+        "kind": "MemwardenPolicy",
+        "defaults": {"response": {"mode": "annotate"}, "tiers": {"warning": "75%"}},
+        "rules": [{"name": "web", "match": {"namespace": "shop", "container": ["web", "nginx"]}, "budget": "1Gi"}],
         "outputs": {"kubernetes": {"annotations": True}},
     }
     objects = manifests({"policy": policy, "features": {"annotations": True}})
@@ -191,7 +192,7 @@ def test_inline_policy_round_trips_into_the_config_map() -> None:
 def test_default_policy_observes() -> None:
     policy = yaml.safe_load(one(manifests(), "ConfigMap")["data"]["policy.yaml"])
     assert policy["apiVersion"] == "memwarden.io/v1"
-    assert policy["defaults"]["mode"] == "observe"
+    assert policy["defaults"]["response"]["mode"] == "observe"
 
 
 def test_existing_config_map_replaces_the_charts_own() -> None:
@@ -212,7 +213,10 @@ def test_existing_config_map_replaces_the_charts_own() -> None:
     [
         ({"policy": {"apiVersion": "memwarden.io/v1", "outputs": {"kubernetes": {"events": True}}}}, "features.events"),
         ({"policy": {"apiVersion": "memwarden.io/v1", "outputs": {"kubernetes": {"annotations": True}}}}, "features.annotations"),
-        ({"policy": {"apiVersion": "memwarden.io/v1", "rules": [{"name": "x", "mode": "throttle"}]}}, "features.throttle"),
+        (
+            {"policy": {"apiVersion": "memwarden.io/v1", "rules": [{"name": "x", "match": {"namespace": "a"}, "response": {"mode": "throttle"}}]}},
+            "features.throttle",
+        ),
         ({"agent": {"kubernetes": "off"}, "features": {"events": True}}, "agent.kubernetes is off"),
     ],
 )
@@ -330,3 +334,17 @@ def test_notes_render(name: str) -> None:
     notes = render(VALUE_SETS[name])["memwarden/templates/NOTES.txt"]
     assert f"-n {NAMESPACE} rollout status daemonset/" in notes
     assert "{{" not in notes
+
+
+@pytest.mark.parametrize("name", [n for n in VALUE_SETS if "existingPolicyConfigMap" not in VALUE_SETS[n]])
+def test_rendered_policy_passes_the_agents_own_validation(name: str, release_binary: Path, tmp_path: Path) -> None:
+    """`memwarden check-config` (the policy work) reads the rendered file as the agent will."""
+    help_text = subprocess.run([str(release_binary), "--help"], capture_output=True, text=True).stdout
+    if "check-config" not in help_text:
+        pytest.skip("this build has no `memwarden check-config` yet")
+    path = tmp_path / "policy.yaml"
+    policy = [c for c in find(manifests(VALUE_SETS[name]), "ConfigMap") if c["metadata"]["name"].endswith("-policy")]
+    assert len(policy) == 1
+    path.write_text(policy[0]["data"]["policy.yaml"])
+    result = subprocess.run([str(release_binary), "check-config", str(path)], capture_output=True, text=True)
+    assert result.returncode == 0, result.stdout + result.stderr
