@@ -4,6 +4,7 @@ Kubernetes schemas of several versions and against what the agent needs."""
 from __future__ import annotations
 
 import json
+import re
 import shutil
 import subprocess
 from pathlib import Path
@@ -280,9 +281,16 @@ def test_prometheus_rule_carries_the_alert_rules_and_promtool_accepts_them(tmp_p
     assert rule["spec"]["groups"] == source["groups"]
     alerts = [r["alert"] for g in rule["spec"]["groups"] for r in g["rules"] if "alert" in r]
     assert alerts, "no alerts"
+    # every rule reads memwarden's metrics, or the scrape status of memwarden's job, whose
+    # name (the Service's, under a ServiceMonitor) must then match the rule's selector
+    service = one(objects, "Service")["metadata"]["name"]
     for group in rule["spec"]["groups"]:
         for entry in group["rules"]:
-            assert "memwarden_" in entry["expr"], f"{entry.get('alert')} does not use memwarden's metrics"
+            expr = entry["expr"]
+            jobs = re.findall(r'job=~"([^"]+)"', expr)
+            assert "memwarden_" in expr or jobs, f"{entry.get('alert')} reads no memwarden metric"
+            for job in jobs:
+                assert re.fullmatch(job, service), f"{entry.get('alert')}: job {service} does not match {job}"
     promtool = shutil.which("promtool")
     require(promtool is not None, "promtool (Debian package prometheus) is not installed")
     path = tmp_path / "rules.yaml"
