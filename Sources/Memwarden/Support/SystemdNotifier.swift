@@ -105,7 +105,8 @@ public struct SystemdWatchdog: Service {
 
     public func run() async throws {
         if let interval = notifier.watchdogInterval {
-            let period = interval / 2
+            // a WatchdogSec= of a few microseconds would make this a busy loop
+            let period = max(interval / 2, .milliseconds(1))
             // a shutdown cancels the sleep; a cancelled group ends the loop the same way
             try? await cancelWhenGracefulShutdown {
                 while !Task.isCancelled {
