@@ -42,6 +42,8 @@ class Cluster:
     def __init__(self, env: dict[str, str]) -> None:
         self.api = env["KUBE_API"].rstrip("/")
         self.session = requests.Session()
+        # no environment: REQUESTS_CA_BUNDLE would override the cluster's CA, a proxy its loopback address
+        self.session.trust_env = False
         self.session.verify = env["KUBE_CA_FILE"]
         self.session.headers["Authorization"] = "Bearer " + Path(env["KUBE_TOKEN_FILE"]).read_text().strip()
 
@@ -138,7 +140,13 @@ def subset(expected: Any, actual: Any, where: str = "") -> list[str]:
     if isinstance(expected, dict):
         if not isinstance(actual, dict):
             return [f"{where}: {actual!r} is not an object"]
-        return [p for key, value in expected.items() for p in (subset(value, actual[key], f"{where}.{key}") if key in actual else [f"{where}.{key}: dropped by the server"])]
+        problems = []
+        for key, value in expected.items():
+            if key in actual:
+                problems += subset(value, actual[key], f"{where}.{key}")
+            elif value not in (False, 0, "", [], {}, None):  # the API omits empty and zero values
+                problems.append(f"{where}.{key}: dropped by the server")
+        return problems
     if isinstance(expected, list):
         if not isinstance(actual, list) or len(actual) != len(expected):
             return [f"{where}: {actual!r} != {expected!r}"]
