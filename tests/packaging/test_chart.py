@@ -15,7 +15,7 @@ import kubernetes_validate
 import pytest
 import yaml
 
-from conftest import CHART, NAMESPACE, ROOT, VALUE_SETS, find, manifests, one, render, require
+from conftest import CHART, NAMESPACE, ROOT, VALUE_SETS, find, manifests, one, render, require, run_flags
 
 KUBERNETES_VERSIONS = ["1.27", "1.30", "1.33"]
 # prometheus-operator kinds: no schema in kubernetes-validate, checked below instead
@@ -356,3 +356,12 @@ def test_rendered_policy_passes_the_agents_own_validation(name: str, release_bin
     path.write_text(policy[0]["data"]["policy.yaml"])
     result = subprocess.run([str(release_binary), "check-config", str(path)], capture_output=True, text=True)
     assert result.returncode == 0, result.stdout + result.stderr
+
+
+@pytest.mark.parametrize("name", VALUE_SETS)
+def test_agent_arguments_are_flags_the_agent_knows(name: str, release_binary: Path) -> None:
+    known = run_flags(release_binary)
+    arguments = container(manifests(VALUE_SETS[name]))["args"]
+    assert arguments[0] == "run"
+    used = {a.split("=", 1)[0] for a in arguments[1:] if a.startswith("--")}
+    assert used <= known, f"unknown to `memwarden run`: {sorted(used - known)}"

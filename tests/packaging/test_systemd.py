@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 
-from conftest import ROOT, require
+from conftest import ROOT, require, run_flags
 
 UNIT = ROOT / "deploy" / "systemd" / "memwarden.service"
 DROP_IN = ROOT / "deploy" / "systemd" / "memwarden-throttle.conf"
@@ -93,3 +93,10 @@ def test_capabilities_and_writable_paths_are_exactly_what_the_agent_needs() -> N
     # the throttling drop-in opens cgroupfs and nothing else
     drop_in = settings(DROP_IN)["Service"]
     assert drop_in == {"ProtectControlGroups": ["no"], "ReadWritePaths": ["/sys/fs/cgroup"]}
+
+
+def test_exec_start_uses_flags_the_agent_knows(release_binary: Path) -> None:
+    known = run_flags(release_binary)
+    words = settings(UNIT)["Service"]["ExecStart"][0].split()
+    used = {w.split("=", 1)[0] for w in words if w.startswith("--")}
+    assert used and used <= known, f"unknown to `memwarden run`: {sorted(used - known)}"
