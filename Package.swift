@@ -37,6 +37,13 @@ let package = Package(
             pkgConfig: "libbpf",
             providers: [.apt(["libbpf-dev"])]
         ),
+        // libsystemd for sd_notify (READY=1, STOPPING=1, the watchdog); Debian: libsystemd-dev,
+        // at runtime libsystemd0.
+        .systemLibrary(
+            name: "CSystemd",
+            pkgConfig: "libsystemd",
+            providers: [.apt(["libsystemd-dev"])]
+        ),
         // The C side shared with the kernel program: ring-buffer structs (ebpf/memwarden.h)
         // and a thin shim over libbpf with prefixed functions.
         .target(
@@ -61,6 +68,7 @@ let package = Package(
             name: "Memwarden",
             dependencies: [
                 "CMemwarden",
+                "CSystemd",
                 "MemwardenBPF",
                 .product(name: "Logging", package: "swift-log"),
                 .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),

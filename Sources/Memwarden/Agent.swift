@@ -42,7 +42,11 @@ public enum Agent {
         kernel: KernelConfiguration, output: Output, hostPaths: HostPaths = HostPaths(), duration: Duration?,
         statsInterval: Duration = .seconds(5), logger: Logger
     ) async throws {
-        let source = BPFSource(configuration: kernel, statsInterval: statsInterval, logger: logger)
+        // systemd (Type=notify): READY=1 once the program is attached (the policy was
+        // loaded before); the watchdog service pings and sends STOPPING=1. No-ops
+        // outside systemd.
+        let systemd = SystemdNotifier(logger: logger)
+        let source = BPFSource(configuration: kernel, statsInterval: statsInterval, logger: logger, onAttached: systemd.ready)
         let hierarchy = CgroupHierarchy.detect(hostPaths: hostPaths)
         let formatter = SampleFormatter(hierarchy: hierarchy, hostPaths: hostPaths)
         if formatter.cgroups == nil {
@@ -95,6 +99,9 @@ public enum Agent {
         if let duration {
             services.append(.init(service: Countdown(duration: duration), successTerminationBehavior: .gracefullyShutdownGroup))
         }
+        // last, so that graceful shutdown (reverse order) reaches it first: STOPPING=1 goes out
+        // as shutdown begins
+        services.append(.init(service: SystemdWatchdog(notifier: systemd)))
         var configuration = ServiceGroupConfiguration(services: services, logger: logger)
         configuration.gracefulShutdownSignals = [.sigterm, .sigint]
         try await ServiceGroup(configuration: configuration).run()

@@ -23,13 +23,17 @@ public final class BPFSource: Service, Sendable {
     private let logger: Logger
     private let stopRequested = Atomic<Bool>(false)
     private let userspaceDrops = Atomic<UInt64>(0)
+    private let onAttached: @Sendable () -> Void
 
     /// - Parameter bufferedBatches: batches held for a slow consumer before the
     ///   oldest are dropped (and counted in `userspaceDrops`).
+    /// - Parameter onAttached: called once, on the drain thread, when the program is attached
+    ///   (systemd's READY=1 waits for this).
     public init(
         configuration: KernelConfiguration, statsInterval: Duration = .seconds(5), bufferedBatches: Int = 4096,
-        logger: Logger
+        logger: Logger, onAttached: @escaping @Sendable () -> Void = {}
     ) {
+        self.onAttached = onAttached
         (output, continuation) = AsyncStream.makeStream(of: SourceOutput.self, bufferingPolicy: .bufferingNewest(bufferedBatches))
         self.configuration = configuration
         let (seconds, attoseconds) = statsInterval.components
@@ -65,6 +69,7 @@ public final class BPFSource: Service, Sendable {
                     "kernel program attached",
                     metadata: ["step_bytes": "\(configuration.stepBytes)", "heartbeat_ns": "\(configuration.heartbeatNanoseconds)"])
                 send(.attached, count: 0)
+                onAttached()
                 var nextStats = monotonicNanoseconds() + statsIntervalNanoseconds
                 while !stopRequested.load(ordering: .relaxed) {
                     let records = monitor.poll(timeoutMilliseconds: 100)

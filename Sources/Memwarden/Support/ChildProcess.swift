@@ -28,9 +28,10 @@ public final class ChildProcess {
         public var description: String { "cannot start \(executable): \(String(cString: strerror(errno)))" }
     }
 
+    /// - Parameter environment: variables set (or replaced) for the child on top of ours.
     public init(
         _ executable: String, _ arguments: [String], stdin: Stream = .null, stdout: Stream = .inherit,
-        stderr: Stream = .inherit
+        stderr: Stream = .inherit, environment: [String: String] = [:]
     ) throws(SpawnError) {
         self.executable = executable
         var actions = posix_spawn_file_actions_t()
@@ -57,8 +58,18 @@ public final class ChildProcess {
         }
         let argv = ([executable] + arguments).map { strdup($0) } + [nil]
         defer { argv.forEach { free($0) } }
+        var inherited: [String] = []
+        var entry = environ
+        while let variable = entry.pointee {
+            let text = String(cString: variable)
+            let name = text.prefix { $0 != "=" }
+            if environment[String(name)] == nil { inherited.append(text) }
+            entry += 1
+        }
+        let envp = (inherited + environment.map { "\($0.key)=\($0.value)" }).map { strdup($0) } + [nil]
+        defer { envp.forEach { free($0) } }
         var child = pid_t()
-        let result = posix_spawn(&child, executable, &actions, nil, argv, environ)
+        let result = posix_spawn(&child, executable, &actions, nil, argv, envp)
         closeInParent.forEach { close($0) }
         guard result == 0 else {
             parentEnds.compactMap { $0 }.forEach { close($0) }
