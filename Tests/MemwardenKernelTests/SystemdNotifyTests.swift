@@ -70,7 +70,7 @@ struct SystemdNotifyTests {
     func readyWatchdogStopping() throws {
         let socket = try NotifySocket()
         let agent = try ChildProcess(
-            try AgentCommandTests.memwarden(), ["run"], stdout: .null, stderr: .pipe,
+            try AgentCommandTests.memwarden(), ["run", "--listen", "127.0.0.1:0"], stdout: .null, stderr: .pipe,
             environment: ["NOTIFY_SOCKET": socket.path, "WATCHDOG_USEC": "1000000"])
         defer { agent.signal(SIGKILL) }
         // loading the program takes seconds on a busy machine: READY=1 says when it is done
@@ -101,7 +101,7 @@ struct SystemdNotifyTests {
     func watchdogForAnotherPid() throws {
         let socket = try NotifySocket()
         let agent = try ChildProcess(
-            try AgentCommandTests.memwarden(), ["run", "--stats-interval", "0.5"], stdout: .pipe, stderr: .pipe,
+            try AgentCommandTests.memwarden(), ["run", "--listen", "127.0.0.1:0", "--stats-interval", "0.5"], stdout: .pipe, stderr: .pipe,
             environment: ["NOTIFY_SOCKET": socket.path, "WATCHDOG_USEC": "1000000", "WATCHDOG_PID": "\(getpid())"])
         defer { agent.signal(SIGKILL) }
         let start = Self.receive(socket, until: "READY=1", seconds: 60)
