@@ -1,4 +1,5 @@
 import ArgumentParser
+import Logging
 import Memwarden
 
 struct RunCommand: AsyncParsableCommand {
@@ -62,6 +63,7 @@ struct RunCommand: AsyncParsableCommand {
             // then the policy: an invalid one stops here, exit 1, every problem on stderr
             let policyEvents = EventRelay()
             let store = try policy.makeStore(node: node, logger: logger) { policyEvents.submit($0) }
+            warnAboutDetectorProfiles(store.policy, logger: logger)
             var outputs = store.policy.outputs
             if let webhookURL {
                 outputs.webhook = outputs.webhook.map { var w = $0; w.url = webhookURL; return w } ?? WebhookSettings(url: webhookURL)
@@ -79,6 +81,21 @@ struct RunCommand: AsyncParsableCommand {
                 output: .events(PipelineSettings(node: node, samples: samples, verdicts: verdicts), setup),
                 hostPaths: hostPaths, duration: duration.map { .milliseconds(Int($0 * 1000)) },
                 statsInterval: .milliseconds(Int(statsInterval * 1000)), logger: logger)
+        }
+    }
+}
+
+extension RunCommand {
+    /// The kernel runs one set of detector thresholds for the node: a policy
+    /// that asks for another profile is not obeyed, and says so.
+    func warnAboutDetectorProfiles(_ policy: Policy, logger: Logger) {
+        let agent = kernel.detectorProfile
+        let settings = [policy.defaults] + policy.rules.map(\.policy)
+        for setting in settings {
+            guard let profile = setting.detectorProfile, profile != agent else { continue }
+            logger.warning(
+                "the policy asks for another detector profile than the kernel runs; detector thresholds are node-wide (--detector-profile)",
+                metadata: ["rule": "\(setting.rule)", "policy_profile": "\(profile.rawValue)", "agent_profile": "\(agent.rawValue)"])
         }
     }
 }
