@@ -124,9 +124,13 @@ public final class KubernetesClient: Sendable {
         }
         // No read timeout: a watch is quiet for minutes. Each call has its own deadline, and
         // the watcher bounds a whole stream.
+        // No retries of refused connections inside the pool (it would retry until the connect
+        // timeout, 10 s per request): the watcher and the sink back off on their own.
+        var pool = HTTPClient.Configuration.ConnectionPool()
+        pool.retryConnectionEstablishment = false
         let settings = HTTPClient.Configuration(
             tlsConfiguration: tls, redirectConfiguration: .disallow,
-            timeout: .init(connect: .seconds(10), read: nil), connectionPool: .init())
+            timeout: .init(connect: .seconds(10), read: nil), connectionPool: pool)
         http = HTTPClient(eventLoopGroupProvider: .singleton, configuration: settings, backgroundActivityLogger: logger)
     }
 
