@@ -334,6 +334,10 @@ struct PodWatchEventTests {
         guard case .error(let status) = gone else { Issue.record("not an error"); return }
         #expect(status.code == 410)
         #expect(status.reason == "Expired")
+        // the ERROR event's 410 takes the same relist path as an HTTP 410
+        #expect(PodWatcher.watchError(status, request: "GET /api/v1/pods?watch=1").isGone)
+        let internalError = KubeStatus(status: "Failure", message: "etcd down", reason: "InternalError", code: 500)
+        #expect(!PodWatcher.watchError(internalError, request: "GET /api/v1/pods?watch=1").isGone)
     }
 
     @Test func badLinesAreErrorsQuotingTheLine() {
@@ -390,33 +394,43 @@ struct BackoffTests {
     }
 }
 
-struct KubernetesConfigurationTests {
-    static let directory: String = {
-        let path = FileManager.default.temporaryDirectory.appendingPathComponent("memwarden-sa-\(getpid())").path
-        try? FileManager.default.createDirectory(atPath: path, withIntermediateDirectories: true)
+/// A service-account-shaped directory (token, ca.crt) for one test; removed when the test ends.
+final class ServiceAccountDirectory {
+    let path = FileManager.default.temporaryDirectory.appendingPathComponent("memwarden-sa-\(UUID().uuidString)").path
+
+    init() throws {
+        try FileManager.default.createDirectory(atPath: path, withIntermediateDirectories: true)
         FileManager.default.createFile(atPath: path + "/token", contents: Data("t0k3n\n".utf8))
         FileManager.default.createFile(atPath: path + "/ca.crt", contents: Data("-----BEGIN CERTIFICATE-----\n".utf8))
-        return path
-    }()
+    }
+
+    deinit { try? FileManager.default.removeItem(atPath: path) }
+}
+
+struct KubernetesConfigurationTests {
+    let account: ServiceAccountDirectory
+    var directory: String { account.path }
+
+    init() throws { account = try ServiceAccountDirectory() }
 
     @Test func inClusterFromTheEnvironment() throws {
         let configuration = try KubernetesConfiguration.inCluster(
             environment: ["KUBERNETES_SERVICE_HOST": "10.96.0.1", "KUBERNETES_SERVICE_PORT": "443", "NODE_NAME": "node-a"],
-            hostName: "ignored", serviceAccountDirectory: Self.directory)
+            hostName: "ignored", serviceAccountDirectory: directory)
         #expect(configuration.apiURL == "https://10.96.0.1:443")
-        #expect(configuration.tokenFile == Self.directory + "/token")
-        #expect(configuration.caFile == Self.directory + "/ca.crt")
+        #expect(configuration.tokenFile == directory + "/token")
+        #expect(configuration.caFile == directory + "/ca.crt")
         #expect(configuration.nodeName == "node-a")
     }
 
     @Test func overridesAndIPv6() throws {
         let configuration = try KubernetesConfiguration.inCluster(
             environment: ["KUBERNETES_SERVICE_HOST": "fd00::1", "KUBERNETES_SERVICE_PORT": "6443"],
-            hostName: "host-b", serviceAccountDirectory: Self.directory)
+            hostName: "host-b", serviceAccountDirectory: directory)
         #expect(configuration.apiURL == "https://[fd00::1]:6443")
         #expect(configuration.nodeName == "host-b")
         let overridden = try KubernetesConfiguration.inCluster(
-            environment: [:], apiURL: "https://127.0.0.1:6443/", nodeName: "n", serviceAccountDirectory: Self.directory)
+            environment: [:], apiURL: "https://127.0.0.1:6443/", nodeName: "n", serviceAccountDirectory: directory)
         #expect(overridden.apiURL == "https://127.0.0.1:6443")
         #expect(KubernetesConfiguration.runningInCluster(environment: ["KUBERNETES_SERVICE_HOST": "x"]))
         #expect(!KubernetesConfiguration.runningInCluster(environment: [:]))
@@ -424,7 +438,7 @@ struct KubernetesConfigurationTests {
 
     @Test func badInputIsNamed() {
         #expect(throws: KubernetesConfiguration.ConfigurationError.self) {
-            try KubernetesConfiguration.inCluster(environment: [:], serviceAccountDirectory: Self.directory)
+            try KubernetesConfiguration.inCluster(environment: [:], serviceAccountDirectory: directory)
         }
         do {
             _ = try KubernetesConfiguration(apiURL: "ftp://x", nodeName: "n")

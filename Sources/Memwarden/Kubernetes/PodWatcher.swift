@@ -170,6 +170,14 @@ public struct PodWatcher: Service {
         return progress.state.withLock { ($0.resourceVersion, $0.events) }
     }
 
+    /// A watch ERROR event as an error: code 410 (Expired/Gone) makes the loop list again,
+    /// exactly as an HTTP 410 does.
+    static func watchError(_ status: KubeStatus, request: String) -> KubernetesError {
+        KubernetesError(
+            code: .watchError, request: request, status: status.code, reason: status.reason,
+            message: status.message ?? "watch ERROR event")
+    }
+
     private func handle(line: Data, progress: Progress, request: String) throws {
         let event: PodWatchEvent
         do {
@@ -179,9 +187,7 @@ public struct PodWatcher: Service {
         }
         switch event {
         case .error(let status):
-            throw KubernetesError(
-                code: .watchError, request: request, status: status.code, reason: status.reason,
-                message: status.message ?? "watch ERROR event")
+            throw Self.watchError(status, request: request)
         case .bookmark(let version):
             if let version, !version.isEmpty { progress.state.withLock { $0.resourceVersion = version } }
         case .added(let pod), .modified(let pod), .deleted(let pod):
