@@ -128,7 +128,11 @@ let package = Package(
         // Real kernel: loads the BPF program, attaches, runs child processes.
         .testTarget(
             name: "MemwardenKernelTests",
-            dependencies: ["Memwarden", "leaksim", "memwarden"],
+            dependencies: [
+                "Memwarden", "leaksim", "memwarden",
+                .product(name: "Logging", package: "swift-log"),
+                .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
+            ],
             swiftSettings: strictSettings
         ),
     ]
