@@ -1,5 +1,6 @@
 import Logging
 import ServiceLifecycle
+import Synchronization
 import UnixSignals
 
 /// Wires the agent's long-running parts into one ServiceGroup that owns
@@ -24,11 +25,14 @@ public enum Agent {
         public var listen: String?
         public var stateFile: String
         public var dryRun: Bool
+        /// The API server to learn pod metadata from (nil: not in a cluster).
+        public var kubernetes: KubernetesConfiguration?
 
         public init(
             policy: PolicyStore, policyEvents: EventRelay, outputs: OutputSettings, listen: String?, stateFile: String,
-            dryRun: Bool
+            dryRun: Bool, kubernetes: KubernetesConfiguration? = nil
         ) {
+            self.kubernetes = kubernetes
             self.policy = policy
             self.policyEvents = policyEvents
             self.outputs = outputs
@@ -48,7 +52,12 @@ public enum Agent {
         let systemd = SystemdNotifier(logger: logger)
         let source = BPFSource(configuration: kernel, statsInterval: statsInterval, logger: logger, onAttached: systemd.ready)
         let hierarchy = CgroupHierarchy.detect(hostPaths: hostPaths)
-        let formatter = SampleFormatter(hierarchy: hierarchy, hostPaths: hostPaths)
+        // in a cluster: pod metadata from the API server's watch, for every identity
+        var kubernetes: (client: KubernetesClient, pods: PodIndex)?
+        if case .events(_, let setup) = output, let configuration = setup.kubernetes {
+            kubernetes = (try KubernetesClient(configuration: configuration, logger: logger), PodIndex())
+        }
+        let formatter = SampleFormatter(hierarchy: hierarchy, hostPaths: hostPaths, metadata: kubernetes?.pods)
         if formatter.cgroups == nil {
             logger.warning("no memory cgroup hierarchy found: samples will name no cgroup")
         }
@@ -58,9 +67,24 @@ public enum Agent {
         switch output {
         case .events(let settings, let setup):
             let outputs = try AgentOutputs(
-                settings: setup.outputs, listen: setup.listen, inCluster: false, node: settings.node, logger: logger)
+                settings: setup.outputs, listen: setup.listen, inCluster: kubernetes != nil, node: settings.node,
+                logger: logger)
             let observer = TargetObserver(table: outputs.targets, metrics: outputs.metrics)
-            let events = EventFanout([outputs, observer])
+            var sinks: [any EventSink] = [outputs, observer]
+            var clusterServices: [any Service] = []
+            var kubernetesLosses: (@Sendable () -> UInt64)?
+            if let kubernetes {
+                clusterServices.append(PodWatcher(client: kubernetes.client, index: kubernetes.pods, logger: logger))
+                clusterServices.append(PodSyncReadiness(pods: kubernetes.pods, status: outputs.status))
+                if setup.outputs.kubernetes.events || setup.outputs.kubernetes.annotations {
+                    let sink = KubernetesSink(
+                        client: kubernetes.client, settings: .init(output: setup.outputs.kubernetes), logger: logger)
+                    sinks.append(sink)
+                    first.append(sink)
+                    kubernetesLosses = { sink.statistics.lost }
+                }
+            }
+            let events = EventFanout(sinks)
             setup.policyEvents.connect(events)
             outputs.status.markReady(.policy)
             let clock: @Sendable () -> ClockReading = { [origin = formatter.origin] in ClockReading.system(start: origin) }
@@ -76,13 +100,18 @@ public enum Agent {
                 input: source.output, formatter: formatter,
                 outputs: PipelineOutputs(
                     events: events, stdout: outputs.sinks.stdout, metrics: outputs.metrics, targets: observer,
-                    status: outputs.status, sinkLosses: { outputs.sinks.lostSinceLastReport() }),
+                    status: outputs.status,
+                    sinkLosses: { [reported = LossCounter(), kubernetesLosses] in
+                        var lost = outputs.sinks.lostSinceLastReport()
+                        if let kubernetesLosses, let delta = reported.delta(kubernetesLosses()) { lost["sink.kubernetes"] = delta }
+                        return lost
+                    }),
                 settings: settings, responses: PipelineResponses(policy: setup.policy, stage: stage), logger: logger)
             // Shutdown runs in reverse order: the HTTP API and the policy store stop,
             // the responder restores, the pipeline says agent.stopping, and the sinks
             // (first in the list) flush last.
-            first = outputs.sinks.services
-            helpers = [responder, setup.policy] + (outputs.server.map { [$0] } ?? [])
+            first = outputs.sinks.services + first
+            helpers = [responder, setup.policy] + (outputs.server.map { [$0] } ?? []) + clusterServices
         case .trace(let writer, let filter, let verdicts):
             sink = TraceRecorder(
                 input: source.output, formatter: formatter, writer: writer, filter: filter, verdictWriter: verdicts,
@@ -104,7 +133,13 @@ public enum Agent {
         services.append(.init(service: SystemdWatchdog(notifier: systemd)))
         var configuration = ServiceGroupConfiguration(services: services, logger: logger)
         configuration.gracefulShutdownSignals = [.sigterm, .sigint]
-        try await ServiceGroup(configuration: configuration).run()
+        do {
+            try await ServiceGroup(configuration: configuration).run()
+        } catch {
+            try? await kubernetes?.client.shutdown()
+            throw error
+        }
+        try await kubernetes?.client.shutdown()
     }
 }
 
@@ -115,5 +150,38 @@ struct Countdown: Service {
     func run() async throws {
         // a shutdown that comes first (a signal) cancels the sleep; either way the group ends
         try? await cancelWhenGracefulShutdown { try await Task.sleep(for: duration) }
+    }
+}
+
+/// /readyz waits for the pod metadata in a cluster: marks it ready once the
+/// watch has listed this node's pods (and not ready while it relists).
+struct PodSyncReadiness: Service {
+    let pods: PodIndex
+    let status: AgentStatus
+
+    func run() async throws {
+        try? await cancelWhenGracefulShutdown {
+            while !Task.isCancelled {
+                if pods.synced {
+                    status.markReady(.podMetadata)
+                } else {
+                    status.markNotReady(.podMetadata, reason: "listing this node's pods from the API server")
+                }
+                try await Task.sleep(for: .milliseconds(500))
+            }
+        }
+    }
+}
+
+/// Turns a growing total into deltas (for agent.events_lost).
+final class LossCounter: Sendable {
+    private let last = Mutex<UInt64>(0)
+
+    /// What was added since the last call; nil when nothing was.
+    func delta(_ total: UInt64) -> UInt64? {
+        last.withLock { last in
+            defer { last = max(last, total) }
+            return total > last ? total - last : nil
+        }
     }
 }

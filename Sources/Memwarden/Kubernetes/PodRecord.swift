@@ -30,14 +30,6 @@ public struct ContainerReference: Sendable, Hashable {
     }
 }
 
-extension String {
-    fileprivate func trimmingWhitespace() -> Substring {
-        var text = self[...]
-        while text.first?.isWhitespace == true { text.removeFirst() }
-        while text.last?.isWhitespace == true { text.removeLast() }
-        return text
-    }
-}
 
 /// What the index keeps of one pod: enough to answer `PodMetadata` for the pod and for each of
 /// its containers, and nothing else of the object (a node has ~110 pods; their specs are big).

@@ -96,23 +96,6 @@ struct HTTPDelivery: Sendable {
     }
 }
 
-/// Exponential backoff with jitter: the n-th retry waits a random time
-/// between half and all of min(max, initial × 2ⁿ), so senders that failed
-/// together do not retry together.
-public struct Backoff: Sendable, Hashable {
-    public var initial: Duration
-    public var maximum: Duration
-
-    public init(initial: Duration, maximum: Duration) {
-        self.initial = initial
-        self.maximum = maximum
-    }
-
-    public func delay(retry n: Int, random: Double = Double.random(in: 0...1)) -> Duration {
-        let base = min(maximum, initial * (1 << min(max(n, 0), 30)))
-        return base / 2 + (base / 2) * random
-    }
-}
 
 extension Duration {
     var timeAmount: TimeAmount {

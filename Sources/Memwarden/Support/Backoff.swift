@@ -1,5 +1,6 @@
-/// Exponential backoff with jitter: every node's agent reconnects after an API server restart,
-/// and without jitter they would all come back in the same instant, again and again.
+/// Exponential backoff with jitter: every node's agent reconnects after an API server restart
+/// (or retries a receiver that was down), and without jitter they would all come back in the
+/// same instant, again and again.
 public struct Backoff: Sendable, Hashable {
     public var initial: Duration
     public var maximum: Duration
@@ -39,6 +40,14 @@ public struct Backoff: Sendable, Hashable {
     }
 
     public mutating func reset() { attempts = 0 }
+
+    /// The delay before retry `n` (0 for the first), for a caller that counts
+    /// its own attempts (the sinks' queues): the base for `n` less up to
+    /// `jitter` of it, `random` in 0...1 choosing where in that range.
+    public func delay(retry n: Int, random: Double = Double.random(in: 0...1)) -> Duration {
+        let base = min(initial.secondsDouble * power(multiplier, max(n, 0)), maximum.secondsDouble)
+        return .nanoseconds(Int64(base * (1 - jitter * (1 - min(max(random, 0), 1))) * 1e9))
+    }
 }
 
 extension Duration {

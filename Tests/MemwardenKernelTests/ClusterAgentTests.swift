@@ -1,0 +1,156 @@
+import Foundation
+import Logging
+import Memwarden
+import Testing
+
+#if canImport(Glibc)
+import Glibc
+#endif
+
+/// The whole agent in a (kubelet-less) cluster: a real kube-apiserver knows a pod whose
+/// container is a scratch cgroup shaped like the kubelet's (cgroupfs driver) below the
+/// test's own cgroup; a process in it grows through a budget the policy sets for the
+/// pod's namespace and labels. The agent's events name the pod, the pod gets a
+/// Kubernetes Event and an annotation, and /readyz and /api/v1/targets say so.
+@Suite(.serialized, .enabled(if: KernelAccess.enabled && KubeClusterAccess.enabled, KubeClusterAccess.comment))
+struct ClusterAgentTests {
+    static let namespace = "mw-agent"
+
+    /// A free TCP port on 127.0.0.1 (bound once by the test, then given to the agent).
+    static func freePort() throws -> Int {
+        let fd = socket(AF_INET, Int32(SOCK_STREAM.rawValue), 0)
+        guard fd >= 0 else { throw TestFailure("socket: errno \(errno)") }
+        defer { close(fd) }
+        var address = sockaddr_in()
+        address.sin_family = sa_family_t(AF_INET)
+        address.sin_addr.s_addr = inet_addr("127.0.0.1")
+        address.sin_port = 0
+        var length = socklen_t(MemoryLayout<sockaddr_in>.size)
+        let bound = withUnsafeMutablePointer(to: &address) {
+            $0.withMemoryRebound(to: sockaddr.self, capacity: 1) {
+                bind(fd, $0, length) == 0 && getsockname(fd, $0, &length) == 0
+            }
+        }
+        guard bound else { throw TestFailure("bind: errno \(errno)") }
+        return Int(UInt16(bigEndian: address.sin_port))
+    }
+
+    /// HTTP status and body of a GET (curl, which setup-tests installs).
+    static func get(_ url: String) -> (status: Int, body: String)? {
+        guard let output = try? TestCluster.run("/usr/bin/curl", ["-s", "-w", "\n%{http_code}\n", url], seconds: 10) else {
+            return nil
+        }
+        var lines = output.split(separator: "\n", omittingEmptySubsequences: false).map(String.init)
+        while lines.last == "" { lines.removeLast() }
+        guard let status = lines.popLast().flatMap({ Int($0) }) else { return nil }
+        return (status, lines.joined(separator: "\n"))
+    }
+
+    @Test("budget events name the pod, the pod gets an Event and an annotation, /readyz and /api/v1/targets agree")
+    func agentInACluster() async throws {
+        if let reason = KubeClusterAccess.unavailableReason, KernelAccess.isCI {
+            Issue.record("CI=true but the cluster cannot run: \(reason)")
+        }
+        let memwarden = try AgentCommandTests.memwarden()
+        guard let leaksim = ChildProcess.sibling("leaksim") else { throw TestFailure("leaksim not built next to the tests") }
+        let cluster = try TestCluster()
+        defer { cluster.stop() }
+        let client = try KubernetesClient(configuration: try cluster.configuration(), logger: Logger(label: "test"))
+        defer { Task { try? await client.shutdown() } }
+        let writer = ClusterWriter(client: client)
+        try await writer.createNamespace(Self.namespace)
+        let id = containerID(42)
+        let uid = try await writer.createPod(
+            namespace: Self.namespace, name: "api-0", node: cluster.nodeName, labels: ["app": "api"],
+            containers: [("app", "containerd://\(id)")])
+
+        // <own cgroup>/…/kubepods/burstable/pod<uid>/<id>, as the kubelet's cgroupfs driver names it
+        var chain = [try ScratchCgroup()]
+        for name in ["kubepods", "burstable", "pod\(uid)", id] { chain.append(try ScratchCgroup(in: chain.last!, name: name)) }
+        defer { chain.reversed().forEach { $0.remove() } }
+        let container = chain.last!
+
+        let directory = FileManager.default.temporaryDirectory.appendingPathComponent("memwarden-cluster-agent-\(getpid())").path
+        try FileManager.default.createDirectory(atPath: directory, withIntermediateDirectories: true)
+        defer { try? FileManager.default.removeItem(atPath: directory) }
+        let policy = directory + "/policy.yaml"
+        try """
+        apiVersion: memwarden.io/v1
+        kind: MemwardenPolicy
+        rules:
+          - name: mw-api
+            match:
+              namespace: \(Self.namespace)
+              podSelector:
+                matchLabels: {app: api}
+            budget: 100Mi
+        outputs:
+          kubernetes:
+            events: true
+            annotations: true
+        """.write(toFile: policy, atomically: true, encoding: .utf8)
+
+        let port = try Self.freePort()
+        let agent = try ChildProcess(
+            memwarden,
+            [
+                "run", "--listen", "127.0.0.1:\(port)", "--policy", policy, "--state-file", directory + "/state.json",
+                "--kubernetes", "on", "--kube-api", cluster.apiURL, "--kube-token-file", cluster.environment["KUBE_TOKEN_FILE"] ?? "",
+                "--kube-ca-file", cluster.environment["KUBE_CA_FILE"] ?? "", "--node-name", cluster.nodeName, "--stats-interval", "1",
+            ],
+            stdout: .pipe, stderr: .pipe)
+        defer { agent.signal(SIGKILL) }
+        try AgentCommandTests.waitUntilAttached(agent)
+
+        // ready once the pod list is in: the body names nothing missing
+        let readyBy = deadline(seconds: 30)
+        var ready = Self.get("http://127.0.0.1:\(port)/readyz")
+        while ready?.status != 200 && monotonicNanoseconds() < readyBy {
+            usleep(200_000)
+            ready = Self.get("http://127.0.0.1:\(port)/readyz")
+        }
+        #expect(ready?.status == 200, "/readyz: \(String(describing: ready))")
+
+        let simulator = try ChildProcess(
+            "/bin/sh", ["-c", #"echo $$ > "$1/cgroup.procs" && exec "$0" serve"#, leaksim, container.directory],
+            stdin: .pipe, stdout: .pipe)
+        defer { simulator.signal(SIGKILL) }
+        #expect(simulator.stdout?.readLine(deadline: deadline(seconds: 20))?.hasPrefix("ready") == true)
+        for size in [60, 15] {
+            simulator.send("touch \(size)")
+            #expect(simulator.stdout?.readLine(deadline: deadline(seconds: 60))?.hasPrefix("ok") == true)
+        }
+
+        let line = agent.stdout?.readLine(until: deadline(seconds: 30)) { $0.contains(#""type":"budget.warning""#) }
+        let event = try #require(line.flatMap(AgentCommandTests.json), "no budget.warning within 30 s")
+        #expect(event["pod"] as? String == "api-0")
+        #expect(event["namespace"] as? String == Self.namespace)
+        #expect(event["container"] as? String == "app")
+        #expect(event["container_id"] as? String == id)
+        #expect(event["pod_uid"] as? String == uid)
+        #expect(event["rule"] as? String == "mw-api")
+
+        // the Kubernetes sink: an Event on the pod, and the tier as an annotation
+        let seenBy = deadline(seconds: 20)
+        var reasons: [String] = [], tier: String?
+        while (reasons.isEmpty || tier == nil) && monotonicNanoseconds() < seenBy {
+            let events = try await writer.getJSON("/apis/events.k8s.io/v1/namespaces/\(Self.namespace)/events")
+            reasons = ((events["items"] as? [[String: Any]]) ?? []).compactMap { $0["reason"] as? String }
+            let pod = try await writer.getJSON("/api/v1/namespaces/\(Self.namespace)/pods/api-0")
+            tier = ((pod["metadata"] as? [String: Any])?["annotations"] as? [String: String])?["memwarden.io/budget-tier"]
+            if reasons.isEmpty || tier == nil { usleep(200_000) }
+        }
+        #expect(reasons.contains("BudgetWarning"), "Events on the pod: \(reasons)")
+        #expect(tier == "warning")
+
+        // the HTTP API lists the container's cgroup with its pod and tier
+        let targets = Self.get("http://127.0.0.1:\(port)/api/v1/targets")
+        #expect(targets?.status == 200)
+        #expect(targets?.body.contains(#""pod":"api-0""#) == true && targets?.body.contains(#""tier":"warning""#) == true,
+            "targets: \(targets?.body.prefix(2000) ?? "")")
+
+        simulator.signal(SIGKILL)
+        agent.signal(SIGTERM)
+        #expect(agent.waitForExit(deadline: deadline(seconds: 30)) == 0)
+    }
+}
