@@ -48,19 +48,29 @@ final class TestCluster {
 
     init(nodeName: String = "memwarden-test-node") throws {
         self.nodeName = nodeName
-        state = FileManager.default.temporaryDirectory.appendingPathComponent("memwarden-cluster-\(getpid())-\(UInt32.random(in: 0...UInt32.max))").path
-        do {
-            try Self.script("start", state, seconds: 300)
-            let text = try String(contentsOfFile: state + "/env", encoding: .utf8)
-            var values: [String: String] = [:]
-            for line in text.split(separator: "\n") {
-                let parts = line.split(separator: "=", maxSplits: 1)
-                if parts.count == 2 { values[String(parts[0])] = String(parts[1]) }
+        // Two tries: the script picks free ports by probing, and another process may take one
+        // between the probe and the bind (seen once in a full run); a second start gets new ones.
+        var attempt = 0
+        while true {
+            attempt += 1
+            let state = FileManager.default.temporaryDirectory.appendingPathComponent("memwarden-cluster-\(getpid())-\(UInt32.random(in: 0...UInt32.max))").path
+            do {
+                try Self.script("start", state, seconds: 300)
+                let text = try String(contentsOfFile: state + "/env", encoding: .utf8)
+                var values: [String: String] = [:]
+                for line in text.split(separator: "\n") {
+                    let parts = line.split(separator: "=", maxSplits: 1)
+                    if parts.count == 2 { values[String(parts[0])] = String(parts[1]) }
+                }
+                self.state = state
+                environment = values
+                return
+            } catch {
+                let log = (try? String(contentsOfFile: state + "/apiserver.log", encoding: .utf8))?
+                    .split(separator: "\n").suffix(5).joined(separator: " | ") ?? ""
+                try? Self.script("stop", state, seconds: 60)
+                if attempt >= 2 { throw TestFailure("\(error); apiserver log: \(log)") }
             }
-            environment = values
-        } catch {
-            try? Self.script("stop", state, seconds: 60)
-            throw error
         }
     }
 
@@ -97,7 +107,8 @@ final class TestCluster {
     }
 
     private static func script(_ command: String, _ state: String, seconds: Double) throws {
-        _ = try run("/bin/bash", [KubeClusterAccess.script, command, state], seconds: seconds)
+        // stderr too, so a failure says why
+        _ = try run("/bin/bash", ["-c", #""$0" "$1" "$2" 2>&1"#, KubeClusterAccess.script, command, state], seconds: seconds)
     }
 
     /// Runs a command to its end (bounded) and returns its stdout.

@@ -211,7 +211,7 @@ struct PolicyValuesTests {
         #expect((try? PolicyValues.bytes(text).get()) == bytes)
     }
 
-    @Test(arguments: ["", "Mi", "1.2.3Mi", "1MB", "100m", "-1Gi", "1 Gi", "16Ei", "18446744073709551616", "1e19"])
+    @Test(arguments: ["", "Mi", "1.2.3Mi", "1MB", "100m", "-1Gi", "1 Gi", "16Ei", "18446744073709551616", "1e20"])
     func badQuantities(_ text: String) {
         #expect(throws: PolicyValues.Reason.self) { try PolicyValues.bytes(text).get() }
     }

@@ -7,56 +7,25 @@ enum PolicyValues {
     /// "500M", "1e9". A fraction of a byte rounds up (as the kubelet does for
     /// memory); milli-units ("100m") are refused, they are a classic typo for Mi.
     static func bytes(_ text: String) -> Result<UInt64, Reason> {
-        var rest = Substring(text)
-        if rest.hasPrefix("+") { rest = rest.dropFirst() }
-        let number = rest.prefix { $0.isASCII && ($0.isNumber || $0 == ".") }
-        let suffix = rest.dropFirst(number.count)
-        let parts = number.split(separator: ".", omittingEmptySubsequences: false)
-        guard !number.isEmpty, parts.count <= 2, parts.contains(where: { !$0.isEmpty }) else {
-            return .failure(Reason("expected bytes: an integer or a Kubernetes quantity such as 512Mi or 2Gi"))
-        }
-        let whole = String(parts[0])
-        let fraction = parts.count == 2 ? String(parts[1]) : ""
-        guard fraction.count <= 18 else { return .failure(Reason("too many decimal places")) }
-
-        var multiplier: UInt128 = 1
-        var exponent = 0
-        switch suffix {
-        case "": break
-        case "Ki": multiplier = 1 << 10
-        case "Mi": multiplier = 1 << 20
-        case "Gi": multiplier = 1 << 30
-        case "Ti": multiplier = 1 << 40
-        case "Pi": multiplier = 1 << 50
-        case "Ei": multiplier = 1 << 60
-        case "k": exponent = 3
-        case "M": exponent = 6
-        case "G": exponent = 9
-        case "T": exponent = 12
-        case "P": exponent = 15
-        case "E": exponent = 18
-        case "m":
+        let suffix = text.drop { $0 == "+" || $0 == "-" || ($0.isASCII && ($0.isNumber || $0 == ".")) }
+        if suffix == "m" {
             return .failure(Reason("'m' is milli (a thousandth of a byte); did you mean Mi (mebibytes)?"))
-        default:
-            if let e = suffix.first, e == "e" || e == "E", let value = Int(suffix.dropFirst()), (0...18).contains(value) {
-                exponent = value
-            } else {
+        }
+        let quantity: KubernetesQuantity
+        do {
+            quantity = try KubernetesQuantity(parsing: text)
+        } catch {
+            if suffix.isEmpty || text.count == suffix.count || error.problem == "no number" {
+                return .failure(Reason("expected bytes: an integer or a Kubernetes quantity such as 512Mi or 2Gi"))
+            }
+            if error.problem.hasPrefix("unknown suffix") {
                 return .failure(Reason("unknown unit '\(suffix)' (expected Ki, Mi, Gi, Ti, Pi, Ei, k, M, G, T, P, E or none)"))
             }
+            return .failure(Reason(error.problem))
         }
-        // (whole.fraction) × multiplier × 10^exponent, in integers: 128 bits hold any UInt64 result
-        guard let wholeValue = UInt128(whole.isEmpty ? "0" : whole), let fractionValue = UInt128(fraction.isEmpty ? "0" : fraction),
-            wholeValue <= UInt128(UInt64.max)
-        else { return .failure(Reason("too large (at most \(UInt64.max) bytes)")) }
-        var scale: UInt128 = 1
-        for _ in 0..<fraction.count { scale *= 10 }
-        var power: UInt128 = 1
-        for _ in 0..<exponent { power *= 10 }
-        let numerator = (wholeValue * scale + fractionValue) * multiplier * power
-        let (quotient, remainder) = numerator.quotientAndRemainder(dividingBy: scale)
-        let value = quotient + (remainder == 0 ? 0 : 1)
-        guard value <= UInt128(UInt64.max) else { return .failure(Reason("too large (at most \(UInt64.max) bytes)")) }
-        return .success(UInt64(value))
+        guard !quantity.text.hasPrefix("-") || quantity.isZero else { return .failure(Reason("expected bytes: a quantity of at least 0")) }
+        guard let bytes = quantity.bytes else { return .failure(Reason("too large (at most \(UInt64.max) bytes)")) }
+        return .success(bytes)
     }
 
     /// A Go-style duration: "500ms", "5s", "1m30s", "1.5h". A unit is required
