@@ -1,4 +1,5 @@
 import ArgumentParser
+import Logging
 import Memwarden
 
 #if canImport(Glibc)
@@ -7,14 +8,14 @@ import Glibc
 
 /// `memwarden identify --pid PID | --cgroup-path PATH`: what the agent would
 /// say about a process's or a cgroup's owner, as one JSON object.
-struct IdentifyCommand: ParsableCommand {
+struct IdentifyCommand: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "identify",
         abstract: "Print the identity of a process or a memory cgroup (runtime, container, pod, systemd unit) as one JSON object.",
         discussion: """
             The object always has the keys cgroup, runtime, container_id, pod_uid, qos and systemd_unit \
             (null when the cgroup path does not say), plus pod, namespace, container and labels when pod \
-            metadata is known. Unknown path shapes give the cgroup path alone (docs/identity.md). \
+            metadata is known (in a cluster, or with --kube-api: the node's pods are listed once). Unknown path shapes give the cgroup path alone (docs/identity.md). \
             Exit 1 naming the input when the process does not exist or a path is not absolute.
             """)
 
@@ -30,6 +31,11 @@ struct IdentifyCommand: ParsableCommand {
     @Option(help: "Where the host's cgroupfs is mounted (in a container, e.g. /host/sys/fs/cgroup).")
     var hostCgroup: String = HostPaths.defaultCgroup
 
+    @OptionGroup var kubernetes: KubernetesOptions
+
+    @Option(help: "The node whose pods to list (default: $NODE_NAME, else the host name).")
+    var nodeName: String?
+
     func validate() throws {
         switch (pid, cgroupPath) {
         case (nil, nil): throw ValidationError("give --pid PID or --cgroup-path PATH")
@@ -41,13 +47,15 @@ struct IdentifyCommand: ParsableCommand {
         }
     }
 
-    func run() throws {
+    func run() async throws {
+        let logger = Logger(label: "memwarden.identify")
+        let pods = try await kubernetes.listPods(node: NodeName.resolve(nodeName), within: .seconds(20), logger: logger)
         let hostPaths = HostPaths(proc: hostProc, cgroup: hostCgroup)
         let identity: TargetIdentity
         do {
             try hostPaths.validate()
             let hierarchy = CgroupHierarchy.detect(hostPaths: hostPaths)
-            var resolver = IdentityResolver(hostPaths: hostPaths, hierarchy: hierarchy)
+            var resolver = IdentityResolver(hostPaths: hostPaths, hierarchy: hierarchy, metadata: pods)
             if let pid {
                 identity = try resolver.identity(pid: pid)
             } else {

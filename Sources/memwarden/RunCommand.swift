@@ -28,17 +28,7 @@ struct RunCommand: AsyncParsableCommand {
     @Option(help: ArgumentHelp("Send alerts to this Alertmanager (overrides outputs.alertmanager.url).", valueName: "url"))
     var alertmanagerURL: String?
 
-    @Option(help: "Pod metadata from the API server: auto (when KUBERNETES_SERVICE_HOST is set), on, or off.")
-    var kubernetes: KubernetesMode = .auto
-
-    @Option(help: ArgumentHelp("The API server's URL (default: the in-cluster service).", valueName: "url"))
-    var kubeAPI: String?
-
-    @Option(help: ArgumentHelp("The bearer token file (default: the pod's service account token).", valueName: "file"))
-    var kubeTokenFile: String?
-
-    @Option(help: ArgumentHelp("The API server's CA bundle (default: the service account's ca.crt).", valueName: "file"))
-    var kubeCAFile: String?
+    @OptionGroup var kubernetes: KubernetesOptions
 
     @Flag(help: "Say what the responder would do (response.* events with dry_run true), but write nothing.")
     var dryRun = false
@@ -88,7 +78,7 @@ struct RunCommand: AsyncParsableCommand {
             }
             let setup = Agent.RunSetup(
                 policy: store, policyEvents: policyEvents, outputs: outputs, listen: listen.isEmpty ? nil : listen,
-                stateFile: stateFile, dryRun: dryRun, kubernetes: try kubernetesConfiguration(node: node))
+                stateFile: stateFile, dryRun: dryRun, kubernetes: try kubernetes.configuration(node: node))
             try await Agent.run(
                 kernel: kernel.kernel,
                 output: .events(PipelineSettings(node: node, samples: samples, verdicts: verdicts), setup),
@@ -109,31 +99,6 @@ extension RunCommand {
             logger.warning(
                 "the policy asks for another detector profile than the kernel runs; detector thresholds are node-wide (--detector-profile)",
                 metadata: ["rule": "\(setting.rule)", "policy_profile": "\(profile.rawValue)", "agent_profile": "\(agent.rawValue)"])
-        }
-    }
-}
-
-enum KubernetesMode: String, ExpressibleByArgument, CaseIterable {
-    case auto, on, off
-}
-
-extension RunCommand {
-    /// The API server to watch, or nil (off, or auto outside a cluster).
-    /// A configuration that cannot work exits 1 naming the setting.
-    func kubernetesConfiguration(node: String?) throws -> KubernetesConfiguration? {
-        let environment = ProcessInfo.processInfo.environment
-        switch kubernetes {
-        case .off: return nil
-        case .auto where kubeAPI == nil && !KubernetesConfiguration.runningInCluster(environment: environment): return nil
-        default: break
-        }
-        do {
-            return try KubernetesConfiguration.inCluster(
-                environment: environment, apiURL: kubeAPI, tokenFile: kubeTokenFile, caFile: kubeCAFile, nodeName: node)
-        } catch {
-            let text = "memwarden: cannot watch pods: \(error)\n"
-            _ = text.withCString { write(STDERR_FILENO, $0, strlen($0)) }
-            throw ExitCode(1)
         }
     }
 }

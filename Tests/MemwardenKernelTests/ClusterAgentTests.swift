@@ -149,6 +149,21 @@ struct ClusterAgentTests {
         #expect(targets?.body.contains(#""pod":"api-0""#) == true && targets?.body.contains(#""tier":"warning""#) == true,
             "targets: \(targets?.body.prefix(2000) ?? "")")
 
+        // identify lists the node's pods once and names the pod too
+        let printed = try TestCluster.run(
+            memwarden,
+            [
+                "identify", "--cgroup-path", container.path, "--kubernetes", "on", "--kube-api", cluster.apiURL,
+                "--kube-token-file", cluster.environment["KUBE_TOKEN_FILE"] ?? "", "--kube-ca-file",
+                cluster.environment["KUBE_CA_FILE"] ?? "", "--node-name", cluster.nodeName,
+            ], seconds: 60)
+        let identity = try #require(AgentCommandTests.json(printed), "identify printed: \(printed)")
+        #expect(identity["pod"] as? String == "api-0")
+        #expect(identity["namespace"] as? String == Self.namespace)
+        #expect(identity["container"] as? String == "app")
+        #expect(identity["container_id"] as? String == id)
+        #expect((identity["labels"] as? [String: String])?["app"] == "api", "identify printed: \(printed)")
+
         simulator.signal(SIGKILL)
         agent.signal(SIGTERM)
         #expect(agent.waitForExit(deadline: deadline(seconds: 30)) == 0)
