@@ -8,5 +8,6 @@ struct BenchCommand: AsyncParsableCommand {
         subcommands: [
             BenchKernelCommand.self,
             BenchReplayCommand.self,
+            BenchPipelineCommand.self,
         ])
 }

@@ -1,0 +1,122 @@
+import ArgumentParser
+import Foundation
+import Logging
+import Memwarden
+
+/// What the userspace stages cost per item, on one core: identity of a cgroup
+/// path (parse and cached), a policy decision, an event's JSON line, a sink's
+/// submit with its queue full (nothing delivering), a target's metrics update,
+/// and /metrics with the full target cap. Build with `-c release`.
+struct BenchPipelineCommand: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "pipeline",
+        abstract: "Per-item cost of identity, policy, event encoding, sinks and metrics (a table).")
+
+    @Option(help: "Items per measure.")
+    var count: Int = 100_000
+
+    func validate() throws {
+        guard count >= 1000 else { throw ValidationError("--count must be at least 1000") }
+    }
+
+    func run() throws {
+        let logger = Logger(label: "bench")
+        var rows: [(String, String)] = []
+        func measure(_ name: String, _ n: Int, _ body: () throws -> Void) rethrows {
+            let start = ContinuousClock.now
+            try body()
+            let each = (ContinuousClock.now - start) / n
+            rows.append((name, Self.format(each)))
+        }
+
+        let paths = (0..<count).map { i in
+            "/kubepods.slice/kubepods-burstable.slice/kubepods-burstable-pod\(String(format: "%08x", i))_0000_4000_8000_000000000001.slice/cri-containerd-\(String(repeating: "ab", count: 28))\(String(format: "%08x", i)).scope"
+        }
+        var parsed = 0
+        measure("identity: parse a cgroup path", count) {
+            for path in paths where CgroupPathIdentity.parse(path).containerID != nil { parsed += 1 }
+        }
+        var resolver = IdentityResolver()
+        for path in paths.prefix(1000) { _ = resolver.identity(cgroupPath: path) }
+        measure("identity: cached lookup", count) {
+            for i in 0..<count where resolver.identity(cgroupPath: paths[i % 1000]).podUID != nil { parsed += 1 }
+        }
+
+        let policy = try PolicyLoader.parse(Self.policy, file: "bench.yaml")
+        let identities = paths.prefix(1000).map {
+            var identity = CgroupPathIdentity.parse($0)
+            identity.pod = PodMetadata(name: "api-0", namespace: "payments", uid: "u", labels: ["app": "api"], container: "api")
+            return identity
+        }
+        var throttled = 0
+        measure("policy: resolve a target (7 rules)", count) {
+            for i in 0..<count where policy.resolve(for: identities[i % 1000]).mode == .throttle { throttled += 1 }
+        }
+
+        let event = AgentEvent(
+            leak: LeakEvent(
+                kind: .suspected, timeNanoseconds: 1_000_000_000, scope: .process, pid: 4242, comm: "api",
+                cgroup: identities[0].cgroup, detectors: ["trend", "composition"], confidence: 0.87,
+                growthBytesPerSecond: 912_384, secondsToLimit: 2402.5, limit: 1 << 29,
+                reasons: ["floor_rising", "anon_growth"]),
+            epochNanoseconds: 1_795_000_000_000_000_000, node: "node-1", identity: identities[0])
+        var bytes = 0
+        measure("event: JSON line", count) {
+            for _ in 0..<count { bytes += event.jsonLine().utf8.count }
+        }
+        let webhook = try WebhookSink(settings: WebhookSettings(url: "http://127.0.0.1:9", queueSize: 1000), logger: logger)
+        measure("webhook: submit, queue full", count) {
+            for _ in 0..<count { webhook.submit(event) }
+        }
+        let stdout = StdoutSink(writer: LineWriter(fd: -1), capacity: 1000, logger: logger)
+        measure("stdout: submit, queue full", count) {
+            for _ in 0..<count { stdout.submit(event) }
+        }
+
+        let metrics = AgentMetrics(maxTargets: 1000)
+        let snapshots = identities.enumerated().map { i, identity in
+            TargetSnapshot(
+                scope: .cgroup, identity: identity, usageBytes: UInt64(i) << 20, limitBytes: 1 << 30,
+                budgetBytes: 800 << 20, tier: .warning, confidence: 0.5, growthBytesPerSecond: 4096, secondsToLimit: 600)
+        }
+        for snapshot in snapshots { metrics.update(snapshot) }
+        measure("metrics: update a target (1000 labelled)", count) {
+            for i in 0..<count { metrics.update(snapshots[i % 1000]) }
+        }
+        var exposition = 0
+        measure("metrics: /metrics with 1000 targets", 10) {
+            for _ in 0..<10 { exposition = metrics.exposition().count }
+        }
+
+        print("memwarden bench pipeline: \(count) items per measure (one core)")
+        print("")
+        print("| measure | per item |")
+        print("|---|---|")
+        for (name, value) in rows { print("| \(name) | \(value) |") }
+        print("")
+        print("(/metrics body: \(exposition / 1024) KiB; checks: \(parsed) \(throttled) \(bytes))")
+    }
+
+    static func format(_ duration: Duration) -> String {
+        let nanoseconds = Double(duration.components.seconds) * 1e9 + Double(duration.components.attoseconds) / 1e9
+        if nanoseconds >= 1e6 { return String(format: "%.2f ms", nanoseconds / 1e6) }
+        if nanoseconds >= 1e3 { return String(format: "%.2f µs", nanoseconds / 1e3) }
+        return String(format: "%.0f ns", nanoseconds)
+    }
+
+    static let policy = """
+        apiVersion: memwarden.io/v1
+        kind: MemwardenPolicy
+        rules:
+          - {name: payments, match: {namespace: payments}, budget: 2Gi}
+          - name: payments-api
+            match: {namespace: payments, podSelector: {matchLabels: {app: api}}}
+            budget: 768Mi
+            response: {mode: throttle}
+          - {name: sidecars, match: {container: [envoy, istio-proxy]}, budget: none}
+          - {name: batch, match: {podSelector: {matchExpressions: [{key: workload, operator: In, values: [batch]}]}}}
+          - {name: units, match: {systemdUnit: "*.service"}}
+          - {name: kube-system, match: {namespace: kube-system}, budget: 1Gi}
+          - {name: infra, match: {cgroup: "/system.slice/**"}}
+        """
+}
