@@ -122,7 +122,7 @@ struct BenchKernelCommand: ParsableCommand {
     /// Starts the real agent (stdout read and counted here), then watches it idle and under a storm.
     func measureAgent(_ simulator: String) throws -> AgentFigures {
         guard let memwarden = ChildProcess.sibling("memwarden") else { throw ValidationError("memwarden executable not found") }
-        let agent = try ChildProcess(memwarden, ["run"], stdout: .pipe, stderr: .pipe)
+        let agent = try ChildProcess(memwarden, ["run", "--listen", "127.0.0.1:0"], stdout: .pipe, stderr: .pipe)
         guard agent.stderr?.readLine(until: deadline(seconds: 60), where: { $0.contains("kernel program attached") }) != nil else {
             throw ValidationError("the agent did not report its program attached within 60 s")
         }
