@@ -9,6 +9,8 @@ public struct LeakEvent: Sendable, Hashable {
     public enum Kind: String, Sendable, Hashable {
         case suspected = "leak.suspected"
         case cleared = "leak.cleared"
+        /// A suspicion's forecast moved (rate-limited): same target, new numbers.
+        case updated = "leak.updated"
     }
 
     public var kind: Kind
@@ -32,6 +34,10 @@ public struct LeakEvent: Sendable, Hashable {
     /// limit is known or nothing grows.
     public var secondsToLimit: Double?
     public var limit: UInt64?
+    /// The forecast's interval (`seconds_to_limit_low` / `_high`) and the growth
+    /// model it came from (`linear`, `quadratic`, `exponential`), when there is one.
+    public var forecastInterval: ClosedRange<Double>?
+    public var forecastModel: String?
     /// Why (suspected: the detectors' reason codes; cleared: why it ended).
     public var reasons: [String]
     /// Cleared only: how long the suspicion lasted.
@@ -40,8 +46,11 @@ public struct LeakEvent: Sendable, Hashable {
     public init(
         kind: Kind, timeNanoseconds: Int64, scope: LeakScope, pid: Int32?, comm: String?, cgroup: String,
         detectors: [String], confidence: Double, growthBytesPerSecond: Int64, secondsToLimit: Double?, limit: UInt64?,
-        reasons: [String], suspectedSeconds: Double? = nil
+        reasons: [String], suspectedSeconds: Double? = nil, forecastInterval: ClosedRange<Double>? = nil,
+        forecastModel: String? = nil
     ) {
+        self.forecastInterval = forecastInterval
+        self.forecastModel = forecastModel
         self.kind = kind
         self.timeNanoseconds = timeNanoseconds
         self.scope = scope

@@ -6,6 +6,7 @@ public struct AgentEvent: Sendable, Hashable {
     public enum EventType: String, Sendable, Hashable, CaseIterable {
         case leakSuspected = "leak.suspected"
         case leakCleared = "leak.cleared"
+        case leakUpdated = "leak.updated"
         case budgetWarning = "budget.warning"
         case budgetHigh = "budget.high"
         case budgetCritical = "budget.critical"
@@ -104,11 +105,17 @@ public struct LeakDetails: Sendable, Hashable {
     public var limit: UInt64?
     public var reasons: [String]
     public var suspectedSeconds: Double?
+    /// `seconds_to_limit_low` ... `seconds_to_limit_high`, and the growth model.
+    public var forecastInterval: ClosedRange<Double>?
+    public var forecastModel: String?
 
     public init(
         detectors: [String], confidence: Double, growthBytesPerSecond: Int64, secondsToLimit: Double?, limit: UInt64?,
-        reasons: [String], suspectedSeconds: Double?
+        reasons: [String], suspectedSeconds: Double?, forecastInterval: ClosedRange<Double>? = nil,
+        forecastModel: String? = nil
     ) {
+        self.forecastInterval = forecastInterval
+        self.forecastModel = forecastModel
         self.detectors = detectors
         self.confidence = confidence
         self.growthBytesPerSecond = growthBytesPerSecond

@@ -9,7 +9,7 @@ extension AgentEvent {
         if let t { line.add("t", t, decimals: 6) }
         if let node { line.add("node", node) }
         line.add("severity", severity.rawValue)
-        if let target { Self.add(target, to: &line, nullProcess: type == .leakSuspected || type == .leakCleared) }
+        if let target { Self.add(target, to: &line, nullProcess: type.isLeak) }
         switch details {
         case .leak(let leak): Self.add(leak, type: type, to: &line)
         case .budget(let budget): Self.add(budget, to: &line)
@@ -28,13 +28,19 @@ extension AgentEvent {
     }
 
     private static func add(_ leak: LeakDetails, type: EventType, to line: inout JSONLine) {
-        if type == .leakSuspected {
+        if type == .leakSuspected || type == .leakUpdated {
             line.addRaw("detectors", JSONLine.array(leak.detectors))
             line.add("confidence", leak.confidence, decimals: 3)
             line.add("growth_bytes_per_second", leak.growthBytesPerSecond)
             if let value = leak.secondsToLimit { line.add("seconds_to_limit", value, decimals: 1) }
+            if let interval = leak.forecastInterval {
+                line.add("seconds_to_limit_low", interval.lowerBound, decimals: 1)
+                line.add("seconds_to_limit_high", interval.upperBound, decimals: 1)
+            }
+            if let value = leak.forecastModel { line.add("forecast_model", value) }
             if let value = leak.limit { line.add("limit", value) }
             line.addRaw("reasons", JSONLine.array(leak.reasons))
+            if let value = leak.suspectedSeconds { line.add("suspected_seconds", value, decimals: 3) }
         } else {
             line.addRaw("reasons", JSONLine.array(leak.reasons))
             if let value = leak.suspectedSeconds { line.add("suspected_seconds", value, decimals: 3) }
@@ -85,16 +91,32 @@ extension AgentEvent {
         var resolved = identity ?? TargetIdentity(cgroup: leak.cgroup)
         resolved.cgroup = leak.cgroup
         self.init(
-            type: leak.kind == .suspected ? .leakSuspected : .leakCleared,
-            severity: leak.kind == .suspected ? .warning : .info,
+            type: leak.kind.eventType,
+            severity: leak.kind == .cleared ? .info : .warning,
             epochNanoseconds: UInt64(max(0, wall)), t: leak.t, node: node,
             target: EventTarget(scope: leak.scope, pid: leak.pid, comm: leak.comm, identity: resolved),
             details: .leak(
                 LeakDetails(
                     detectors: leak.detectors, confidence: leak.confidence,
                     growthBytesPerSecond: leak.growthBytesPerSecond, secondsToLimit: leak.secondsToLimit,
-                    limit: leak.limit, reasons: leak.reasons, suspectedSeconds: leak.suspectedSeconds)))
+                    limit: leak.limit, reasons: leak.reasons, suspectedSeconds: leak.suspectedSeconds,
+                    forecastInterval: leak.forecastInterval, forecastModel: leak.forecastModel)))
     }
+}
+
+extension LeakEvent.Kind {
+    var eventType: AgentEvent.EventType {
+        switch self {
+        case .suspected: .leakSuspected
+        case .cleared: .leakCleared
+        case .updated: .leakUpdated
+        }
+    }
+}
+
+extension AgentEvent.EventType {
+    /// leak.suspected, leak.updated, leak.cleared: their `pid`/`comm` are null for a cgroup.
+    public var isLeak: Bool { self == .leakSuspected || self == .leakCleared || self == .leakUpdated }
 }
 
 extension JSONLine {

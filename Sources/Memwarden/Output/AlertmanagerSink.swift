@@ -176,7 +176,7 @@ struct AlertBook: Sendable {
         guard let target = event.target else { return true }
         let time = event.epochNanoseconds
         switch (event.type, event.details) {
-        case (.leakSuspected, .leak(let leak)):
+        case (.leakSuspected, .leak(let leak)), (.leakUpdated, .leak(let leak)):
             return fire(Self.leakAlert, event: event, target: target, annotations: Self.annotations(leak, event: event))
         case (.leakCleared, _):
             resolve(Self.leakAlert, event: event, target: target, at: time)
