@@ -45,9 +45,17 @@ enum SampleEvents {
                 .warning,
                 .leak(
                     LeakDetails(
-                        detectors: ["trend", "composition"], confidence: 0.875, growthBytesPerSecond: 2_097_152,
-                        secondsToLimit: 240.5, limit: 512 << 20, reasons: ["floor_rising", "anon_growth"],
-                        suspectedSeconds: nil)))
+                        detectors: ["history"], confidence: 0.875, growthBytesPerSecond: 2_097_152,
+                        secondsToLimit: 240.5, limit: 512 << 20, reasons: ["sustained_growth", "new_high"],
+                        suspectedSeconds: nil, forecastInterval: 200...300, forecastModel: "linear")))
+        case .leakUpdated:
+            return event(
+                .warning,
+                .leak(
+                    LeakDetails(
+                        detectors: ["history"], confidence: 0.93, growthBytesPerSecond: 2_500_000,
+                        secondsToLimit: 150.2, limit: 512 << 20, reasons: ["sustained_growth", "new_high"],
+                        suspectedSeconds: 95, forecastInterval: 120...190.5, forecastModel: "quadratic")))
         case .leakCleared:
             return event(
                 .info,

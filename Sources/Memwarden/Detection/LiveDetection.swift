@@ -1,20 +1,31 @@
-/// Turns the kernel's records into leak events for the live agent: verdict
-/// changes go to the assessor with the target's identity, limit and usage;
-/// exit, exec and an emptied cgroup end a target's suspicion. The same
-/// sequence `Replayer` follows over a trace.
+/// Turns the kernel's records into leak events for the live agent: every
+/// process and cgroup sample goes to the confirmation stage with its target's
+/// identity, limit and usage, verdict changes go there as the fast path, and
+/// exit, exec and an emptied cgroup end a target. The same sequence
+/// `Replayer` follows over a trace.
 public struct LiveDetection: Sendable {
-    public private(set) var assessor = LiveAssessor()
+    public private(set) var confirmation: ConfirmationStage
     /// Monotonic nanoseconds of t = 0 (the events' "t").
     public let origin: UInt64
+    /// The newest resident memory of each cgroup: what a process's forecast
+    /// compares with its cgroup's limit.
+    private var cgroupUsage: [UInt64: UInt64] = [:]
 
-    public init(origin: UInt64) {
+    public init(origin: UInt64, settings: ConfirmationSettings = ConfirmationSettings()) {
         self.origin = origin
+        confirmation = ConfirmationStage(settings: settings)
+    }
+
+    /// Per-target settings from the policy (nil: the node's).
+    public mutating func settings(for resolve: (@Sendable (AssessmentContext) -> ConfirmationSettings)?) {
+        confirmation.settingsFor = resolve
     }
 
     /// What the agent knows of a cgroup: its path and the limit that applies.
     public typealias CgroupLookup = (_ id: UInt64, _ pid: Int32?, _ own: MemoryLimit) -> (path: String, limit: UInt64?)
 
     public mutating func events(for record: KernelRecord, lookup: CgroupLookup) -> [LeakEvent] {
+        var events: [LeakEvent] = []
         switch record {
         case .verdict(let verdict):
             let (path, limit) = lookup(verdict.cgroupID, verdict.pid, verdict.limit)
@@ -22,23 +33,54 @@ public struct LiveDetection: Sendable {
                 timeNanoseconds: time(verdict.monotonicNanoseconds), scope: verdict.pid == nil ? .cgroup : .process,
                 pid: verdict.pid, comm: verdict.pid == nil ? nil : verdict.comm, cgroup: path, limit: limit,
                 usage: verdict.cgroupRSS)
-            return assessor.verdict(verdict, context: context).map { [$0] } ?? []
-        case .process(let process) where process.kind != .sample:
-            let (path, limit) = lookup(process.cgroupID, process.pid, process.limit)
-            let context = AssessmentContext(
-                timeNanoseconds: time(process.monotonicNanoseconds), scope: .process, pid: process.pid,
-                comm: process.comm, cgroup: path, limit: limit, usage: process.memory.rss)
-            let reason = process.kind == .exit ? "process_exited" : "exec"
-            return assessor.processEnded(pid: process.pid, reason: reason, context: context).map { [$0] } ?? []
-        case .cgroup(let cgroup) where cgroup.processCount == 0:
-            let (path, limit) = lookup(cgroup.cgroupID, nil, cgroup.limit)
-            let context = AssessmentContext(
-                timeNanoseconds: time(cgroup.monotonicNanoseconds), scope: .cgroup, pid: nil, comm: nil, cgroup: path,
-                limit: limit, usage: cgroup.memory.rss)
-            return assessor.cgroupEmptied(id: cgroup.cgroupID, context: context).map { [$0] } ?? []
-        default:
-            return []
+            let key: ConfirmationKey = verdict.pid.map { .process($0) } ?? .cgroup(verdict.cgroupID)
+            if let event = confirmation.kernelVerdict(key, verdict: DetectorVerdict(raw: verdict.raw), context: context) {
+                events.append(event)
+            }
+        case .process(let process):
+            let t = time(process.monotonicNanoseconds)
+            let usage = cgroupUsage[process.cgroupID] ?? process.memory.rss
+            func context() -> AssessmentContext {
+                let (path, limit) = lookup(process.cgroupID, process.pid, process.limit)
+                return AssessmentContext(
+                    timeNanoseconds: t, scope: .process, pid: process.pid, comm: process.comm, cgroup: path,
+                    limit: limit, usage: usage)
+            }
+            switch process.kind {
+            case .exit, .exec:
+                let reason = process.kind == .exit ? "process_exited" : "exec"
+                if let event = confirmation.end(.process(process.pid), reason: reason, context: context()) {
+                    events.append(event)
+                }
+                if process.kind == .exit { break }
+                fallthrough
+            case .sample:
+                let m = process.memory
+                confirmation.sample(
+                    .process(process.pid), time: t, held: m.anon &+ m.shmem &+ m.swap, context: context, into: &events)
+            }
+        case .cgroup(let cgroup):
+            let t = time(cgroup.monotonicNanoseconds)
+            func context() -> AssessmentContext {
+                let (path, limit) = lookup(cgroup.cgroupID, nil, cgroup.limit)
+                return AssessmentContext(
+                    timeNanoseconds: t, scope: .cgroup, pid: nil, comm: nil, cgroup: path, limit: limit,
+                    usage: cgroup.usage ?? cgroup.memory.rss)
+            }
+            if cgroup.processCount == 0 {
+                cgroupUsage[cgroup.cgroupID] = nil
+                if let event = confirmation.end(.cgroup(cgroup.cgroupID), reason: "cgroup_empty", context: context()) {
+                    events.append(event)
+                }
+            } else {
+                cgroupUsage[cgroup.cgroupID] = cgroup.usage ?? cgroup.memory.rss
+                let m = cgroup.memory
+                confirmation.sample(
+                    .cgroup(cgroup.cgroupID), time: t, held: m.anon &+ m.shmem &+ m.swap, context: context,
+                    into: &events)
+            }
         }
+        return events
     }
 
     /// Whole microseconds since the origin, as the trace writes t: replay and

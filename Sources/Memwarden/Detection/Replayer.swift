@@ -47,11 +47,12 @@ public struct VerdictChange: Sendable {
 /// Replays a trace through exactly the kernel's detector code (ebpf/detectors.h
 /// compiled for userspace): per process, and per memory cgroup with the
 /// kernel's aggregation rule (`mw_agg_*`). Several processes may share a
-/// cgroup, processes come and go, exec starts a process over. Only verdict
-/// changes reach the assessor, as in the kernel, so replay and `run` agree.
+/// cgroup, processes come and go, exec starts a process over. Every sample
+/// and every verdict change goes to the confirmation stage in the order the
+/// live agent sees them, so replay and `run` agree.
 public final class Replayer {
     public let configuration: DetectorConfiguration
-    public let assessor: Assessor
+    public private(set) var confirmation: ConfirmationStage
     public let strings: TraceStrings
     /// Called with every verdict change (before the assessor sees it).
     public var onVerdict: ((VerdictChange) -> Void)?
@@ -64,14 +65,12 @@ public final class Replayer {
         var cgroup: Int32 = -1
         var contribution = mw_det_sample()
         var limit: UInt64?
-        var assessment = TargetAssessment()
     }
 
     private struct Cgroup {
         var aggregate = mw_agg()
         var slot: Int32
         var limit: UInt64?
-        var assessment = TargetAssessment()
     }
 
     private let pool = DetectorStatePool()
@@ -85,10 +84,10 @@ public final class Replayer {
     @exclusivity(unchecked) private var freeCgroups: [Int32] = []
 
     public init(strings: TraceStrings, configuration: DetectorConfiguration = DetectorConfiguration(),
-                assessor: Assessor = Assessor()) {
+                confirmation: ConfirmationSettings = ConfirmationSettings()) {
         self.strings = strings
         self.configuration = configuration
-        self.assessor = assessor
+        self.confirmation = ConfirmationStage(settings: confirmation)
         config = configuration.raw
     }
 
@@ -103,8 +102,8 @@ public final class Replayer {
         if sample.event == .exit {
             guard let index = processIndex.removeValue(forKey: sample.pid) else { return }
             var process = processes[Int(index)]
-            if let event = assessor.end(
-                context: context(process, pid: sample.pid, t: t), reason: "process_exited", target: &process.assessment)
+            if let event = confirmation.end(
+                .process(sample.pid), reason: "process_exited", context: context(process, pid: sample.pid, t: t))
             {
                 events.append(event)
             }
@@ -118,9 +117,9 @@ public final class Replayer {
         if let known = processIndex[sample.pid] {
             index = known
             if sample.event == .exec {
-                var process = processes[Int(index)]
-                if let event = assessor.end(
-                    context: context(process, pid: sample.pid, t: t), reason: "exec", target: &process.assessment)
+                let process = processes[Int(index)]
+                if let event = confirmation.end(
+                    .process(sample.pid), reason: "exec", context: context(process, pid: sample.pid, t: t))
                 {
                     events.append(event)
                 }
@@ -157,13 +156,15 @@ public final class Replayer {
         var verdict = mw_det_verdict()
         if mw_det_update(pool.pointer(process.slot), &config, &counters, &verdict) != 0 {
             verdictChanged(verdict, scope: .process, pid: sample.pid, cgroup: process.cgroup, t: t)
-            if let event = assessor.assess(
-                DetectorVerdict(raw: verdict), context: context(process, pid: sample.pid, t: t),
-                target: &process.assessment)
+            if let event = confirmation.kernelVerdict(
+                .process(sample.pid), verdict: DetectorVerdict(raw: verdict), context: context(process, pid: sample.pid, t: t))
             {
                 events.append(event)
             }
         }
+        confirmation.sample(
+            .process(sample.pid), time: t, held: sample.anon &+ sample.shmem &+ sample.swap,
+            context: { context(process, pid: sample.pid, t: t) }, into: &events)
         processes[Int(index)] = process
         if cgroupSlot >= 0 { runCgroup(cgroupSlot, id: cgroupID, t: t, into: &events) }
     }
@@ -233,9 +234,9 @@ public final class Replayer {
         withUnsafePointer(to: process.contribution) { mw_agg_move(&cgroups[Int(slot)].aggregate, $0, to) }
         process.contribution = mw_det_sample()
         if cgroups[Int(slot)].aggregate.members == 0 {
-            var cgroup = cgroups[Int(slot)]
-            if let event = assessor.end(
-                context: cgroupContext(slot, id: id, t: t), reason: "cgroup_empty", target: &cgroup.assessment)
+            let cgroup = cgroups[Int(slot)]
+            if let event = confirmation.end(
+                .cgroup(UInt64(id)), reason: "cgroup_empty", context: cgroupContext(slot, id: id, t: t))
             {
                 events.append(event)
             }
@@ -253,21 +254,24 @@ public final class Replayer {
         var sample = mw_det_sample()
         mw_agg_sample(&cgroups[Int(slot)].aggregate, tMs, &sample)
         var verdict = mw_det_verdict()
-        guard mw_det_update(pool.pointer(cgroups[Int(slot)].slot), &config, &sample, &verdict) != 0 else { return }
-        verdictChanged(verdict, scope: .cgroup, pid: nil, cgroup: id, t: t)
-        var cgroup = cgroups[Int(slot)]
-        if let event = assessor.assess(
-            DetectorVerdict(raw: verdict), context: cgroupContext(slot, id: id, t: t), target: &cgroup.assessment)
-        {
-            events.append(event)
+        if mw_det_update(pool.pointer(cgroups[Int(slot)].slot), &config, &sample, &verdict) != 0 {
+            verdictChanged(verdict, scope: .cgroup, pid: nil, cgroup: id, t: t)
+            if let event = confirmation.kernelVerdict(
+                .cgroup(UInt64(id)), verdict: DetectorVerdict(raw: verdict), context: cgroupContext(slot, id: id, t: t))
+            {
+                events.append(event)
+            }
         }
-        cgroups[Int(slot)].assessment = cgroup.assessment
+        confirmation.sample(
+            .cgroup(UInt64(id)), time: t, held: sample.anon &+ sample.shmem &+ sample.swap,
+            context: { cgroupContext(slot, id: id, t: t) }, into: &events)
     }
 }
 
 /// Reads a whole trace and replays it: the path `memwarden replay` takes.
 public struct TraceReplay {
     public var configuration = DetectorConfiguration()
+    public var confirmation = ConfirmationSettings()
     public var skipInvalid = false
     public var onVerdict: ((VerdictChange) -> Void)?
 
@@ -283,7 +287,7 @@ public struct TraceReplay {
     /// Replays `reader`'s trace, handing every event to `emit` as it happens.
     public func run(_ reader: TraceReader, emit: (LeakEvent) throws -> Void) throws -> Summary {
         reader.skipInvalid = skipInvalid
-        let replayer = Replayer(strings: reader.strings, configuration: configuration)
+        let replayer = Replayer(strings: reader.strings, configuration: configuration, confirmation: confirmation)
         replayer.onVerdict = onVerdict
         var events: [LeakEvent] = []
         while let sample = try reader.next() {

@@ -1,0 +1,66 @@
+/// The confirmation stage's thresholds (docs/detectors.md explains each).
+/// A policy rule's `detectors` section can change them per target.
+public struct ConfirmationSettings: Sendable, Hashable {
+    /// A rise must beat the larger of these to count: noise and coalescing
+    /// (1 MiB steps) can fake less.
+    public var toleranceBytes: Double = 1_048_576
+    public var toleranceShare: Double = 0.005
+    /// The floor must grow by the larger of these over the window.
+    public var minimumGrowthBytes: Double = 4 * 1_048_576
+    public var minimumGrowthShare: Double = 0.02
+    /// Each block's rise must be at least this share of the previous one's.
+    public var steadiness: Double = 0.6
+    /// Growth must have lasted this long (3 × the span at which it holds)
+    /// before a verdict that the forecast does not make urgent.
+    public var patienceSeconds: Double = 3 * 3_600
+    /// Without urgency, only a target this old can be suspected (its warm-up grace).
+    public var graceSeconds: Double = 30 * 60
+    /// Without urgency, the limit must be at most this far at the forecast
+    /// (no limit known: no such bound).
+    public var horizonSeconds: Double = 12 * 3_600
+    /// Urgent: the forecast reaches the limit within this share of the time
+    /// the growth has already lasted. Flagged however young the target.
+    public var urgency: Double = 0.5
+    /// The shortest growth an urgent verdict may rest on.
+    public var minimumUrgentSeconds: Double = 30
+    /// The kernel's fast path (≥ 10 MiB/s) is believed at once when the
+    /// limit is this close at that rate, or no limit is known.
+    public var fastHorizonSeconds: Double = 15 * 60
+    /// A suspicion clears when growth over this window (longer for slow
+    /// leaks, see `clearWindow`) fell below a quarter of the suspected rate.
+    public var clearSeconds: Double = 10 * 60
+    public var maximumClearSeconds: Double = 60 * 60
+    /// leak.updated: at most one per this many seconds, and only when the
+    /// forecast moved by this share or changed model.
+    public var updateIntervalSeconds: Double = 60
+    public var updateChange: Double = 0.2
+
+    public init() {}
+
+    public enum Profile: String, Sendable, CaseIterable {
+        case standard
+        /// For leaksim's minute-long scenarios: patience and grace in seconds.
+        case accelerated
+    }
+
+    public init(profile: Profile) {
+        self.init()
+        if profile == .accelerated {
+            patienceSeconds = 45
+            graceSeconds = 20
+            horizonSeconds = .infinity
+            clearSeconds = 60
+            maximumClearSeconds = 300
+        }
+    }
+
+    /// How long growth must stay below a quarter of `rate` before the
+    /// suspicion clears: the time to grow by eight tolerances at that rate
+    /// (noise cannot fake a stop of a slow leak sooner), within
+    /// [clearSeconds, maximumClearSeconds].
+    public func clearWindow(rate: Double, level: Double) -> Double {
+        let tol = max(toleranceBytes, toleranceShare * level)
+        guard rate > 0 else { return clearSeconds }
+        return min(max(8 * tol / rate, clearSeconds), maximumClearSeconds)
+    }
+}

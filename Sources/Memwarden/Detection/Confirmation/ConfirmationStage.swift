@@ -1,0 +1,293 @@
+import CMemwarden
+
+/// A target the confirmation stage keeps history for.
+public enum ConfirmationKey: Hashable, Sendable {
+    case process(Int32)
+    /// A memory cgroup: the kernel's cgroup id live, the trace's string id in replay.
+    case cgroup(UInt64)
+}
+
+/// The detectors' long memory, shared by replay and the live agent: decides
+/// `leak.suspected`, `leak.updated` and `leak.cleared` from a bounded,
+/// downsampled history of each target's held memory (anon + shmem + swap),
+/// with the kernel's fast path as a pre-screen for leaks too fast to wait for.
+///
+/// A target is suspected when growth holds (`GrowthTest`: steady, new highs,
+/// not levelling off) and either
+///  - **urgent**: the forecast reaches the limit within `urgency` × the time
+///    the growth has lasted (however young the target: a leak must never meet
+///    its OOM kill unannounced), or
+///  - **patient**: the growth has lasted `patienceSeconds`, the target is past
+///    its grace, and the limit is within `horizonSeconds` (or unknown);
+/// or when the kernel's fast path fired and the limit is within
+/// `fastHorizonSeconds` at that rate.
+/// It clears when growth over the clear window fell below a quarter of the
+/// suspected rate, or memory fell back below where the suspicion started.
+public struct ConfirmationStage: Sendable {
+    public var settings: ConfirmationSettings
+    /// Per-target settings (a policy rule's detectors section); nil: `settings`.
+    public var settingsFor: (@Sendable (AssessmentContext) -> ConfirmationSettings)?
+    public let maximumTargets: Int
+    public private(set) var evicted: UInt64 = 0
+
+    struct Suspicion: Sendable {
+        var since: Int64
+        var identity: AssessmentContext
+        var rate: Double
+        /// Held memory when the suspicion started.
+        var startLevel: Double
+        var detectors: [String]
+        var reasons: [String]
+        var confidence: Double
+        var lastUpdate: Int64
+        var forecast: GrowthForecast?
+    }
+
+    struct Watched: Sendable {
+        var history = GrowthHistory()
+        var lastEvaluated: Int64 = -1
+        var suspicion: Suspicion?
+        var settings: ConfirmationSettings?
+    }
+
+    private var targets: [ConfirmationKey: Watched] = [:]
+
+    public init(settings: ConfirmationSettings = ConfirmationSettings(), maximumTargets: Int = 20_000) {
+        self.settings = settings
+        self.maximumTargets = maximumTargets
+    }
+
+    public var trackedTargets: Int { targets.count }
+    public var suspectedTargets: Int { targets.values.count { $0.suspicion != nil } }
+    /// What the histories take: a bound, since each is fixed-size.
+    public var historyBytes: Int { targets.count * GrowthHistory.bytesPerTarget }
+
+    /// One sample of a target. `context` is asked for only when an event comes of it.
+    public mutating func sample(
+        _ key: ConfirmationKey, time: Int64, held: UInt64, context: () -> AssessmentContext,
+        into events: inout [LeakEvent]
+    ) {
+        if targets[key] == nil, targets.count >= maximumTargets { evictOldest() }
+        var watched = targets[key] ?? Watched()
+        targets[key] = nil
+        watched.history.add(time: time, held: held)
+        let fine = watched.history.rings[0].openNumber
+        if fine != watched.lastEvaluated, watched.history.rings[0].count > 0 {
+            watched.lastEvaluated = fine
+            if let event = evaluate(&watched, time: time, context: context) { events.append(event) }
+        }
+        targets[key] = watched
+    }
+
+    /// A kernel verdict change: the fast path (≥ 10 MiB/s, docs/detectors.md).
+    public mutating func kernelVerdict(_ key: ConfirmationKey, verdict: DetectorVerdict, context: AssessmentContext)
+        -> LeakEvent?
+    {
+        guard verdict.factors.contains(.fast), !Assessor.vetoed(verdict) else { return nil }
+        var watched = targets[key] ?? Watched()
+        defer { targets[key] = watched }
+        guard watched.suspicion == nil else { return nil }
+        let s = settings(&watched, context)
+        let rate = Double(verdict.growthBytesPerSecond)
+        guard rate > 0 else { return nil }
+        var forecast: GrowthForecast?
+        if let limit = context.limit {
+            let headroom = Double(limit) - Double(context.usage)
+            let seconds = max(0, headroom / rate)
+            guard seconds <= s.fastHorizonSeconds else { return nil }
+            // a few seconds of growth: the rate may be off by a quarter either way
+            forecast = GrowthForecast(
+                model: .linear, seconds: seconds, low: seconds * 0.75, high: seconds * 1.5, rate: rate,
+                fit: Double(verdict.raw.level_r2) / 1000)
+        }
+        let level = watched.history.firstTime >= 0 ? watched.history.latest : Double(context.usage)
+        let suspicion = Suspicion(
+            since: context.timeNanoseconds, identity: context, rate: rate, startLevel: level,
+            detectors: DetectorKind.allCases.filter { verdict.hasFired($0) }.map(\.name),
+            reasons: verdict.reasons.names, confidence: Assessor.confidence(verdict),
+            lastUpdate: context.timeNanoseconds, forecast: forecast)
+        watched.suspicion = suspicion
+        return event(.suspected, suspicion, context: context)
+    }
+
+    /// The target is gone or starts over (exit, exec, emptied cgroup): its
+    /// suspicion ends and its history goes.
+    public mutating func end(_ key: ConfirmationKey, reason: String, context: AssessmentContext) -> LeakEvent? {
+        guard let watched = targets.removeValue(forKey: key), let suspicion = watched.suspicion else { return nil }
+        return cleared(suspicion, reasons: [reason], context: context)
+    }
+
+    public func isSuspected(_ key: ConfirmationKey) -> Bool { targets[key]?.suspicion != nil }
+
+    private mutating func settings(_ watched: inout Watched, _ context: AssessmentContext) -> ConfirmationSettings {
+        if let known = watched.settings { return known }
+        let resolved = settingsFor?(context) ?? settings
+        watched.settings = resolved
+        return resolved
+    }
+
+    private mutating func evictOldest() {
+        guard let oldest = targets.min(by: { $0.value.history.lastTime < $1.value.history.lastTime })?.key else { return }
+        targets[oldest] = nil
+        evicted += 1
+    }
+
+    // MARK: deciding
+
+    private mutating func evaluate(_ watched: inout Watched, time: Int64, context: () -> AssessmentContext)
+        -> LeakEvent?
+    {
+        if let suspicion = watched.suspicion {
+            return follow(&watched, suspicion, time: time, context: context)
+        }
+        let ctx = context()
+        let s = settings(&watched, ctx)
+        let test = GrowthTest(settings: s)
+        guard let growth = test.longest(watched.history) else { return nil }
+        let lasted = 3 * Double(growth.span.seconds)
+        let points = Self.points(watched.history, span: growth.span)
+        var forecast: GrowthForecast?
+        if let limit = ctx.limit {
+            let headroom = Double(limit) - Double(ctx.usage)
+            switch GrowthForecast.make(points: points, headroom: headroom, now: points.last?.t ?? 0) {
+            case .levellingOff: return nil
+            case .none: return nil
+            case .forecast(let f): forecast = f
+            }
+        }
+        let age = Double(watched.history.age) / 1e9
+        var reasons = ["sustained_growth", "new_high"]
+        if let forecast, lasted >= s.minimumUrgentSeconds, forecast.seconds <= s.urgency * lasted {
+            reasons.append("urgent_forecast")
+        } else {
+            guard lasted >= s.patienceSeconds, age >= s.graceSeconds else { return nil }
+            // a limit further away than the target has lived, or than the horizon, can wait:
+            // a daily cycle's first rising half looks like a leak for hours, and ends
+            if let forecast, forecast.seconds > min(s.horizonSeconds, age) { return nil }
+        }
+        let rate = forecast?.rate ?? GrowthForecast.theilSen(points)
+        guard rate > 0 else { return nil }
+        if growth.blocks.peaks.2 - growth.blocks.floors.2 > 2 * test.tolerance(level: growth.blocks.means.2) {
+            reasons.append("rising_floor_under_sawtooth")
+        }
+        let fit = forecast?.fit ?? 1
+        let suspicion = Suspicion(
+            since: ctx.timeNanoseconds, identity: ctx, rate: rate, startLevel: growth.blocks.floors.0,
+            detectors: ["history"], reasons: reasons,
+            confidence: Self.confidence(lasted: lasted, fit: fit, settings: s),
+            lastUpdate: ctx.timeNanoseconds, forecast: forecast)
+        watched.suspicion = suspicion
+        return event(.suspected, suspicion, context: ctx)
+    }
+
+    /// 0.5 at the first evidence, toward 1 as growth lasts through the
+    /// patience window with a good fit.
+    static func confidence(lasted: Double, fit: Double, settings: ConfirmationSettings) -> Double {
+        let duration = min(1, lasted / max(settings.patienceSeconds, 1))
+        return 0.5 + 0.5 * duration * max(0, min(1, fit))
+    }
+
+    /// A suspected target: clear it when growth stopped, else re-forecast.
+    private mutating func follow(
+        _ watched: inout Watched, _ current: Suspicion, time: Int64, context: () -> AssessmentContext
+    ) -> LeakEvent? {
+        var suspicion = current
+        let s = watched.settings ?? settings
+        let history = watched.history
+        let level = history.latest
+        let test = GrowthTest(settings: s)
+        let tol = test.tolerance(level: level)
+        // memory gave back what the suspicion was about: a batch cycle, a cache flush
+        let window = s.clearWindow(rate: suspicion.rate, level: level)
+        let suspectedFor = Double(time - suspicion.since) / 1e9
+        if level < suspicion.startLevel - tol {
+            watched.suspicion = nil
+            return cleared(suspicion, reasons: ["growth_stopped"], context: context())
+        }
+        if suspectedFor >= min(window, s.clearSeconds) {
+            let recent = Self.recentPoints(history, seconds: window)
+            if recent.count >= 6 {
+                let slope = GrowthForecast.theilSen(recent)
+                if slope < 0.25 * suspicion.rate {
+                    watched.suspicion = nil
+                    return cleared(suspicion, reasons: ["growth_stopped"], context: context())
+                }
+            }
+        }
+        // re-forecast at most once per update interval
+        guard Double(time - suspicion.lastUpdate) / 1e9 >= s.updateIntervalSeconds else { return nil }
+        let ctx = context()
+        guard let limit = ctx.limit, let growth = test.longest(history) else { return nil }
+        let points = Self.points(history, span: growth.span)
+        guard case .forecast(let forecast) = GrowthForecast.make(
+            points: points, headroom: Double(limit) - Double(ctx.usage), now: points.last?.t ?? 0)
+        else { return nil }
+        let lasted = 3 * Double(growth.span.seconds)
+        let previous = suspicion.forecast
+        // the forecast of the last event, aged by the time since
+        let expected = previous.map { $0.seconds - Double(time - suspicion.lastUpdate) / 1e9 }
+        let moved =
+            expected.map { abs(forecast.seconds - $0) > s.updateChange * max(forecast.seconds, 1) } ?? true
+        let confidence = max(suspicion.confidence, Self.confidence(lasted: lasted, fit: forecast.fit, settings: s))
+        let confidenceRose = confidence >= suspicion.confidence + 0.1
+        suspicion.rate = forecast.rate
+        guard moved || previous?.model != forecast.model || confidenceRose else {
+            watched.suspicion = suspicion
+            return nil
+        }
+        suspicion.forecast = forecast
+        suspicion.confidence = confidence
+        suspicion.lastUpdate = time
+        watched.suspicion = suspicion
+        return event(.updated, suspicion, context: ctx)
+    }
+
+    // MARK: history to points
+
+    /// Bucket means over the growth window of `span` (three blocks), seconds and bytes.
+    static func points(_ history: GrowthHistory, span: GrowthTest.Span) -> [GrowthForecast.Point] {
+        let ring = history.rings[span.ring]
+        let width = Double(ring.widthNanoseconds) / 1e9
+        let per = Int(span.seconds / Int64(width))
+        let n = min(ring.count, 3 * per)
+        return (ring.count - n..<ring.count).map {
+            GrowthForecast.Point(t: (Double(ring.number($0)) + 0.5) * width, y: Double(ring[$0].mean))
+        }
+    }
+
+    /// Bucket means of the last `seconds`, from the finest ring that holds them.
+    static func recentPoints(_ history: GrowthHistory, seconds: Double) -> [GrowthForecast.Point] {
+        for ring in history.rings {
+            let width = Double(ring.widthNanoseconds) / 1e9
+            let n = Int((seconds / width).rounded(.up))
+            guard n <= ring.capacity else { continue }
+            guard ring.count >= n else { return [] }
+            return (ring.count - n..<ring.count).map {
+                GrowthForecast.Point(t: (Double(ring.number($0)) + 0.5) * width, y: Double(ring[$0].mean))
+            }
+        }
+        return []
+    }
+
+    // MARK: events
+
+    private func event(_ kind: LeakEvent.Kind, _ suspicion: Suspicion, context: AssessmentContext) -> LeakEvent {
+        let identity = suspicion.identity
+        return LeakEvent(
+            kind: kind, timeNanoseconds: context.timeNanoseconds, scope: identity.scope, pid: identity.pid,
+            comm: identity.comm, cgroup: identity.cgroup, detectors: suspicion.detectors,
+            confidence: suspicion.confidence, growthBytesPerSecond: Int64(suspicion.rate.rounded()),
+            secondsToLimit: suspicion.forecast?.seconds, limit: context.limit, reasons: suspicion.reasons,
+            suspectedSeconds: kind == .updated ? Double(context.timeNanoseconds - suspicion.since) / 1e9 : nil,
+            forecastInterval: suspicion.forecast.map { $0.low...$0.high }, forecastModel: suspicion.forecast?.model.rawValue)
+    }
+
+    private func cleared(_ suspicion: Suspicion, reasons: [String], context: AssessmentContext) -> LeakEvent {
+        let identity = suspicion.identity
+        return LeakEvent(
+            kind: .cleared, timeNanoseconds: context.timeNanoseconds, scope: identity.scope, pid: identity.pid,
+            comm: identity.comm, cgroup: identity.cgroup, detectors: [], confidence: suspicion.confidence,
+            growthBytesPerSecond: 0, secondsToLimit: nil, limit: identity.limit, reasons: reasons,
+            suspectedSeconds: Double(context.timeNanoseconds - suspicion.since) / 1e9)
+    }
+}

@@ -1,0 +1,274 @@
+import Foundation
+
+/// When a growing target reaches its limit, from a model fitted to its
+/// growth, with an interval.
+///
+/// Three models are fitted over the growth window (bucket means against
+/// time): linear, quadratic, and exponential `c + a·e^(λt)` (λ on a grid,
+/// c and a by least squares). The model is picked by out-of-sample error: fit
+/// on the first three quarters, score on the last quarter; the simplest model
+/// within 10 % of the best error wins. A saturating exponential (λ < 0) is
+/// fitted too: when it wins, the growth is levelling off toward a plateau and
+/// there is no forecast (`levellingOff`).
+///
+/// The interval spans the forecasts of the models whose out-of-sample error
+/// is within twice the best one's, the linear forecast at the Theil–Sen
+/// slope's quartile pair slopes, and the time the growth needs to cross the
+/// fit's residual noise band on either side.
+public struct GrowthForecast: Sendable, Hashable {
+    public enum Model: String, Sendable, Hashable {
+        case linear, quadratic, exponential
+    }
+
+    public var model: Model
+    /// Seconds until the limit.
+    public var seconds: Double
+    public var low: Double
+    public var high: Double
+    /// The fitted growth rate now, bytes/s.
+    public var rate: Double
+    /// Goodness of the chosen fit over the whole window (R², 0...1).
+    public var fit: Double
+
+    /// Points: time in seconds (relative to anything), value in bytes.
+    public struct Point: Sendable {
+        public var t: Double
+        public var y: Double
+        public init(t: Double, y: Double) {
+            self.t = t
+            self.y = y
+        }
+    }
+
+    public enum Outcome: Sendable {
+        case forecast(GrowthForecast)
+        /// A saturating fit explains the growth best: a warm-up or a fill.
+        case levellingOff(asymptote: Double)
+        /// Not enough to fit, or nothing grows.
+        case none
+    }
+
+    private struct Fit {
+        var model: Model?  // nil: saturating
+        var predict: (Double) -> Double
+        var error: Double
+    }
+
+    /// `headroom`: bytes until the limit from the newest point's fitted value
+    /// (the limit minus the cgroup's usage now). `now`: the newest time.
+    public static func make(points: [Point], headroom: Double, now: Double) -> Outcome {
+        guard points.count >= 6, headroom.isFinite else { return .none }
+        let split = max(4, points.count * 3 / 4)
+        let train = Array(points[..<split])
+        let test = Array(points[split...])
+        let t0 = points[0].t
+        let span = max(points.last!.t - t0, 1)
+
+        var candidates: [Fit] = []
+        if let f = linear(train) { candidates.append(Fit(model: .linear, predict: f, error: rmse(f, test))) }
+        if let f = quadratic(train, t0: t0, span: span) {
+            candidates.append(Fit(model: .quadratic, predict: f, error: rmse(f, test)))
+        }
+        if let f = exponential(train, t0: t0, span: span, growing: true) {
+            candidates.append(Fit(model: .exponential, predict: f, error: rmse(f, test)))
+        }
+        var saturating: ((Double) -> Double, Double)?
+        if let f = exponential(train, t0: t0, span: span, growing: false) {
+            saturating = (f, rmse(f, test))
+        }
+        guard !candidates.isEmpty else { return .none }
+        let best = candidates.map(\.error).min()!
+        if let (f, error) = saturating, error < 0.7 * best {
+            // refit on everything for the asymptote
+            let full = exponential(points, t0: t0, span: span, growing: false) ?? f
+            return .levellingOff(asymptote: full(t0 + 100 * span))
+        }
+        // a curved model must beat the line clearly: extrapolating curvature
+        // is where forecasts go wrong (the trough of a cycle looks like acceleration)
+        let lineError = candidates.first { $0.model == .linear }?.error ?? .infinity
+        let chosen = best < 0.6 * lineError ? candidates.first { $0.error == best }! : candidates[0]
+        let model = chosen.model!
+        guard let full = refit(model, points, t0: t0, span: span) else { return .none }
+        let ssTot = variance(points) * Double(points.count)
+        let ssRes = points.reduce(0.0) { $0 + pow($1.y - full($1.t), 2) }
+        let fit = ssTot > 0 ? max(0, 1 - ssRes / ssTot) : 0
+        let residual = sqrt(ssRes / Double(points.count))
+        let rate = (full(now) - full(now - max(span / 20, 1))) / max(span / 20, 1)
+        guard rate > 0 else { return .none }
+        guard let seconds = crossing(full, from: now, rise: headroom, rate: rate) else { return .none }
+
+        var low = seconds
+        var high = seconds
+        for candidate in candidates where candidate.error <= best * 2 + 1 {
+            guard let m = candidate.model, let f = refit(m, points, t0: t0, span: span) else { continue }
+            let r = (f(now) - f(now - max(span / 20, 1))) / max(span / 20, 1)
+            if r > 0, let s = crossing(f, from: now, rise: headroom, rate: r) {
+                low = min(low, s)
+                high = max(high, s)
+            }
+        }
+        let (slopeLow, slopeHigh) = slopeQuartiles(points)
+        if slopeHigh > 0 { low = min(low, headroom / slopeHigh) }
+        if slopeLow > 0 { high = max(high, headroom / slopeLow) } else { high = max(high, seconds * 3) }
+        // crossing the noise band: the limit is reached earlier or later by
+        // the time the growth takes to cover two residuals
+        let band = 2 * residual / rate
+        low = max(0, min(low, seconds - band))
+        high = max(high, seconds + band)
+        // the model is never exact: at least ±10 %
+        low = min(low, seconds * 0.9)
+        high = max(high, seconds * 1.1)
+        return .forecast(
+            GrowthForecast(model: model, seconds: seconds, low: low, high: high, rate: rate, fit: fit))
+    }
+
+    /// Seconds after `from` until `f` has risen by `rise`, searched up to 30
+    /// days; nil when it never does.
+    static func crossing(_ f: (Double) -> Double, from: Double, rise: Double, rate: Double) -> Double? {
+        if rise <= 0 { return 0 }
+        let start = f(from)
+        let horizon = 30.0 * 86_400
+        var hi = min(max(rise / rate, 1), horizon)
+        while f(from + hi) - start < rise {
+            if hi >= horizon { return nil }
+            hi = min(hi * 2, horizon)
+        }
+        var lo = 0.0
+        for _ in 0..<48 {
+            let mid = (lo + hi) / 2
+            if f(from + mid) - start < rise { lo = mid } else { hi = mid }
+        }
+        return hi
+    }
+
+    static func rmse(_ f: (Double) -> Double, _ points: [Point]) -> Double {
+        guard !points.isEmpty else { return 0 }
+        return sqrt(points.reduce(0.0) { $0 + pow($1.y - f($1.t), 2) } / Double(points.count))
+    }
+
+    static func variance(_ points: [Point]) -> Double {
+        let mean = points.reduce(0.0) { $0 + $1.y } / Double(points.count)
+        return points.reduce(0.0) { $0 + pow($1.y - mean, 2) } / Double(points.count)
+    }
+
+    static func refit(_ model: Model, _ points: [Point], t0: Double, span: Double) -> ((Double) -> Double)? {
+        switch model {
+        case .linear: linear(points)
+        case .quadratic: quadratic(points, t0: t0, span: span)
+        case .exponential: exponential(points, t0: t0, span: span, growing: true)
+        }
+    }
+
+    static func linear(_ points: [Point]) -> ((Double) -> Double)? {
+        let n = Double(points.count)
+        guard n >= 2 else { return nil }
+        let mt = points.reduce(0.0) { $0 + $1.t } / n
+        let my = points.reduce(0.0) { $0 + $1.y } / n
+        var sxy = 0.0, sxx = 0.0
+        for p in points {
+            sxy += (p.t - mt) * (p.y - my)
+            sxx += (p.t - mt) * (p.t - mt)
+        }
+        guard sxx > 0 else { return nil }
+        let b = sxy / sxx
+        return { my + b * ($0 - mt) }
+    }
+
+    /// Least squares on x = (t − t0) / span, so the normal equations stay well conditioned.
+    static func quadratic(_ points: [Point], t0: Double, span: Double) -> ((Double) -> Double)? {
+        guard points.count >= 4 else { return nil }
+        var s = [Double](repeating: 0, count: 5)
+        var sy = [Double](repeating: 0, count: 3)
+        let y0 = points[0].y
+        for p in points {
+            let x = (p.t - t0) / span
+            var xp = 1.0
+            for k in 0..<5 {
+                s[k] += xp
+                if k < 3 { sy[k] += xp * (p.y - y0) }
+                xp *= x
+            }
+        }
+        // 3×3 solve by Cramer's rule
+        let m = [[s[0], s[1], s[2]], [s[1], s[2], s[3]], [s[2], s[3], s[4]]]
+        func det(_ a: [[Double]]) -> Double {
+            a[0][0] * (a[1][1] * a[2][2] - a[1][2] * a[2][1]) - a[0][1] * (a[1][0] * a[2][2] - a[1][2] * a[2][0])
+                + a[0][2] * (a[1][0] * a[2][1] - a[1][1] * a[2][0])
+        }
+        let d = det(m)
+        guard abs(d) > 1e-12 else { return nil }
+        var coefficients = [Double](repeating: 0, count: 3)
+        for k in 0..<3 {
+            var mk = m
+            for r in 0..<3 { mk[r][k] = sy[r] }
+            coefficients[k] = det(mk) / d
+        }
+        let (a, b, c) = (coefficients[0], coefficients[1], coefficients[2])
+        return { t in
+            let x = (t - t0) / span
+            return y0 + a + b * x + c * x * x
+        }
+    }
+
+    /// c + a·e^(λx), x = (t − t0) / span, λ on a grid: growing (λ > 0) or
+    /// saturating (λ < 0, a > 0 needed for a rise toward c).
+    static func exponential(_ points: [Point], t0: Double, span: Double, growing: Bool) -> ((Double) -> Double)? {
+        guard points.count >= 4 else { return nil }
+        let grid: [Double] = [0.25, 0.5, 1, 1.5, 2, 3, 4, 6, 8]
+        var best: (error: Double, f: (Double) -> Double)?
+        for g in grid {
+            let lambda = growing ? g : -g
+            // linear least squares of y on u = e^(λx)
+            let transformed = points.map { Point(t: exp(lambda * ($0.t - t0) / span), y: $0.y) }
+            let n = Double(transformed.count)
+            let mu = transformed.reduce(0.0) { $0 + $1.t } / n
+            let my = transformed.reduce(0.0) { $0 + $1.y } / n
+            var suy = 0.0, suu = 0.0
+            for p in transformed {
+                suy += (p.t - mu) * (p.y - my)
+                suu += (p.t - mu) * (p.t - mu)
+            }
+            guard suu > 0 else { continue }
+            let a = suy / suu
+            // growing: a > 0 for growth; saturating: y = c + a·e^(−gx) rises when a < 0
+            if growing ? a <= 0 : a >= 0 { continue }
+            let c = my - a * mu
+            let f: (Double) -> Double = { c + a * exp(lambda * ($0 - t0) / span) }
+            let error = rmse(f, points)
+            if best == nil || error < best!.error { best = (error, f) }
+        }
+        return best?.f
+    }
+
+    /// The Theil–Sen slopes' lower and upper quartiles (pairwise slopes of at
+    /// most 48 evenly chosen points), bytes/s.
+    static func slopeQuartiles(_ points: [Point]) -> (Double, Double) {
+        let stride = max(1, points.count / 48)
+        let chosen = Swift.stride(from: 0, to: points.count, by: stride).map { points[$0] }
+        var slopes: [Double] = []
+        slopes.reserveCapacity(chosen.count * chosen.count / 2)
+        for i in 0..<chosen.count {
+            for j in (i + 1)..<chosen.count where chosen[j].t > chosen[i].t {
+                slopes.append((chosen[j].y - chosen[i].y) / (chosen[j].t - chosen[i].t))
+            }
+        }
+        guard !slopes.isEmpty else { return (0, 0) }
+        slopes.sort()
+        return (slopes[slopes.count / 4], slopes[slopes.count * 3 / 4])
+    }
+
+    /// The Theil–Sen slope (median pairwise slope), bytes/s.
+    public static func theilSen(_ points: [Point]) -> Double {
+        let stride = max(1, points.count / 48)
+        let chosen = Swift.stride(from: 0, to: points.count, by: stride).map { points[$0] }
+        var slopes: [Double] = []
+        for i in 0..<chosen.count {
+            for j in (i + 1)..<chosen.count where chosen[j].t > chosen[i].t {
+                slopes.append((chosen[j].y - chosen[i].y) / (chosen[j].t - chosen[i].t))
+            }
+        }
+        guard !slopes.isEmpty else { return 0 }
+        slopes.sort()
+        return slopes[slopes.count / 2]
+    }
+}

@@ -1,0 +1,119 @@
+/// One bucket of a target's history: the lowest, highest and mean held memory
+/// (bytes) seen in its span of time. Float keeps a target's history at a few
+/// KiB; its 24-bit mantissa is 256-byte resolution at 4 GiB, far below any
+/// tolerance the tests use.
+public struct HistoryBucket: Sendable, Hashable {
+    public var low: Float
+    public var high: Float
+    public var mean: Float
+}
+
+/// A fixed number of equal-width buckets on the target's clock, sliding: the
+/// newest completed bucket is always the one just before the open one. A span
+/// with no samples repeats the last value, since the kernel sends a sample
+/// whenever memory moves by a step: silence means no movement.
+public struct BucketRing: Sendable {
+    public let widthNanoseconds: Int64
+    public let capacity: Int
+    private var storage: [HistoryBucket] = []
+    /// Index in `storage` of the oldest bucket.
+    private var head = 0
+    /// Bucket number (time / width) of the open bucket; -1 before the first sample.
+    public private(set) var openNumber: Int64 = -1
+    private var openLow = 0.0
+    private var openHigh = 0.0
+    private var openSum = 0.0
+    private var openCount = 0
+    private var last = 0.0
+
+    public init(widthSeconds: Int64, capacity: Int) {
+        widthNanoseconds = widthSeconds * 1_000_000_000
+        self.capacity = capacity
+        storage.reserveCapacity(capacity)
+    }
+
+    /// Completed buckets.
+    public var count: Int { storage.count }
+
+    /// Completed bucket `i`, 0 the oldest.
+    public subscript(i: Int) -> HistoryBucket { storage[(head + i) % capacity] }
+
+    /// The bucket number of completed bucket `i`.
+    public func number(_ i: Int) -> Int64 { openNumber - Int64(storage.count - i) }
+
+    public var lastValue: Double { last }
+
+    public mutating func add(time: Int64, value: Double) {
+        let number = time / widthNanoseconds
+        if openNumber < 0 {
+            openNumber = number
+            startOpen(value)
+            return
+        }
+        if number > openNumber {
+            close(HistoryBucket(low: Float(openLow), high: Float(openHigh), mean: Float(openSum / Double(openCount))))
+            // buckets without samples held the last value
+            let gap = min(number - openNumber - 1, Int64(capacity))
+            if gap > 0 {
+                let flat = HistoryBucket(low: Float(last), high: Float(last), mean: Float(last))
+                for _ in 0..<gap { close(flat) }
+            }
+            openNumber = number
+            startOpen(value)
+            return
+        }
+        openLow = min(openLow, value)
+        openHigh = max(openHigh, value)
+        openSum += value
+        openCount += 1
+        last = value
+    }
+
+    private mutating func startOpen(_ value: Double) {
+        openLow = value
+        openHigh = value
+        openSum = value
+        openCount = 1
+        last = value
+    }
+
+    private mutating func close(_ bucket: HistoryBucket) {
+        if storage.count < capacity {
+            storage.append(bucket)
+        } else {
+            storage[head] = bucket
+            head = (head + 1) % capacity
+        }
+    }
+}
+
+/// A target's long memory: held memory (anon + shmem + swap) at three
+/// resolutions, 10 s for 15 minutes, 1 min for 4 hours and 10 min for 48
+/// hours (≈ 7.4 KiB a target). The fine ring answers urgent questions
+/// within a minute; the coarse one sees daily cycles and slow leaks.
+public struct GrowthHistory: Sendable {
+    public static let fineSeconds: Int64 = 10
+    public static let rings: [(width: Int64, capacity: Int)] = [(10, 90), (60, 240), (600, 288)]
+    public static var bytesPerTarget: Int {
+        rings.reduce(0) { $0 + $1.capacity * MemoryLayout<HistoryBucket>.stride } + MemoryLayout<GrowthHistory>.size
+    }
+
+    public private(set) var rings: [BucketRing]
+    /// When the target's first sample came (its age starts there).
+    public private(set) var firstTime: Int64 = -1
+    public private(set) var lastTime: Int64 = -1
+
+    public init() {
+        rings = Self.rings.map { BucketRing(widthSeconds: $0.width, capacity: $0.capacity) }
+    }
+
+    public mutating func add(time: Int64, held: UInt64) {
+        if firstTime < 0 { firstTime = time }
+        lastTime = time
+        let value = Double(held)
+        for i in rings.indices { rings[i].add(time: time, value: value) }
+    }
+
+    public var age: Int64 { firstTime < 0 ? 0 : lastTime - firstTime }
+    public var latest: Double { rings[0].lastValue }
+}
