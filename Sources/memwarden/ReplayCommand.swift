@@ -44,6 +44,7 @@ struct ReplayCommand: ParsableCommand {
         let output = BufferedLines(writer: .standardOutput)
         var replay = TraceReplay()
         replay.configuration = DetectorConfiguration(profile: detectorProfile)
+        replay.confirmation = ConfirmationSettings(profile: detectorProfile)
         replay.skipInvalid = skipInvalid
         if verdicts { replay.onVerdict = { output.append($0.jsonLine()) } }
         let summary: TraceReplay.Summary

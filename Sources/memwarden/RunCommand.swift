@@ -81,7 +81,10 @@ struct RunCommand: AsyncParsableCommand {
                 stateFile: stateFile, dryRun: dryRun, kubernetes: try kubernetes.configuration(node: node))
             try await Agent.run(
                 kernel: kernel.kernel,
-                output: .events(PipelineSettings(node: node, samples: samples, verdicts: verdicts), setup),
+                output: .events(
+                    PipelineSettings(
+                        node: node, samples: samples, verdicts: verdicts, detectorProfile: kernel.detectorProfile),
+                    setup),
                 hostPaths: hostPaths, duration: duration.map { .milliseconds(Int($0 * 1000)) },
                 statsInterval: .milliseconds(Int(statsInterval * 1000)), logger: logger)
         }
@@ -89,15 +92,17 @@ struct RunCommand: AsyncParsableCommand {
 }
 
 extension RunCommand {
-    /// The kernel runs one set of detector thresholds for the node: a policy
-    /// that asks for another profile is not obeyed, and says so.
+    /// The kernel's fast path runs one set of thresholds for the node (the
+    /// profiles differ only in the confirmation stage, which follows each
+    /// rule): a policy that asks for another profile than the kernel's gets it
+    /// there, and the log says so.
     func warnAboutDetectorProfiles(_ policy: Policy, logger: Logger) {
         let agent = kernel.detectorProfile
         let settings = [policy.defaults] + policy.rules.map(\.policy)
         for setting in settings {
             guard let profile = setting.detectorProfile, profile != agent else { continue }
-            logger.warning(
-                "the policy asks for another detector profile than the kernel runs; detector thresholds are node-wide (--detector-profile)",
+            logger.info(
+                "a policy rule asks for another detector profile than --detector-profile: its targets get it in the confirmation stage; the kernel's fast path is the same in both",
                 metadata: ["rule": "\(setting.rule)", "policy_profile": "\(profile.rawValue)", "agent_profile": "\(agent.rawValue)"])
         }
     }

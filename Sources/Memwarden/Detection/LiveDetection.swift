@@ -16,15 +16,14 @@ public struct LiveDetection: Sendable {
         confirmation = ConfirmationStage(settings: settings)
     }
 
-    /// Per-target settings from the policy (nil: the node's).
-    public mutating func settings(for resolve: (@Sendable (AssessmentContext) -> ConfirmationSettings)?) {
-        confirmation.settingsFor = resolve
-    }
-
     /// What the agent knows of a cgroup: its path and the limit that applies.
     public typealias CgroupLookup = (_ id: UInt64, _ pid: Int32?, _ own: MemoryLimit) -> (path: String, limit: UInt64?)
 
-    public mutating func events(for record: KernelRecord, lookup: CgroupLookup) -> [LeakEvent] {
+    /// `resolve`: a target's confirmation settings (its policy rule's
+    /// `detectors`); nil, the node's.
+    public mutating func events(
+        for record: KernelRecord, lookup: CgroupLookup, resolve: ConfirmationStage.SettingsResolver? = nil
+    ) -> [LeakEvent] {
         var events: [LeakEvent] = []
         switch record {
         case .verdict(let verdict):
@@ -34,7 +33,8 @@ public struct LiveDetection: Sendable {
                 pid: verdict.pid, comm: verdict.pid == nil ? nil : verdict.comm, cgroup: path, limit: limit,
                 usage: verdict.cgroupRSS)
             let key: ConfirmationKey = verdict.pid.map { .process($0) } ?? .cgroup(verdict.cgroupID)
-            if let event = confirmation.kernelVerdict(key, verdict: DetectorVerdict(raw: verdict.raw), context: context) {
+            if let event = confirmation.kernelVerdict(
+                key, verdict: DetectorVerdict(raw: verdict.raw), context: context, resolve: resolve) {
                 events.append(event)
             }
         case .process(let process):
@@ -57,7 +57,8 @@ public struct LiveDetection: Sendable {
             case .sample:
                 let m = process.memory
                 confirmation.sample(
-                    .process(process.pid), time: t, held: m.anon &+ m.shmem &+ m.swap, context: context, into: &events)
+                    .process(process.pid), time: t, held: m.anon &+ m.shmem &+ m.swap, context: context, into: &events,
+                    resolve: resolve)
             }
         case .cgroup(let cgroup):
             let t = time(cgroup.monotonicNanoseconds)
@@ -77,7 +78,7 @@ public struct LiveDetection: Sendable {
                 let m = cgroup.memory
                 confirmation.sample(
                     .cgroup(cgroup.cgroupID), time: t, held: m.anon &+ m.shmem &+ m.swap, context: context,
-                    into: &events)
+                    into: &events, resolve: resolve)
             }
         }
         return events

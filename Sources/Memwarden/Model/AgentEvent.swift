@@ -152,6 +152,37 @@ public struct BudgetDetails: Sendable, Hashable {
     }
 }
 
+/// A leak verdict as the responder weighs it (from leak.suspected / leak.updated).
+public struct LeakVerdict: Sendable, Hashable {
+    public var confidence: Double
+    /// The target is younger than its warm-up grace (reason `warmup_grace`): never throttled.
+    public var inGrace: Bool
+
+    public init(confidence: Double, inGrace: Bool = false) {
+        self.confidence = confidence
+        self.inGrace = inGrace
+    }
+
+    public init?(_ details: LeakDetails) {
+        self.init(confidence: details.confidence, inGrace: details.reasons.contains("warmup_grace"))
+    }
+}
+
+/// The suspicion a throttle acted on: which target, how sure, since when.
+public struct ResponseVerdict: Sendable, Hashable {
+    /// The suspicion's target key (`process:PID:CGROUP` or `cgroup:CGROUP`).
+    public var target: String
+    public var confidence: Double
+    /// Wall clock, nanoseconds since the epoch.
+    public var suspectedSince: UInt64
+
+    public init(target: String, confidence: Double, suspectedSince: UInt64) {
+        self.target = target
+        self.confidence = confidence
+        self.suspectedSince = suspectedSince
+    }
+}
+
 public struct ResponseDetails: Sendable, Hashable {
     public var mode: ResponseMode
     public var rule: String
@@ -168,12 +199,15 @@ public struct ResponseDetails: Sendable, Hashable {
     public var reason: String?
     /// Annotations written (response.annotate).
     public var annotations: [String: String]?
+    /// response.throttle: the confirmed leak suspicion it acts on.
+    public var verdict: ResponseVerdict?
 
     public init(
         mode: ResponseMode, rule: String, dryRun: Bool = false, memoryHighBefore: UInt64? = nil,
         memoryHighAfter: UInt64? = nil, floorBytes: UInt64? = nil, pressureMicroseconds: UInt64? = nil,
-        reason: String? = nil, annotations: [String: String]? = nil
+        reason: String? = nil, annotations: [String: String]? = nil, verdict: ResponseVerdict? = nil
     ) {
+        self.verdict = verdict
         self.mode = mode
         self.rule = rule
         self.dryRun = dryRun

@@ -13,6 +13,8 @@ public struct TargetPolicy: Sendable, Hashable {
     public var cooldowns: Cooldowns
     /// nil: the agent's default detector profile.
     public var detectorProfile: DetectorConfiguration.Profile?
+    /// The confirmation stage's thresholds a rule overrides (nil: the profile's).
+    public var detectorOverrides = DetectorOverrides()
 
     public init(
         rule: String = "default", budget: Budget? = .limit, tiers: BudgetTiers = BudgetTiers(),
@@ -31,6 +33,36 @@ public struct TargetPolicy: Sendable, Hashable {
     /// The built-in policy when no file exists: observe only, tiers of the
     /// cgroup's own limit.
     public static let builtIn = TargetPolicy()
+}
+
+/// A rule's `detectors` settings beyond the profile: the confirmation stage's
+/// patience for the targets it matches.
+public struct DetectorOverrides: Sendable, Hashable {
+    /// Minimum age before a non-urgent verdict (`grace`).
+    public var grace: Duration?
+    /// How long growth must last before a non-urgent verdict (`patience`).
+    public var patience: Duration?
+    /// How near the limit must be for a non-urgent verdict (`horizon`).
+    public var horizon: Duration?
+
+    public init(grace: Duration? = nil, patience: Duration? = nil, horizon: Duration? = nil) {
+        self.grace = grace
+        self.patience = patience
+        self.horizon = horizon
+    }
+}
+
+extension TargetPolicy {
+    /// The confirmation stage's settings for a target under this policy:
+    /// the rule's profile (else the agent's), then the rule's overrides.
+    public func confirmationSettings(agentProfile: DetectorConfiguration.Profile) -> ConfirmationSettings {
+        let profile = detectorProfile ?? agentProfile
+        var settings = ConfirmationSettings(profile: profile)
+        if let value = detectorOverrides.grace { settings.graceSeconds = value.seconds }
+        if let value = detectorOverrides.patience { settings.patienceSeconds = value.seconds }
+        if let value = detectorOverrides.horizon { settings.horizonSeconds = value.seconds }
+        return settings
+    }
 }
 
 public enum Budget: Sendable, Hashable {
@@ -99,12 +131,18 @@ public struct ThrottleSettings: Sendable, Hashable {
     public var maxBackoff: Double
     public var coeffProbe: Double
     public var coeffBackoff: Double
+    /// Only a confirmed leak is throttled: its confidence at least this...
+    public var minConfidence: Double
+    /// ...and suspected for at least this long.
+    public var minSuspected: Duration
 
     public init(
         fromTier: BudgetTier = .high, minimumBytes: UInt64 = 100 << 20, pressureTarget: Duration = .milliseconds(10),
         interval: Duration = .seconds(6), maxProbe: Double = 0.01, maxBackoff: Double = 1.0, coeffProbe: Double = 10,
-        coeffBackoff: Double = 20
+        coeffBackoff: Double = 20, minConfidence: Double = 0.8, minSuspected: Duration = .seconds(120)
     ) {
+        self.minConfidence = minConfidence
+        self.minSuspected = minSuspected
         self.fromTier = fromTier
         self.minimumBytes = minimumBytes
         self.pressureTarget = pressureTarget

@@ -67,6 +67,13 @@ extension AgentEvent {
         if let value = response.pressureMicroseconds { line.add("pressure_microseconds", value) }
         if let value = response.reason { line.add("reason", value) }
         if let annotations = response.annotations { line.addRaw("annotations", JSONLine.object(annotations)) }
+        if let verdict = response.verdict {
+            var inner = JSONLine()
+            inner.add("target", verdict.target)
+            inner.add("confidence", verdict.confidence, decimals: 3)
+            inner.add("suspected_since", WallClock.rfc3339(epochNanoseconds: verdict.suspectedSince))
+            line.addRaw("verdict", inner.finish())
+        }
     }
 
     private static func add(_ policy: PolicyDetails, to line: inout JSONLine) {

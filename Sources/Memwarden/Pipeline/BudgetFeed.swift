@@ -57,7 +57,7 @@ struct BudgetFeed {
         let key = eventTarget.identity.cgroup
         let policy = targets[key]?.policy ?? responses.policy.resolve(for: eventTarget.identity)
         if eventTarget.scope == .cgroup, targets[key] != nil, case .leak(let details) = event.details {
-            targets[key]!.leakGrowth = event.type == .leakSuspected ? details.growthBytesPerSecond : nil
+            targets[key]!.leakGrowth = event.type == .leakCleared ? nil : details.growthBytesPerSecond
         }
         responses.stage.leak(event, policy: policy)
     }

@@ -10,11 +10,18 @@ public struct PipelineSettings: Sendable {
     public var samples = false
     /// Each raw detector verdict change (`type: verdict`), as `replay --verdicts` prints it.
     public var verdicts = false
+    /// The agent's detector profile (`--detector-profile`): the kernel's, and the
+    /// confirmation stage's for targets whose policy names none.
+    public var detectorProfile: DetectorConfiguration.Profile = .standard
 
-    public init(node: String? = nil, samples: Bool = false, verdicts: Bool = false) {
+    public init(
+        node: String? = nil, samples: Bool = false, verdicts: Bool = false,
+        detectorProfile: DetectorConfiguration.Profile = .standard
+    ) {
         self.node = node
         self.samples = samples
         self.verdicts = verdicts
+        self.detectorProfile = detectorProfile
     }
 }
 
@@ -82,7 +89,9 @@ public struct LivePipeline: Service {
     /// Handles the source's output until its stream ends (the source stopped).
     public func handleInput() async {
         var formatter = formatter
-        var detection = LiveDetection(origin: formatter.origin)
+        let profile = settings.detectorProfile
+        var detection = LiveDetection(
+            origin: formatter.origin, settings: TargetPolicy.builtIn.confirmationSettings(agentProfile: profile))
         let epoch = formatter.clock.realtime(fromMonotonic: formatter.origin)
         var losses = LossTracker()
         var budgets = responses.map(BudgetFeed.init)
@@ -101,7 +110,15 @@ public struct LivePipeline: Service {
                         default: break
                         }
                     }
-                    for leak in detection.events(for: record, lookup: { formatter.cgroupAndLimit(id: $0, pid: $1, own: $2) }) {
+                    let leaks = detection.events(
+                        for: record, lookup: { formatter.cgroupAndLimit(id: $0, pid: $1, own: $2) },
+                        resolve: responses.map { responses in
+                            { context in
+                                responses.policy.resolve(for: formatter.identity(cgroupPath: context.cgroup))
+                                    .confirmationSettings(agentProfile: profile)
+                            }
+                        })
+                    for leak in leaks {
                         let event = AgentEvent(
                             leak: leak, epochNanoseconds: epoch, node: settings.node,
                             identity: formatter.identity(cgroupPath: leak.cgroup))

@@ -110,6 +110,7 @@ struct PolicyDecoder {
     static let tierKeys = ["warning", "high", "critical", "emergency", "hysteresis"]
     static let throttleKeys = [
         "fromTier", "minimum", "pressureTarget", "interval", "maxProbe", "maxBackoff", "coeffProbe", "coeffBackoff",
+        "minConfidence", "minSuspected",
     ]
     static let matchKeys = ["namespace", "podSelector", "container", "systemdUnit", "cgroup"]
 
@@ -220,11 +221,22 @@ struct PolicyDecoder {
         var policy = base
         if let node = fields["budget"] { policy.budget = budget(node, fields.path("budget")) ?? base.budget }
         if let node = fields["tiers"] { policy.tiers = tiers(node, fields.path("tiers"), base: base.tiers, inherited: inherited) }
-        if let node = fields["detectors"], let detectors = reader.fields(node, fields.path("detectors"), allowed: ["profile"]) {
+        if let node = fields["detectors"],
+            let detectors = reader.fields(node, fields.path("detectors"), allowed: ["profile", "grace", "patience", "horizon"])
+        {
             if let node = detectors["profile"],
                 let text = reader.choice(node, detectors.path("profile"), DetectorConfiguration.Profile.allCases.map(\.rawValue))
             {
                 policy.detectorProfile = DetectorConfiguration.Profile(rawValue: text)
+            }
+            if let node = detectors["grace"] {
+                policy.detectorOverrides.grace = reader.duration(node, detectors.path("grace"), allowZero: true)
+            }
+            if let node = detectors["patience"] {
+                policy.detectorOverrides.patience = reader.duration(node, detectors.path("patience"), allowZero: true)
+            }
+            if let node = detectors["horizon"] {
+                policy.detectorOverrides.horizon = reader.duration(node, detectors.path("horizon"))
             }
         }
         var modeNode: Node?
@@ -335,6 +347,12 @@ struct PolicyDecoder {
         if let node = fields["coeffProbe"] {
             settings.coeffProbe =
                 reader.number(node, fields.path("coeffProbe"), where: { $0 > 0 }, expected: "more than 0") ?? base.coeffProbe
+        }
+        if let node = fields["minConfidence"] {
+            settings.minConfidence = reader.share(node, fields.path("minConfidence"), in: 0...1, openBelow: false) ?? base.minConfidence
+        }
+        if let node = fields["minSuspected"] {
+            settings.minSuspected = reader.duration(node, fields.path("minSuspected"), allowZero: true) ?? base.minSuspected
         }
         if let node = fields["coeffBackoff"] {
             settings.coeffBackoff =

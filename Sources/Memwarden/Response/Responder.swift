@@ -42,9 +42,22 @@ public struct ResponderConfiguration: Sendable {
 /// Originals are in the state file before the first write, so a restart
 /// after a crash puts them back too (`start()`).
 ///
+/// Only a confirmed suspicion starts a throttle: confidence at least the
+/// policy's `throttle.minConfidence` (0.8), suspected for `throttle.minSuspected`
+/// (2 min), its target past its warm-up grace. `response.throttle` names it.
+///
 /// Every method returns the events it produced; the caller delivers them.
 /// Not thread-safe: `ResponderService` owns one behind a lock.
 public struct Responder: Sendable {
+    /// An open leak suspicion as the responder weighs it.
+    struct LeakSuspect: Sendable {
+        /// Responder clock (monotonic) and wall clock when it opened.
+        var since: UInt64
+        var sinceEpoch: UInt64
+        var confidence: Double
+        var inGrace: Bool
+    }
+
     struct Throttle: Sendable {
         /// The policy it started under (a change ends the throttle).
         var policy: TargetPolicy
@@ -55,13 +68,15 @@ public struct Responder: Sendable {
         var current: UInt64
         var floor: UInt64
         var ceiling: UInt64?
+        /// The confirmed suspicion it started on.
+        var verdict: ResponseVerdict
     }
 
     struct Entry: Sendable {
         var target: EventTarget
         var policy: TargetPolicy
-        /// Keys of the leak suspicions open in this cgroup (process or cgroup scope).
-        var suspects: Set<String> = []
+        /// The leak suspicions open in this cgroup (process or cgroup scope), by target key.
+        var suspects: [String: LeakSuspect] = [:]
         var tier: BudgetTier?
         var throttle: Throttle?
         /// memory.high was changed by someone else: hands off until the target
@@ -72,9 +87,21 @@ public struct Responder: Sendable {
         /// Skip reasons already said in this episode (said once, not every tick).
         var said: Set<String> = []
 
-        var eligible: Bool {
+        /// Usage holds the tier throttling starts at, with a suspicion open.
+        var atThrottleTier: Bool {
             guard !suspects.isEmpty, policy.budget != nil, let tier else { return false }
             return tier >= policy.throttle.fromTier
+        }
+
+        /// The confirmed suspicion a throttle may act on: confident enough, old
+        /// enough, its target past its warm-up grace (the oldest such, for a
+        /// stable answer).
+        func confirmed(now: UInt64) -> (key: String, suspect: LeakSuspect)? {
+            let minimum = MemoryHighController.nanoseconds(policy.throttle.minSuspected)
+            return suspects.filter {
+                !$0.value.inGrace && $0.value.confidence >= policy.throttle.minConfidence
+                    && now &- $0.value.since >= minimum
+            }.min { ($0.value.since, $0.key) < ($1.value.since, $1.key) }.map { ($0.key, $0.value) }
         }
     }
 
@@ -165,12 +192,25 @@ public struct Responder: Sendable {
 
     /// A leak suspicion opened (`target`: a process or a cgroup; the cgroup it
     /// lives in is what gets throttled).
-    public mutating func leakSuspected(_ target: EventTarget, policy: TargetPolicy) -> [AgentEvent] {
+    public mutating func leakSuspected(_ target: EventTarget, policy: TargetPolicy, verdict: LeakVerdict) -> [AgentEvent] {
         defer { flush() }
         let events = update(target, policy: policy)
         let key = Self.key(target)
-        entries[key]?.suspects.insert(target.key)
+        let now = clock()
+        entries[key]?.suspects[target.key] = LeakSuspect(
+            since: now.monotonicNanoseconds, sinceEpoch: now.epochNanoseconds, confidence: verdict.confidence,
+            inGrace: verdict.inGrace)
         return events
+    }
+
+    /// A suspicion's new numbers (leak.updated): its confidence, whether the
+    /// target is still in its grace. Unknown suspicions start here.
+    public mutating func leakUpdated(_ target: EventTarget, policy: TargetPolicy, verdict: LeakVerdict) -> [AgentEvent] {
+        let key = Self.key(target)
+        guard entries[key]?.suspects[target.key] != nil else { return leakSuspected(target, policy: policy, verdict: verdict) }
+        entries[key]?.suspects[target.key]?.confidence = verdict.confidence
+        entries[key]?.suspects[target.key]?.inGrace = verdict.inGrace
+        return []
     }
 
     /// A leak suspicion closed. When it was the cgroup's last, a throttle ends.
@@ -178,7 +218,7 @@ public struct Responder: Sendable {
         defer { flush() }
         let key = Self.key(target)
         guard var entry = entries[key] else { return [] }
-        entry.suspects.remove(target.key)
+        entry.suspects[target.key] = nil
         entries[key] = entry
         guard entry.suspects.isEmpty, entry.throttle != nil else { return [] }
         return restore(key, reason: "leak_cleared")
@@ -208,7 +248,7 @@ public struct Responder: Sendable {
         let key = Self.key(target)
         if target.scope == .process {
             guard var entry = entries[key] else { return [] }
-            entry.suspects.remove(target.key)
+            entry.suspects[target.key] = nil
             entries[key] = entry
             guard entry.suspects.isEmpty, entry.throttle != nil else { return [] }
             return restore(key, reason: "target_gone")
@@ -237,7 +277,7 @@ public struct Responder: Sendable {
             guard let entry = entries[key] else { continue }
             if entry.throttle != nil {
                 events += step(key, into: &planned)
-            } else if entry.eligible {
+            } else if entry.atThrottleTier {
                 events += begin(key, into: &planned)
             } else if !entry.said.isEmpty {
                 entries[key]?.said = []  // the episode is over; a new one may say it again
@@ -278,6 +318,10 @@ public struct Responder: Sendable {
         case .throttle: break
         }
         if entry.handsOff { return [] }
+        // only a confirmed leak slows a pod: a young or doubtful suspicion may be a healthy shape
+        guard let (verdictKey, verdict) = entry.confirmed(now: now.monotonicNanoseconds) else {
+            return say(key, "leak_unconfirmed")
+        }
         if let last = entry.lastRestore,
             now.monotonicNanoseconds &- last < MemoryHighController.nanoseconds(policy.cooldowns.response)
         {
@@ -340,7 +384,8 @@ public struct Responder: Sendable {
             settings: policy.throttle, pageSize: page, now: now.monotonicNanoseconds,
             pressureTotal: pressure.someTotalMicroseconds)
         let throttle = Throttle(
-            policy: policy, files: files, record: record, controller: controller, current: first, floor: floor, ceiling: ceiling)
+            policy: policy, files: files, record: record, controller: controller, current: first, floor: floor, ceiling: ceiling,
+            verdict: ResponseVerdict(target: verdictKey, confidence: verdict.confidence, suspectedSince: verdict.sinceEpoch))
         planned.append(PlannedWrite(key: key, throttle: throttle, before: originalKnob.bytes, reason: "start", pressure: 0))
         return []
     }
@@ -456,7 +501,8 @@ public struct Responder: Sendable {
                     ResponseDetails(
                         mode: plan.throttle.policy.mode, rule: plan.throttle.policy.rule, dryRun: configuration.dryRun,
                         memoryHighBefore: plan.before, memoryHighAfter: plan.throttle.current,
-                        floorBytes: plan.throttle.floor, pressureMicroseconds: plan.pressure, reason: plan.reason),
+                        floorBytes: plan.throttle.floor, pressureMicroseconds: plan.pressure, reason: plan.reason,
+                        verdict: plan.throttle.verdict),
                     severity: .warning))
         }
         return events

@@ -30,8 +30,12 @@ public final class ResponderService: Service, Sendable {
         deliver(responder.withLock { $0.restoreAll(reason: "agent_stopping") })
     }
 
-    public func leakSuspected(_ target: EventTarget, policy: TargetPolicy) {
-        deliver(responder.withLock { $0.leakSuspected(target, policy: policy) })
+    public func leakSuspected(_ target: EventTarget, policy: TargetPolicy, verdict: LeakVerdict) {
+        deliver(responder.withLock { $0.leakSuspected(target, policy: policy, verdict: verdict) })
+    }
+
+    public func leakUpdated(_ target: EventTarget, policy: TargetPolicy, verdict: LeakVerdict) {
+        deliver(responder.withLock { $0.leakUpdated(target, policy: policy, verdict: verdict) })
     }
 
     public func leakCleared(_ target: EventTarget) {

@@ -39,9 +39,12 @@ public final class ResponseStage: Sendable {
     /// with the policy of the target's cgroup. Other events are ignored.
     public func leak(_ event: AgentEvent, policy: TargetPolicy) {
         guard let target = event.target else { return }
-        switch event.type {
-        case .leakSuspected: responder.leakSuspected(target, policy: policy)
-        case .leakCleared: responder.leakCleared(target)
+        switch (event.type, event.details) {
+        case (.leakSuspected, .leak(let details)):
+            responder.leakSuspected(target, policy: policy, verdict: LeakVerdict(details) ?? LeakVerdict(confidence: 0))
+        case (.leakUpdated, .leak(let details)):
+            responder.leakUpdated(target, policy: policy, verdict: LeakVerdict(details) ?? LeakVerdict(confidence: 0))
+        case (.leakCleared, _): responder.leakCleared(target)
         default: break
         }
     }

@@ -37,13 +37,9 @@ public struct ConfirmationSettings: Sendable, Hashable {
 
     public init() {}
 
-    public enum Profile: String, Sendable, CaseIterable {
-        case standard
-        /// For leaksim's minute-long scenarios: patience and grace in seconds.
-        case accelerated
-    }
-
-    public init(profile: Profile) {
+    /// The profile's settings; `accelerated` (leaksim's minute-long
+    /// scenarios) waits seconds where `standard` waits hours.
+    public init(profile: DetectorConfiguration.Profile) {
         self.init()
         if profile == .accelerated {
             patienceSeconds = 45

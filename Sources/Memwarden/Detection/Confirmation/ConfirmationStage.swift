@@ -24,9 +24,9 @@ public enum ConfirmationKey: Hashable, Sendable {
 /// It clears when growth over the clear window fell below a quarter of the
 /// suspected rate, or memory fell back below where the suspicion started.
 public struct ConfirmationStage: Sendable {
+    /// The node's settings; a target's own (a policy rule's `detectors`) come
+    /// through the `resolve` argument of `sample` and `kernelVerdict`.
     public var settings: ConfirmationSettings
-    /// Per-target settings (a policy rule's detectors section); nil: `settings`.
-    public var settingsFor: (@Sendable (AssessmentContext) -> ConfirmationSettings)?
     public let maximumTargets: Int
     public private(set) var evicted: UInt64 = 0
 
@@ -41,14 +41,20 @@ public struct ConfirmationStage: Sendable {
         var confidence: Double
         var lastUpdate: Int64
         var forecast: GrowthForecast?
+        /// The target was younger than its grace (reason `warmup_grace`: never throttled).
+        var inGrace: Bool
     }
 
     struct Watched: Sendable {
         var history = GrowthHistory()
         var lastEvaluated: Int64 = -1
         var suspicion: Suspicion?
+        /// The settings its last evaluation used.
         var settings: ConfirmationSettings?
     }
+
+    /// Per-target settings: nil, the node's.
+    public typealias SettingsResolver = (AssessmentContext) -> ConfirmationSettings
 
     private var targets: [ConfirmationKey: Watched] = [:]
 
@@ -65,7 +71,7 @@ public struct ConfirmationStage: Sendable {
     /// One sample of a target. `context` is asked for only when an event comes of it.
     public mutating func sample(
         _ key: ConfirmationKey, time: Int64, held: UInt64, context: () -> AssessmentContext,
-        into events: inout [LeakEvent]
+        into events: inout [LeakEvent], resolve: SettingsResolver? = nil
     ) {
         if targets[key] == nil, targets.count >= maximumTargets { evictOldest() }
         var watched = targets[key] ?? Watched()
@@ -74,20 +80,21 @@ public struct ConfirmationStage: Sendable {
         let fine = watched.history.rings[0].openNumber
         if fine != watched.lastEvaluated, watched.history.rings[0].count > 0 {
             watched.lastEvaluated = fine
-            if let event = evaluate(&watched, time: time, context: context) { events.append(event) }
+            if let event = evaluate(&watched, time: time, context: context, resolve: resolve) { events.append(event) }
         }
         targets[key] = watched
     }
 
     /// A kernel verdict change: the fast path (≥ 10 MiB/s, docs/detectors.md).
-    public mutating func kernelVerdict(_ key: ConfirmationKey, verdict: DetectorVerdict, context: AssessmentContext)
-        -> LeakEvent?
-    {
+    public mutating func kernelVerdict(
+        _ key: ConfirmationKey, verdict: DetectorVerdict, context: AssessmentContext, resolve: SettingsResolver? = nil
+    ) -> LeakEvent? {
         guard verdict.factors.contains(.fast), !Assessor.vetoed(verdict) else { return nil }
         var watched = targets[key] ?? Watched()
         defer { targets[key] = watched }
         guard watched.suspicion == nil else { return nil }
-        let s = settings(&watched, context)
+        let s = resolve?(context) ?? settings
+        watched.settings = s
         let rate = Double(verdict.growthBytesPerSecond)
         guard rate > 0 else { return nil }
         var forecast: GrowthForecast?
@@ -105,7 +112,8 @@ public struct ConfirmationStage: Sendable {
             since: context.timeNanoseconds, identity: context, rate: rate, startLevel: level,
             detectors: DetectorKind.allCases.filter { verdict.hasFired($0) }.map(\.name),
             reasons: verdict.reasons.names, confidence: Assessor.confidence(verdict),
-            lastUpdate: context.timeNanoseconds, forecast: forecast)
+            lastUpdate: context.timeNanoseconds, forecast: forecast,
+            inGrace: Double(watched.history.age) / 1e9 < s.graceSeconds)
         watched.suspicion = suspicion
         return event(.suspected, suspicion, context: context)
     }
@@ -119,13 +127,6 @@ public struct ConfirmationStage: Sendable {
 
     public func isSuspected(_ key: ConfirmationKey) -> Bool { targets[key]?.suspicion != nil }
 
-    private mutating func settings(_ watched: inout Watched, _ context: AssessmentContext) -> ConfirmationSettings {
-        if let known = watched.settings { return known }
-        let resolved = settingsFor?(context) ?? settings
-        watched.settings = resolved
-        return resolved
-    }
-
     private mutating func evictOldest() {
         guard let oldest = targets.min(by: { $0.value.history.lastTime < $1.value.history.lastTime })?.key else { return }
         targets[oldest] = nil
@@ -134,14 +135,15 @@ public struct ConfirmationStage: Sendable {
 
     // MARK: deciding
 
-    private mutating func evaluate(_ watched: inout Watched, time: Int64, context: () -> AssessmentContext)
-        -> LeakEvent?
-    {
+    private mutating func evaluate(
+        _ watched: inout Watched, time: Int64, context: () -> AssessmentContext, resolve: SettingsResolver?
+    ) -> LeakEvent? {
         if let suspicion = watched.suspicion {
             return follow(&watched, suspicion, time: time, context: context)
         }
         let ctx = context()
-        let s = settings(&watched, ctx)
+        let s = resolve?(ctx) ?? settings
+        watched.settings = s
         let test = GrowthTest(settings: s)
         guard let growth = test.longest(watched.history) else { return nil }
         let lasted = 3 * Double(growth.span.seconds)
@@ -163,11 +165,14 @@ public struct ConfirmationStage: Sendable {
             guard lasted >= s.patienceSeconds, age >= s.graceSeconds else { return nil }
             // a limit further away than the target has lived, or than the horizon, can wait:
             // a daily cycle's first rising half looks like a leak for hours, and ends
-            if let forecast, forecast.seconds > min(s.horizonSeconds, age) { return nil }
+            // judged on the forecast's cautious side (between the point and the
+            // interval's far end): a curved fit over a cycle's trough promises too much
+            if let forecast, (forecast.seconds * forecast.high).squareRoot() > min(s.horizonSeconds, age) { return nil }
         }
         let rate = forecast?.rate ?? GrowthForecast.theilSen(points)
         guard rate > 0 else { return nil }
-        if growth.blocks.peaks.2 - growth.blocks.floors.2 > 2 * test.tolerance(level: growth.blocks.means.2) {
+        let level = growth.blocks.means.2
+        if growth.blocks.peaks.2 - growth.blocks.floors.2 > max(8 * test.tolerance(level: level), 0.1 * level) {
             reasons.append("rising_floor_under_sawtooth")
         }
         let fit = forecast?.fit ?? 1
@@ -175,7 +180,7 @@ public struct ConfirmationStage: Sendable {
             since: ctx.timeNanoseconds, identity: ctx, rate: rate, startLevel: growth.blocks.floors.0,
             detectors: ["history"], reasons: reasons,
             confidence: Self.confidence(lasted: lasted, fit: fit, settings: s),
-            lastUpdate: ctx.timeNanoseconds, forecast: forecast)
+            lastUpdate: ctx.timeNanoseconds, forecast: forecast, inGrace: age < s.graceSeconds)
         watched.suspicion = suspicion
         return event(.suspected, suspicion, context: ctx)
     }
@@ -213,6 +218,13 @@ public struct ConfirmationStage: Sendable {
                     return cleared(suspicion, reasons: ["growth_stopped"], context: context())
                 }
             }
+        }
+        // the target outgrew its grace: say so at once, the responder waits for it
+        if suspicion.inGrace, Double(history.age) / 1e9 >= s.graceSeconds {
+            suspicion.inGrace = false
+            suspicion.lastUpdate = time
+            watched.suspicion = suspicion
+            return event(.updated, suspicion, context: context())
         }
         // re-forecast at most once per update interval
         guard Double(time - suspicion.lastUpdate) / 1e9 >= s.updateIntervalSeconds else { return nil }
@@ -277,7 +289,8 @@ public struct ConfirmationStage: Sendable {
             kind: kind, timeNanoseconds: context.timeNanoseconds, scope: identity.scope, pid: identity.pid,
             comm: identity.comm, cgroup: identity.cgroup, detectors: suspicion.detectors,
             confidence: suspicion.confidence, growthBytesPerSecond: Int64(suspicion.rate.rounded()),
-            secondsToLimit: suspicion.forecast?.seconds, limit: context.limit, reasons: suspicion.reasons,
+            secondsToLimit: suspicion.forecast?.seconds, limit: context.limit,
+            reasons: suspicion.inGrace ? suspicion.reasons + ["warmup_grace"] : suspicion.reasons,
             suspectedSeconds: kind == .updated ? Double(context.timeNanoseconds - suspicion.since) / 1e9 : nil,
             forecastInterval: suspicion.forecast.map { $0.low...$0.high }, forecastModel: suspicion.forecast?.model.rawValue)
     }
