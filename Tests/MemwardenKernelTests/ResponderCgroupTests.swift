@@ -31,9 +31,9 @@ struct ResponderCgroupTests {
     /// Suspects a leak at the emergency tier and ticks twice; the skip reasons said.
     func skipReasons(_ r: inout Responder, cgroup: String) -> [String] {
         let target = EventTarget(scope: .cgroup, identity: TargetIdentity(cgroup: cgroup))
-        let policy = TargetPolicy(rule: "test", budget: .limit, mode: .throttle)
+        let policy = TargetPolicy(rule: "test", budget: .limit, mode: .throttle, throttle: ThrottleSettings(minSuspected: .zero))
         _ = r.start()
-        _ = r.leakSuspected(target, policy: policy)
+        _ = r.leakSuspected(target, policy: policy, verdict: LeakVerdict(confidence: 0.9))
         _ = r.budgetTier(.emergency, target: target, policy: policy)
         return (r.tick() + r.tick()).compactMap { event in
             guard event.type == .responseSkipped, case .response(let details) = event.details else { return nil }

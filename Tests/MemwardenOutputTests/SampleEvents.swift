@@ -74,7 +74,10 @@ enum SampleEvents {
                 .response(
                     ResponseDetails(
                         mode: .throttle, rule: "shop", dryRun: false, memoryHighBefore: nil, memoryHighAfter: 480 << 20,
-                        floorBytes: 256 << 20, pressureMicroseconds: 1200)), target: cgroupTarget())
+                        floorBytes: 256 << 20, pressureMicroseconds: 1200,
+                        verdict: ResponseVerdict(
+                            target: processTarget().key, confidence: 0.91, suspectedSince: time - 300_000_000_000))),
+                target: cgroupTarget())
         case .responseRestore:
             return event(
                 .info,

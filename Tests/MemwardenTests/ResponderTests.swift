@@ -26,8 +26,13 @@ import Testing
     static func policy(
         mode: ResponseMode = .throttle, minimum: UInt64 = 100 * mebibyte, rule: String = "leaky"
     ) -> TargetPolicy {
-        TargetPolicy(rule: rule, budget: .limit, mode: mode, throttle: ThrottleSettings(minimumBytes: minimum))
+        // confirmation is tested on its own below: these tests start on the first tick
+        TargetPolicy(
+            rule: rule, budget: .limit, mode: mode, throttle: ThrottleSettings(minimumBytes: minimum, minSuspected: .zero))
     }
+
+    /// A verdict the default policy lets throttle (confidence ≥ 0.8, past its grace).
+    static let confirmed = LeakVerdict(confidence: 0.9)
 
     @discardableResult
     /// A v2 group of 900 MiB in use (800 MiB anon, 100 MiB page cache) under a 1 GiB memory.max.
@@ -40,7 +45,7 @@ import Testing
     /// Suspects a leak in the cgroup at the critical tier and runs one tick.
     func startThrottle(_ r: inout Responder, _ path: String, policy: TargetPolicy = Self.policy()) -> [AgentEvent] {
         let target = cgroupTarget(path)
-        var events = r.leakSuspected(target, policy: policy)
+        var events = r.leakSuspected(target, policy: policy, verdict: Self.confirmed)
         events += r.budgetTier(.critical, target: target, policy: policy)
         events += r.tick()
         return events
@@ -109,6 +114,57 @@ import Testing
         #expect(lifted.reason == "floor")
         #expect(lifted.memoryHighAfter == 850 * mebibyte && lifted.floorBytes == 850 * mebibyte)
         #expect(try tree.high(path) == 850 * mebibyte)
+    }
+
+    @Test("only a confirmed leak is throttled: low confidence, a target in its grace and a young suspicion wait")
+    func confirmationGates() throws {
+        defer { tree.remove() }
+        let path = "/kubepods/pod1/app"
+        try leakingGroup(path)
+        var r = responder()
+        // the built-in gates: confidence 0.8, suspected for 2 minutes
+        let policy = TargetPolicy(rule: "leaky", budget: .limit, mode: .throttle)
+        let target = cgroupTarget(path)
+        func reasons(_ events: [AgentEvent]) -> [String] { events.compactMap { $0.response?.reason } }
+
+        var events = r.leakSuspected(target, policy: policy, verdict: LeakVerdict(confidence: 0.6))
+        events += r.budgetTier(.critical, target: target, policy: policy)
+        events += r.tick()
+        #expect(reasons(events) == ["leak_unconfirmed"])
+        #expect(try tree.high(path) == nil)
+
+        // confident now, but the target is still young
+        clock.advance(seconds: 200)
+        #expect(r.leakUpdated(target, policy: policy, verdict: LeakVerdict(confidence: 0.95, inGrace: true)).isEmpty)
+        #expect(!r.tick().contains { $0.type == .responseThrottle })
+        #expect(try tree.high(path) == nil)
+
+        // past its grace and suspected for over 2 minutes: throttled, and the event names the verdict
+        _ = r.leakUpdated(target, policy: policy, verdict: LeakVerdict(confidence: 0.95))
+        let throttle = try #require(r.tick().first { $0.type == .responseThrottle }?.response)
+        let verdict = try #require(throttle.verdict)
+        #expect(verdict.target == target.key)
+        #expect(verdict.confidence == 0.95)
+        #expect(throttle.memoryHighAfter == 900 * mebibyte)
+    }
+
+    @Test("a suspicion younger than throttle.minSuspected waits however confident")
+    func minimumSuspectedDuration() throws {
+        defer { tree.remove() }
+        let path = "/kubepods/pod1/app"
+        try leakingGroup(path)
+        var r = responder()
+        let policy = TargetPolicy(
+            rule: "leaky", budget: .limit, mode: .throttle, throttle: ThrottleSettings(minSuspected: .seconds(300)))
+        let target = cgroupTarget(path)
+        _ = r.leakSuspected(target, policy: policy, verdict: LeakVerdict(confidence: 1))
+        _ = r.budgetTier(.critical, target: target, policy: policy)
+        clock.advance(seconds: 299)
+        #expect(!r.tick().contains { $0.type == .responseThrottle })
+        clock.advance(seconds: 2)
+        let throttle = try #require(r.tick().first { $0.type == .responseThrottle }?.response)
+        #expect(throttle.verdict?.suspectedSince == clock.reading().epochNanoseconds - 301_000_000_000)
+        #expect(throttle.verdict?.confidence == 1)
     }
 
     @Test("pressure over the target backs off at once, by (integral/target/20)² of the value")
@@ -318,7 +374,7 @@ import Testing
 
         func reasons(_ r: inout Responder, _ path: String, _ policy: TargetPolicy, request: UInt64? = nil) -> [String] {
             let target = cgroupTarget(path, request: request)
-            _ = r.leakSuspected(target, policy: policy)
+            _ = r.leakSuspected(target, policy: policy, verdict: Self.confirmed)
             _ = r.budgetTier(.emergency, target: target, policy: policy)
             var all: [String] = []
             for _ in 0..<3 {
@@ -361,7 +417,7 @@ import Testing
         let process = EventTarget(scope: .process, pid: 42, comm: "app", identity: TargetIdentity(cgroup: path))
         _ = r.budgetTier(.emergency, target: cgroupTarget(path), policy: policy)
         #expect(r.tick().isEmpty)  // at the tier, no leak
-        _ = r.leakSuspected(process, policy: policy)
+        _ = r.leakSuspected(process, policy: policy, verdict: Self.confirmed)
         _ = r.budgetTier(.warning, target: cgroupTarget(path), policy: policy)
         #expect(r.tick().isEmpty)  // a leak, under the default fromTier (high)
         _ = r.budgetTier(.high, target: cgroupTarget(path), policy: policy)
@@ -369,14 +425,14 @@ import Testing
 
         // a second suspect in the same cgroup: the first one clearing is not enough
         let other = EventTarget(scope: .process, pid: 43, comm: "app", identity: TargetIdentity(cgroup: path))
-        _ = r.leakSuspected(other, policy: policy)
+        _ = r.leakSuspected(other, policy: policy, verdict: Self.confirmed)
         #expect(r.leakCleared(process).isEmpty)
         #expect(r.leakCleared(other).first?.type == .responseRestore)
 
         // a process leaving ends its own suspicion, not the cgroup's other ones
         let third = EventTarget(scope: .process, pid: 44, comm: "app", identity: TargetIdentity(cgroup: path))
-        _ = r.leakSuspected(process, policy: policy)
-        _ = r.leakSuspected(third, policy: policy)
+        _ = r.leakSuspected(process, policy: policy, verdict: Self.confirmed)
+        _ = r.leakSuspected(third, policy: policy, verdict: Self.confirmed)
         clock.advance(seconds: 15)
         #expect(r.tick().first?.type == .responseThrottle)
         #expect(r.targetGone(third).isEmpty)
@@ -385,7 +441,7 @@ import Testing
         #expect(try tree.read(path, "memory.high") == "max")
 
         // suspected again at once: the response cooldown (15 s) holds it back, said once
-        _ = r.leakSuspected(other, policy: policy)
+        _ = r.leakSuspected(other, policy: policy, verdict: Self.confirmed)
         #expect(r.tick().first?.response?.reason == "cooldown")
         clock.advance(seconds: 5)
         #expect(r.tick().isEmpty)
