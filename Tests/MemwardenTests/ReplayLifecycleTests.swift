@@ -3,13 +3,18 @@ import Testing
 
 /// Processes that exec, exit, share and change cgroups; the events' fields.
 struct ReplayLifecycleTests {
+    /// 2 MiB/s from 100 MiB: under a 1 GiB limit, urgent (the limit within half the
+    /// time it has grown) after about six minutes.
     static let leak: @Sendable (Double) -> MemoryShape = { t in MemoryShape(anon: 100 * mib + 2 * mib * t) }
+    static let limit = 1 * gib
 
     @Test func execEndsTheSuspicionAndStartsOver() throws {
         var trace = TraceBuilder()
-        trace.process(pid: 9, comm: "old", duration: 400, eventInterval: 0.1, shape: Self.leak)
+        trace.process(pid: 9, comm: "old", duration: 400, eventInterval: 0.1, limit: Self.limit, shape: Self.leak)
         // the new program sits still at whatever the old one left
-        trace.process(pid: 9, comm: "new", start: 400.1, duration: 900, eventInterval: 0.5, execAtStart: true) { _ in
+        trace.process(
+            pid: 9, comm: "new", start: 400.1, duration: 900, eventInterval: 0.5, limit: Self.limit, execAtStart: true
+        ) { _ in
             MemoryShape(anon: 300 * mib)
         }
         let events = try trace.replay()
@@ -25,7 +30,9 @@ struct ReplayLifecycleTests {
 
     @Test func exitEndsProcessAndCgroupSuspicions() throws {
         var trace = TraceBuilder()
-        trace.process(pid: 11, cgroup: "/job.scope", duration: 400, eventInterval: 0.1, exitAtEnd: true, shape: Self.leak)
+        trace.process(
+            pid: 11, cgroup: "/job.scope", duration: 400, eventInterval: 0.1, limit: Self.limit, exitAtEnd: true,
+            shape: Self.leak)
         let events = try trace.replay()
         let process = try #require(events.cleared(pid: 11).first, "\(events.summary)")
         #expect(process.reasons == ["process_exited"])
@@ -67,7 +74,7 @@ struct ReplayLifecycleTests {
         trace.process(pid: 20, cgroup: "/pod", duration: 1200, eventInterval: 0.5, limit: limit) { _ in
             MemoryShape(anon: 1 * gib, file: 0)
         }
-        let rate = 1 * mib
+        let rate = 2 * mib
         trace.process(pid: 21, cgroup: "/pod", duration: 1200, eventInterval: 0.1, limit: limit) { t in
             MemoryShape(anon: 200 * mib + rate * t, file: 0)
         }
@@ -82,7 +89,7 @@ struct ReplayLifecycleTests {
 
     @Test func eventsAreJSONLinesWithTheDocumentedFields() throws {
         var trace = TraceBuilder()
-        trace.process(pid: 30, comm: "leaky \"one\"", cgroup: "/c", duration: 400, eventInterval: 0.1, limit: 2 * gib,
+        trace.process(pid: 30, comm: "leaky \"one\"", cgroup: "/c", duration: 400, eventInterval: 0.1, limit: Self.limit,
                       exitAtEnd: true, shape: Self.leak)
         let events = try trace.replay()
         let suspected = try #require(events.suspected(pid: 30).first)
@@ -94,8 +101,8 @@ struct ReplayLifecycleTests {
         #expect(line.contains(#""time":"2023-11-14T22:"#))
         for field in [
             #""scope":"process""#, #""pid":30"#, #""comm":"leaky \"one\"""#, #""cgroup":"/c""#, #""detectors":["#,
-            #""confidence":"#, #""growth_bytes_per_second":"#, #""seconds_to_limit":"#, #""limit":2147483648"#,
-            #""reasons":["#,
+            #""confidence":"#, #""growth_bytes_per_second":"#, #""seconds_to_limit":"#, #""limit":1073741824"#,
+            #""reasons":["#, #""seconds_to_limit_low":"#, #""seconds_to_limit_high":"#, #""forecast_model":"#,
         ] {
             #expect(line.contains(field), "\(field) in \(line)")
         }
@@ -109,8 +116,9 @@ struct ReplayLifecycleTests {
 
     @Test func replayIsDeterministic() throws {
         var trace = TraceBuilder()
-        trace.process(pid: 40, duration: 1800, eventInterval: 0.2) { t in
-            MemoryShape(anon: 200 * mib + 2 * mib * t / 60 + 100 * mib * t.truncatingRemainder(dividingBy: 20) / 20)
+        // a leak under a sawtooth, urgent before its 700 MiB limit
+        trace.process(pid: 40, duration: 1200, eventInterval: 0.2, limit: 700 * mib) { t in
+            MemoryShape(anon: 200 * mib + 20 * mib * t / 60 + 100 * mib * t.truncatingRemainder(dividingBy: 20) / 20)
         }
         let first = try trace.replay()
         let second = try trace.replay()

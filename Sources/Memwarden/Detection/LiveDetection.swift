@@ -10,9 +10,13 @@ public struct LiveDetection: Sendable {
     /// The newest resident memory of each cgroup: what a process's forecast
     /// compares with its cgroup's limit.
     private var cgroupUsage: [UInt64: UInt64] = [:]
+    /// The limit of a target whose cgroups set none: the node's memory, which
+    /// an unbounded leak meets instead (nil: no forecast without a limit).
+    public let nodeMemory: UInt64?
 
-    public init(origin: UInt64, settings: ConfirmationSettings = ConfirmationSettings()) {
+    public init(origin: UInt64, settings: ConfirmationSettings = ConfirmationSettings(), nodeMemory: UInt64? = nil) {
         self.origin = origin
+        self.nodeMemory = nodeMemory
         confirmation = ConfirmationStage(settings: settings)
     }
 
@@ -30,7 +34,7 @@ public struct LiveDetection: Sendable {
             let (path, limit) = lookup(verdict.cgroupID, verdict.pid, verdict.limit)
             let context = AssessmentContext(
                 timeNanoseconds: time(verdict.monotonicNanoseconds), scope: verdict.pid == nil ? .cgroup : .process,
-                pid: verdict.pid, comm: verdict.pid == nil ? nil : verdict.comm, cgroup: path, limit: limit,
+                pid: verdict.pid, comm: verdict.pid == nil ? nil : verdict.comm, cgroup: path, limit: limit ?? nodeMemory,
                 usage: verdict.cgroupRSS)
             let key: ConfirmationKey = verdict.pid.map { .process($0) } ?? .cgroup(verdict.cgroupID)
             if let event = confirmation.kernelVerdict(
@@ -44,7 +48,7 @@ public struct LiveDetection: Sendable {
                 let (path, limit) = lookup(process.cgroupID, process.pid, process.limit)
                 return AssessmentContext(
                     timeNanoseconds: t, scope: .process, pid: process.pid, comm: process.comm, cgroup: path,
-                    limit: limit, usage: usage)
+                    limit: limit ?? nodeMemory, usage: usage)
             }
             switch process.kind {
             case .exit, .exec:
@@ -65,7 +69,7 @@ public struct LiveDetection: Sendable {
             func context() -> AssessmentContext {
                 let (path, limit) = lookup(cgroup.cgroupID, nil, cgroup.limit)
                 return AssessmentContext(
-                    timeNanoseconds: t, scope: .cgroup, pid: nil, comm: nil, cgroup: path, limit: limit,
+                    timeNanoseconds: t, scope: .cgroup, pid: nil, comm: nil, cgroup: path, limit: limit ?? nodeMemory,
                     usage: cgroup.usage ?? cgroup.memory.rss)
             }
             if cgroup.processCount == 0 {

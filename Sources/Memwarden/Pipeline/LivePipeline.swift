@@ -1,3 +1,4 @@
+import Foundation
 import Logging
 import ServiceLifecycle
 
@@ -91,7 +92,8 @@ public struct LivePipeline: Service {
         var formatter = formatter
         let profile = settings.detectorProfile
         var detection = LiveDetection(
-            origin: formatter.origin, settings: TargetPolicy.builtIn.confirmationSettings(agentProfile: profile))
+            origin: formatter.origin, settings: TargetPolicy.builtIn.confirmationSettings(agentProfile: profile),
+            nodeMemory: ProcessInfo.processInfo.physicalMemory)
         let epoch = formatter.clock.realtime(fromMonotonic: formatter.origin)
         var losses = LossTracker()
         var budgets = responses.map(BudgetFeed.init)
