@@ -88,13 +88,52 @@ struct BenchPipelineCommand: ParsableCommand {
             for _ in 0..<10 { exposition = metrics.exposition().count }
         }
 
+        // the confirmation stage with 500 targets, each sampled once a second for
+        // two hours of their time (the kernel sends a sample per 1 MiB moved or a
+        // 10 s heartbeat: once a second is a busy node). A fifth leak (toward a
+        // limit), the rest saw-tooth: evaluations, forecasts and updates all run.
+        let targets = 500
+        let hours = 2.0
+        var stage = ConfirmationStage()
+        var leakEvents: [LeakEvent] = []
+        let seconds = Int(hours * 3600)
+        let started = ContinuousClock.now
+        for second in 0..<seconds {
+            let t = Int64(second) * 1_000_000_000
+            for target in 0..<targets {
+                let leaking = target % 5 == 0
+                let base = 200.0 * 1_048_576 + Double(target) * 65_536
+                let held =
+                    leaking
+                    ? base + Double(second) * 20_000
+                    : base + 50 * 1_048_576 * Double((second + target) % 300) / 300
+                stage.sample(
+                    .process(Int32(target)), time: t, held: UInt64(held),
+                    context: {
+                        AssessmentContext(
+                            timeNanoseconds: t, scope: .process, pid: Int32(target), comm: "app", cgroup: "/bench",
+                            limit: 2 << 30, usage: UInt64(held))
+                    }, into: &leakEvents)
+            }
+        }
+        let elapsed = ContinuousClock.now - started
+        let share = (Double(elapsed.components.seconds) + Double(elapsed.components.attoseconds) / 1e18) / (hours * 3600)
+        rows.append((
+            "confirmation: \(targets) targets, a sample a second each (share of one core)",
+            String(format: "%.4f %%", share * 100)))
+        rows.append(("confirmation: per sample", Self.format(elapsed / (targets * seconds))))
+        rows.append((
+            "confirmation: history memory (\(stage.trackedTargets) targets)",
+            String(format: "%.1f KiB each, %.2f MiB in all", Double(GrowthHistory.bytesPerTarget) / 1024,
+                Double(stage.historyBytes) / 1_048_576)))
+
         print("memwarden bench pipeline: \(count) items per measure (one core)")
         print("")
         print("| measure | per item |")
         print("|---|---|")
         for (name, value) in rows { print("| \(name) | \(value) |") }
         print("")
-        print("(/metrics body: \(exposition / 1024) KiB; checks: \(parsed) \(throttled) \(bytes))")
+        print("(/metrics body: \(exposition / 1024) KiB; checks: \(parsed) \(throttled) \(bytes); leak events \(leakEvents.count))")
     }
 
     static func format(_ duration: Duration) -> String {

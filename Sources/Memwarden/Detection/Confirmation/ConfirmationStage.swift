@@ -73,16 +73,12 @@ public struct ConfirmationStage: Sendable {
         _ key: ConfirmationKey, time: Int64, held: UInt64, context: () -> AssessmentContext,
         into events: inout [LeakEvent], resolve: SettingsResolver? = nil
     ) {
-        if targets[key] == nil, targets.count >= maximumTargets { evictOldest() }
-        var watched = targets[key] ?? Watched()
-        targets[key] = nil
-        watched.history.add(time: time, held: held)
-        let fine = watched.history.rings[0].openNumber
-        if fine != watched.lastEvaluated, watched.history.rings[0].count > 0 {
-            watched.lastEvaluated = fine
-            if let event = evaluate(&watched, time: time, context: context, resolve: resolve) { events.append(event) }
-        }
-        targets[key] = watched
+        if targets.count >= maximumTargets, targets[key] == nil { evictOldest() }
+        let node = settings
+        // mutated in place: a copy of the history's rings per sample would cost more than the rest
+        Self.update(&targets[key, default: Watched()], time: time, held: held) { watched in
+            Self.evaluate(&watched, time: time, context: context, node: node, resolve: resolve)
+        }.map { events.append($0) }
     }
 
     /// A kernel verdict change: the fast path (≥ 10 MiB/s, docs/detectors.md).
@@ -115,14 +111,14 @@ public struct ConfirmationStage: Sendable {
             lastUpdate: context.timeNanoseconds, forecast: forecast,
             inGrace: Double(watched.history.age) / 1e9 < s.graceSeconds)
         watched.suspicion = suspicion
-        return event(.suspected, suspicion, context: context)
+        return Self.event(.suspected, suspicion, context: context)
     }
 
     /// The target is gone or starts over (exit, exec, emptied cgroup): its
     /// suspicion ends and its history goes.
     public mutating func end(_ key: ConfirmationKey, reason: String, context: AssessmentContext) -> LeakEvent? {
         guard let watched = targets.removeValue(forKey: key), let suspicion = watched.suspicion else { return nil }
-        return cleared(suspicion, reasons: [reason], context: context)
+        return Self.cleared(suspicion, reasons: [reason], context: context)
     }
 
     public func isSuspected(_ key: ConfirmationKey) -> Bool { targets[key]?.suspicion != nil }
@@ -135,14 +131,26 @@ public struct ConfirmationStage: Sendable {
 
     // MARK: deciding
 
-    private mutating func evaluate(
-        _ watched: inout Watched, time: Int64, context: () -> AssessmentContext, resolve: SettingsResolver?
+    private static func update(
+        _ watched: inout Watched, time: Int64, held: UInt64, evaluate: (inout Watched) -> LeakEvent?
+    ) -> LeakEvent? {
+        watched.history.add(time: time, held: held)
+        // once per fine bucket: the rings only change their completed buckets then
+        let fine = watched.history.rings[0].openNumber
+        guard fine != watched.lastEvaluated, watched.history.rings[0].count > 0 else { return nil }
+        watched.lastEvaluated = fine
+        return evaluate(&watched)
+    }
+
+    private static func evaluate(
+        _ watched: inout Watched, time: Int64, context: () -> AssessmentContext, node: ConfirmationSettings,
+        resolve: SettingsResolver?
     ) -> LeakEvent? {
         if let suspicion = watched.suspicion {
-            return follow(&watched, suspicion, time: time, context: context)
+            return follow(&watched, suspicion, time: time, context: context, node: node)
         }
         let ctx = context()
-        let s = resolve?(ctx) ?? settings
+        let s = resolve?(ctx) ?? node
         watched.settings = s
         let test = GrowthTest(settings: s)
         guard let growth = test.longest(watched.history) else { return nil }
@@ -193,11 +201,12 @@ public struct ConfirmationStage: Sendable {
     }
 
     /// A suspected target: clear it when growth stopped, else re-forecast.
-    private mutating func follow(
-        _ watched: inout Watched, _ current: Suspicion, time: Int64, context: () -> AssessmentContext
+    private static func follow(
+        _ watched: inout Watched, _ current: Suspicion, time: Int64, context: () -> AssessmentContext,
+        node: ConfirmationSettings
     ) -> LeakEvent? {
         var suspicion = current
-        let s = watched.settings ?? settings
+        let s = watched.settings ?? node
         let history = watched.history
         let level = history.latest
         let test = GrowthTest(settings: s)
@@ -283,7 +292,7 @@ public struct ConfirmationStage: Sendable {
 
     // MARK: events
 
-    private func event(_ kind: LeakEvent.Kind, _ suspicion: Suspicion, context: AssessmentContext) -> LeakEvent {
+    private static func event(_ kind: LeakEvent.Kind, _ suspicion: Suspicion, context: AssessmentContext) -> LeakEvent {
         let identity = suspicion.identity
         return LeakEvent(
             kind: kind, timeNanoseconds: context.timeNanoseconds, scope: identity.scope, pid: identity.pid,
@@ -295,7 +304,7 @@ public struct ConfirmationStage: Sendable {
             forecastInterval: suspicion.forecast.map { $0.low...$0.high }, forecastModel: suspicion.forecast?.model.rawValue)
     }
 
-    private func cleared(_ suspicion: Suspicion, reasons: [String], context: AssessmentContext) -> LeakEvent {
+    private static func cleared(_ suspicion: Suspicion, reasons: [String], context: AssessmentContext) -> LeakEvent {
         let identity = suspicion.identity
         return LeakEvent(
             kind: .cleared, timeNanoseconds: context.timeNanoseconds, scope: identity.scope, pid: identity.pid,
