@@ -77,11 +77,11 @@ public enum DetectionScore {
             } else if let growthEnd = label.growthEnd {
                 if let late = intervals.first(where: { $0.end > growthEnd + growthGrace }) {
                     score.keptFlagged = true
-                    score.keptReason = "suspected at \(formatDuration(late.end)) > growth end + 11m"
+                    score.keptReason = "suspected at \(corpusDuration(late.end)) > growth end + 11m"
                 }
             } else if score.flaggedSeconds > flaggedShareAllowed * label.duration {
                 score.keptFlagged = true
-                score.keptReason = "suspected \(formatPercent(score.flaggedSeconds / max(label.duration, 1))) of the trace"
+                score.keptReason = "suspected \(corpusPercent(score.flaggedSeconds / max(label.duration, 1))) of the trace"
             }
             return score
         }
@@ -285,26 +285,26 @@ public struct DetectionReport: Sendable, Codable {
         let fastDelay = median(fast.map { $0.detected ? ($0.delay ?? .infinity) : .infinity })
         targets.append(
             DetectionTarget(
-                name: "leak_fast median delay <= 10s", value: fastDelay.map(formatDuration) ?? "-",
+                name: "leak_fast median delay <= 10s", value: fastDelay.map(corpusDuration) ?? "-",
                 pass: fastDelay.map { $0 <= 10 }))
         let slow = leaks.filter(\.slow)
         // an undetected slow leak gave no warning: lead 0
         let slowLead = median(slow.map { $0.lead ?? 0 })
         targets.append(
             DetectionTarget(
-                name: "slow classes median lead >= 1h", value: slowLead.map(formatDuration) ?? "-",
+                name: "slow classes median lead >= 1h", value: slowLead.map(corpusDuration) ?? "-",
                 pass: slowLead.map { $0 >= 3600 }))
         let error = median(leaks.compactMap(\.forecastError))
         let missing = leaks.count { $0.forecastMissing }
         targets.append(
             DetectionTarget(
                 name: "median forecast error <= 20 %",
-                value: (error.map(formatPercent) ?? "-") + (missing > 0 ? " (\(missing) missing)" : ""),
+                value: (error.map(corpusPercent) ?? "-") + (missing > 0 ? " (\(missing) missing)" : ""),
                 pass: error.map { $0 <= 0.2 }))
         let coverage = DetectionRow(name: "", scores: leaks).intervalCoverage
         targets.append(
             DetectionTarget(
-                name: "interval coverage >= 80 %", value: coverage.map(formatPercent) ?? "-",
+                name: "interval coverage >= 80 %", value: coverage.map(corpusPercent) ?? "-",
                 pass: coverage.map { $0 >= 0.8 }))
         return targets
     }
@@ -325,10 +325,10 @@ public struct DetectionReport: Sendable, Codable {
         for r in rows {
             if r.name == "healthy total" { row(Self.columns.map { String(repeating: "-", count: $0.1) }) }
             row([
-                r.name, String(r.traces), r.recall.map(formatPercent) ?? "-", r.flagged.map(formatPercent) ?? "-",
+                r.name, String(r.traces), r.recall.map(corpusPercent) ?? "-", r.flagged.map(corpusPercent) ?? "-",
                 r.kept.map(String.init) ?? "-", r.flaggedBeforeOnset.map(String.init) ?? "-",
-                r.medianDelay.map(formatDuration) ?? "-", r.medianLead.map(formatDuration) ?? "-",
-                r.medianForecastError.map(formatPercent) ?? "-", r.intervalCoverage.map(formatPercent) ?? "-",
+                r.medianDelay.map(corpusDuration) ?? "-", r.medianLead.map(corpusDuration) ?? "-",
+                r.medianForecastError.map(corpusPercent) ?? "-", r.intervalCoverage.map(corpusPercent) ?? "-",
             ])
         }
         out += "\n(early: leaks flagged before onset; delay and lead: medians over detected leaks; fc err: median "
@@ -345,24 +345,24 @@ public struct DetectionReport: Sendable, Codable {
         scores.map { s in
             var line = pad(s.name, 28, left: true) + " "
             if s.leak {
-                line += "leak     onset \(formatDuration(s.leakStart)) limit \(formatDuration(s.limitTime)): "
+                line += "leak     onset \(corpusDuration(s.leakStart)) limit \(corpusDuration(s.limitTime)): "
                 if let alert = s.firstAlert {
-                    line += "first alert \(formatDuration(alert))"
-                    line += s.detected ? " (delay \(formatDuration(s.delay)), lead \(formatDuration(s.lead)))" : " (after the limit)"
+                    line += "first alert \(corpusDuration(alert))"
+                    line += s.detected ? " (delay \(corpusDuration(s.delay)), lead \(corpusDuration(s.lead)))" : " (after the limit)"
                 } else {
                     line += "never alerted"
                 }
                 if let seconds = s.forecastSeconds, let truth = s.forecastTruth, let at = s.forecastTime {
-                    line += "; forecast at \(formatDuration(at)) \(formatDuration(seconds)) vs truth \(formatDuration(truth))"
-                    line += " (\(formatPercent(s.forecastError)))"
+                    line += "; forecast at \(corpusDuration(at)) \(corpusDuration(seconds)) vs truth \(corpusDuration(truth))"
+                    line += " (\(corpusPercent(s.forecastError)))"
                 } else if s.forecastMissing {
                     line += "; no forecast"
                 }
                 if s.coverageEvents > 0 { line += "; intervals \(s.coverageHits)/\(s.coverageEvents) hold the truth" }
                 if s.flaggedBeforeOnset { line += "; flagged before onset" }
             } else {
-                line += "healthy  \(formatDuration(s.duration)): "
-                line += s.flaggedAtAll ? "flagged \(formatDuration(s.flaggedSeconds))" : "never flagged"
+                line += "healthy  \(corpusDuration(s.duration)): "
+                line += s.flaggedAtAll ? "flagged \(corpusDuration(s.flaggedSeconds))" : "never flagged"
                 if s.keptFlagged { line += "; KEPT (\(s.keptReason ?? ""))" }
             }
             return line + "; \(s.samples) samples, \(s.events) events"
@@ -384,18 +384,19 @@ func pad(_ text: String, _ width: Int, left: Bool) -> String {
 }
 
 /// "7s", "12m", "3.4h"; "-" for nothing, "never" for infinity.
-func formatDuration(_ seconds: Double?) -> String {
+func corpusDuration(_ seconds: Double?) -> String {
     guard let seconds else { return "-" }
     guard seconds.isFinite else { return "never" }
     let sign = seconds < 0 ? "-" : ""
     let s = abs(seconds)
+    if s < 9.95 && s != s.rounded() { return sign + oneDecimal(s) + "s" }
     if s < 60 { return sign + "\(Int(s.rounded()))s" }
     if s < 600 { return sign + oneDecimal(s / 60) + "m" }
     if s < 3600 { return sign + "\(Int((s / 60).rounded()))m" }
     return sign + oneDecimal(s / 3600) + "h"
 }
 
-func formatPercent(_ share: Double?) -> String {
+func corpusPercent(_ share: Double?) -> String {
     guard let share, share.isFinite else { return "-" }
     return "\(Int((share * 100).rounded()))%"
 }
