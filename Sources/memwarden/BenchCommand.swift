@@ -9,5 +9,6 @@ struct BenchCommand: AsyncParsableCommand {
             BenchKernelCommand.self,
             BenchReplayCommand.self,
             BenchPipelineCommand.self,
+            BenchDetectionCommand.self,
         ])
 }

@@ -14,7 +14,7 @@ struct MemwardenCommand: AsyncParsableCommand {
         version: MemwardenVersion.current,
         subcommands: [
             RunCommand.self, RecordCommand.self, ReplayCommand.self, IdentifyCommand.self, CheckConfigCommand.self,
-            RestoreCommand.self, BenchCommand.self, VersionCommand.self,
+            RestoreCommand.self, BenchCommand.self, CorpusCommand.self, VersionCommand.self,
         ]
     )
 }
