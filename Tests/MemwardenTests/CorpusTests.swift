@@ -3,8 +3,11 @@ import Memwarden
 import Testing
 
 struct CorpusTests {
-    /// Generated once: the checks below read the same corpus.
+    /// Generated once: the checks below read the same corpora.
     static let corpus = ScenarioCorpus.generate(seed: ScenarioCorpus.tuningSeed)
+    static let heldOut = ScenarioCorpus.generate(seed: ScenarioCorpus.heldOutSeed)
+    static func corpus(_ seed: UInt64) -> [CorpusTrace] { seed == ScenarioCorpus.tuningSeed ? corpus : heldOut }
+    static let seeds = [ScenarioCorpus.tuningSeed, ScenarioCorpus.heldOutSeed]
     static let mib: UInt64 = 1 << 20
 
     static let required = [
@@ -75,8 +78,8 @@ struct CorpusTests {
         #expect(Set(Self.corpus.map(\.name)).count == Self.corpus.count)
     }
 
-    @Test func linesParseInOrderWithOneCgroupAndTheLimit() throws {
-        for trace in Self.corpus {
+    @Test(arguments: seeds) func linesParseInOrderWithOneCgroupAndTheLimit(seed: UInt64) throws {
+        for trace in Self.corpus(seed) {
             let replayed = try Self.replay(trace)
             #expect(replayed.lines == trace.lineCount)
             #expect(replayed.limits == [trace.label.limit], "\(trace.name)")
@@ -89,8 +92,8 @@ struct CorpusTests {
         }
     }
 
-    @Test func leaksReachTheirLimitWhenTheLabelSays() throws {
-        for trace in Self.corpus where trace.label.leak {
+    @Test(arguments: seeds) func leaksReachTheirLimitWhenTheLabelSays(seed: UInt64) throws {
+        for trace in Self.corpus(seed) where trace.label.leak {
             let label = trace.label
             let limitTime = try #require(label.limitTime)
             let leakStart = try #require(label.leakStart)
@@ -105,8 +108,8 @@ struct CorpusTests {
         }
     }
 
-    @Test func healthyTracesStayBelowTheirLimit() throws {
-        for trace in Self.corpus where !trace.label.leak {
+    @Test(arguments: seeds) func healthyTracesStayBelowTheirLimit(seed: UInt64) throws {
+        for trace in Self.corpus(seed) where !trace.label.leak {
             let replayed = try Self.replay(trace)
             let peak = replayed.totals.max() ?? 0
             #expect(peak < trace.label.limit, "\(trace.name)")
@@ -115,8 +118,8 @@ struct CorpusTests {
         }
     }
 
-    @Test func boundedGrowthIsFlatAfterGrowthEnd() throws {
-        for trace in Self.corpus where !trace.label.leak {
+    @Test(arguments: seeds) func boundedGrowthIsFlatAfterGrowthEnd(seed: UInt64) throws {
+        for trace in Self.corpus(seed) where !trace.label.leak {
             let bounded = ScenarioCorpus.boundedGrowthClasses.contains(trace.label.className)
             #expect((trace.label.growthEnd != nil) == bounded, "\(trace.name)")
             guard let growthEnd = trace.label.growthEnd else { continue }
