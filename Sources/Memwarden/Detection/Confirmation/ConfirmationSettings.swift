@@ -21,14 +21,21 @@ public struct ConfirmationSettings: Sendable, Hashable {
     /// Urgent: the forecast reaches the limit within this share of the time
     /// the growth has already lasted. Flagged however young the target.
     public var urgency: Double = 0.5
-    /// The shortest growth an urgent verdict may rest on.
-    public var minimumUrgentSeconds: Double = 30
-    /// The kernel's fast path (≥ 10 MiB/s) is believed at once when the
-    /// limit is this close at that rate, or no limit is known.
+    /// The shortest growth an urgent verdict may rest on: a minute, which a
+    /// step (a jump of up to 20 s) cannot fake at the growth test's spans.
+    public var minimumUrgentSeconds: Double = 60
+    /// The kernel's fast path (≥ 10 MiB/s) is believed when the growth goes
+    /// on for this long after it fired, at half its rate or more...
+    public var fastConfirmSeconds: Double = 3
+    /// ...to a new high: above every peak the history holds from before the
+    /// fast window (the kernel's 6 s)...
+    public var fastSpanSeconds: Double = 10
+    /// ...and the limit is this close at that rate (or unknown).
     public var fastHorizonSeconds: Double = 15 * 60
-    /// A suspicion clears when growth over this window (longer for slow
-    /// leaks, see `clearWindow`) fell below a quarter of the suspected rate.
-    public var clearSeconds: Double = 10 * 60
+    /// A suspicion clears when growth over the clear window (see
+    /// `clearWindow`: longer for slow leaks) fell below a quarter of the
+    /// suspected rate.
+    public var minimumClearSeconds: Double = 60
     public var maximumClearSeconds: Double = 60 * 60
     /// leak.updated: at most one per this many seconds, and only when the
     /// forecast moved by this share or changed model.
@@ -45,7 +52,6 @@ public struct ConfirmationSettings: Sendable, Hashable {
             patienceSeconds = 45
             graceSeconds = 20
             horizonSeconds = .infinity
-            clearSeconds = 60
             maximumClearSeconds = 300
         }
     }
@@ -53,10 +59,11 @@ public struct ConfirmationSettings: Sendable, Hashable {
     /// How long growth must stay below a quarter of `rate` before the
     /// suspicion clears: the time to grow by eight tolerances at that rate
     /// (noise cannot fake a stop of a slow leak sooner), within
-    /// [clearSeconds, maximumClearSeconds].
+    /// [minimumClearSeconds, maximumClearSeconds]: 10 minutes for a leak of
+    /// about 0.8 MiB/min, a minute from 8 MiB/min up.
     public func clearWindow(rate: Double, level: Double) -> Double {
         let tol = max(toleranceBytes, toleranceShare * level)
-        guard rate > 0 else { return clearSeconds }
-        return min(max(8 * tol / rate, clearSeconds), maximumClearSeconds)
+        guard rate > 0 else { return maximumClearSeconds }
+        return min(max(8 * tol / rate, minimumClearSeconds), maximumClearSeconds)
     }
 }

@@ -51,6 +51,20 @@ public struct ConfirmationStage: Sendable {
         var suspicion: Suspicion?
         /// The settings its last evaluation used.
         var settings: ConfirmationSettings?
+        var growth = GrowthTest.Cache()
+        /// The kernel's fast path fired; the next samples confirm it or not.
+        var fast: FastCandidate?
+    }
+
+    struct FastCandidate: Sendable {
+        var since: Int64
+        var level: Double
+        var rate: Double
+        var context: AssessmentContext
+        var detectors: [String]
+        var reasons: [String]
+        var confidence: Double
+        var fit: Double
     }
 
     /// Per-target settings: nil, the node's.
@@ -77,41 +91,80 @@ public struct ConfirmationStage: Sendable {
         let node = settings
         // mutated in place: a copy of the history's rings per sample would cost more than the rest
         Self.update(&targets[key, default: Watched()], time: time, held: held) { watched in
-            Self.evaluate(&watched, time: time, context: context, node: node, resolve: resolve)
+            if let fast = watched.fast {
+                return Self.confirmFast(&watched, fast, time: time, held: Double(held), context: context, node: node)
+            }
+            return Self.evaluate(&watched, time: time, context: context, node: node, resolve: resolve)
         }.map { events.append($0) }
     }
 
-    /// A kernel verdict change: the fast path (≥ 10 MiB/s, docs/detectors.md).
+    /// A kernel verdict change: the fast path (≥ 10 MiB/s for 6 s,
+    /// docs/detectors.md). It only opens a candidate: the next samples must
+    /// show the growth going on (`fastConfirmSeconds` more at half the rate)
+    /// to a new high (above every peak in the history), so a step, a heap
+    /// resize or an allocation burst that revisits earlier peaks is no leak.
     public mutating func kernelVerdict(
         _ key: ConfirmationKey, verdict: DetectorVerdict, context: AssessmentContext, resolve: SettingsResolver? = nil
     ) -> LeakEvent? {
         guard verdict.factors.contains(.fast), !Assessor.vetoed(verdict) else { return nil }
-        var watched = targets[key] ?? Watched()
-        defer { targets[key] = watched }
-        guard watched.suspicion == nil else { return nil }
-        let s = resolve?(context) ?? settings
-        watched.settings = s
         let rate = Double(verdict.growthBytesPerSecond)
         guard rate > 0 else { return nil }
-        var forecast: GrowthForecast?
-        if let limit = context.limit {
-            let headroom = Double(limit) - Double(context.usage)
-            let seconds = max(0, headroom / rate)
-            guard seconds <= s.fastHorizonSeconds else { return nil }
-            // a few seconds of growth: the rate may be off by a quarter either way
-            forecast = GrowthForecast(
-                model: .linear, seconds: seconds, low: seconds * 0.75, high: seconds * 1.5, rate: rate,
+        let s = resolve?(context) ?? settings
+        let node = settings
+        var event: LeakEvent?
+        update(key) { watched in
+            guard watched.suspicion == nil, watched.fast == nil else { return }
+            watched.settings = s
+            let level = watched.history.firstTime >= 0 ? watched.history.latest : Double(context.usage)
+            let peak = watched.history.peakBefore(seconds: s.fastSpanSeconds)
+            if let peak, level <= peak + GrowthTest(settings: s).tolerance(level: level) { return }
+            watched.fast = FastCandidate(
+                since: context.timeNanoseconds, level: level, rate: rate, context: context,
+                detectors: DetectorKind.allCases.filter { verdict.hasFired($0) }.map(\.name),
+                reasons: verdict.reasons.names, confidence: Assessor.confidence(verdict),
                 fit: Double(verdict.raw.level_r2) / 1000)
+            // the limit comes before the next samples could confirm: now or never
+            if let limit = context.limit, (Double(limit) - Double(context.usage)) / rate / 2 <= 1, let fast = watched.fast {
+                event = Self.confirmFast(
+                    &watched, fast, time: context.timeNanoseconds, held: level, context: { context }, node: node, now: true)
+            }
         }
-        let level = watched.history.firstTime >= 0 ? watched.history.latest : Double(context.usage)
+        return event
+    }
+
+    private mutating func update(_ key: ConfirmationKey, _ body: (inout Watched) -> Void) {
+        if targets.count >= maximumTargets, targets[key] == nil { evictOldest() }
+        body(&targets[key, default: Watched()])
+    }
+
+    /// A fast candidate after its confirmation time: a suspicion, or nothing.
+    private static func confirmFast(
+        _ watched: inout Watched, _ fast: FastCandidate, time: Int64, held: Double, context: () -> AssessmentContext,
+        node: ConfirmationSettings, now: Bool = false
+    ) -> LeakEvent? {
+        let s = watched.settings ?? node
+        let waited = Double(time - fast.since) / 1e9
+        // urgency overrides patience: a limit nearer than the wait would be met unannounced
+        let headroom = fast.context.limit.map { Double($0) - Double(fast.context.usage) } ?? .infinity
+        guard now || waited >= min(s.fastConfirmSeconds, headroom / fast.rate / 2) else { return nil }
+        watched.fast = nil
+        guard held - fast.level >= 0.5 * fast.rate * waited else { return nil }
+        let ctx = context()
+        let rate = waited > 0 ? (held - fast.level) / waited : fast.rate
+        var forecast: GrowthForecast?
+        if let limit = ctx.limit {
+            let seconds = max(0, (Double(limit) - Double(ctx.usage)) / rate)
+            guard seconds <= s.fastHorizonSeconds else { return nil }
+            // seconds of growth: the rate may be off by a quarter either way
+            forecast = GrowthForecast(
+                model: .linear, seconds: seconds, low: seconds * 0.75, high: seconds * 1.5, rate: rate, fit: fast.fit)
+        }
         let suspicion = Suspicion(
-            since: context.timeNanoseconds, identity: context, rate: rate, startLevel: level,
-            detectors: DetectorKind.allCases.filter { verdict.hasFired($0) }.map(\.name),
-            reasons: verdict.reasons.names, confidence: Assessor.confidence(verdict),
-            lastUpdate: context.timeNanoseconds, forecast: forecast,
+            since: ctx.timeNanoseconds, identity: ctx, rate: rate, startLevel: fast.level, detectors: fast.detectors,
+            reasons: fast.reasons, confidence: fast.confidence, lastUpdate: ctx.timeNanoseconds, forecast: forecast,
             inGrace: Double(watched.history.age) / 1e9 < s.graceSeconds)
         watched.suspicion = suspicion
-        return Self.event(.suspected, suspicion, context: context)
+        return Self.event(.suspected, suspicion, context: ctx)
     }
 
     /// The target is gone or starts over (exit, exec, emptied cgroup): its
@@ -135,6 +188,7 @@ public struct ConfirmationStage: Sendable {
         _ watched: inout Watched, time: Int64, held: UInt64, evaluate: (inout Watched) -> LeakEvent?
     ) -> LeakEvent? {
         watched.history.add(time: time, held: held)
+        if watched.fast != nil { return evaluate(&watched) }
         // once per fine bucket: the rings only change their completed buckets then
         let fine = watched.history.rings[0].openNumber
         guard fine != watched.lastEvaluated, watched.history.rings[0].count > 0 else { return nil }
@@ -151,9 +205,10 @@ public struct ConfirmationStage: Sendable {
         }
         let ctx = context()
         let s = resolve?(ctx) ?? node
+        if watched.settings != s { watched.growth = GrowthTest.Cache() }
         watched.settings = s
         let test = GrowthTest(settings: s)
-        guard let growth = test.longest(watched.history) else { return nil }
+        guard let growth = test.longest(watched.history, cache: &watched.growth) else { return nil }
         let lasted = 3 * Double(growth.span.seconds)
         let points = Self.points(watched.history, span: growth.span)
         var forecast: GrowthForecast?
@@ -167,15 +222,17 @@ public struct ConfirmationStage: Sendable {
         }
         let age = Double(watched.history.age) / 1e9
         var reasons = ["sustained_growth", "new_high"]
-        if let forecast, lasted >= s.minimumUrgentSeconds, forecast.seconds <= s.urgency * lasted {
+        // judged on the forecast's cautious side (between the point and the
+        // interval's far end): a curved fit over a cycle's trough, or a few
+        // overlapping workers, promise more than they keep
+        let cautious = forecast.map { ($0.seconds * $0.high).squareRoot() }
+        if let cautious, lasted >= s.minimumUrgentSeconds, cautious <= s.urgency * lasted {
             reasons.append("urgent_forecast")
         } else {
             guard lasted >= s.patienceSeconds, age >= s.graceSeconds else { return nil }
             // a limit further away than the target has lived, or than the horizon, can wait:
             // a daily cycle's first rising half looks like a leak for hours, and ends
-            // judged on the forecast's cautious side (between the point and the
-            // interval's far end): a curved fit over a cycle's trough promises too much
-            if let forecast, (forecast.seconds * forecast.high).squareRoot() > min(s.horizonSeconds, age) { return nil }
+            if let cautious, cautious > min(s.horizonSeconds, age) { return nil }
         }
         let rate = forecast?.rate ?? GrowthForecast.theilSen(points)
         guard rate > 0 else { return nil }
@@ -218,7 +275,7 @@ public struct ConfirmationStage: Sendable {
             watched.suspicion = nil
             return cleared(suspicion, reasons: ["growth_stopped"], context: context())
         }
-        if suspectedFor >= min(window, s.clearSeconds) {
+        if suspectedFor >= window {
             let recent = Self.recentPoints(history, seconds: window)
             if recent.count >= 6 {
                 let slope = GrowthForecast.theilSen(recent)
@@ -238,7 +295,7 @@ public struct ConfirmationStage: Sendable {
         // re-forecast at most once per update interval
         guard Double(time - suspicion.lastUpdate) / 1e9 >= s.updateIntervalSeconds else { return nil }
         let ctx = context()
-        guard let limit = ctx.limit, let growth = test.longest(history) else { return nil }
+        guard let limit = ctx.limit, let growth = test.longest(history, cache: &watched.growth) else { return nil }
         let points = Self.points(history, span: growth.span)
         guard case .forecast(let forecast) = GrowthForecast.make(
             points: points, headroom: Double(limit) - Double(ctx.usage), now: points.last?.t ?? 0)

@@ -115,5 +115,19 @@ public struct GrowthHistory: Sendable {
     }
 
     public var age: Int64 { firstTime < 0 ? 0 : lastTime - firstTime }
+
+    /// The highest held memory of the completed buckets that ended at least
+    /// `seconds` ago, over the whole history (nil: none that old).
+    public func peakBefore(seconds: Double) -> Double? {
+        let cutoff = lastTime - Int64(seconds * 1e9)
+        var peak: Float?
+        for ring in rings {
+            let width = ring.widthNanoseconds
+            for i in 0..<ring.count where (ring.number(i) + 1) * width <= cutoff {
+                peak = max(peak ?? ring[i].high, ring[i].high)
+            }
+        }
+        return peak.map(Double.init)
+    }
     public var latest: Double { rings[0].lastValue }
 }

@@ -130,10 +130,27 @@ public struct GrowthTest: Sendable {
     /// longer span can hold where a shorter one's blocks fall inside one
     /// GC cycle).
     public func longest(_ history: GrowthHistory) -> Result? {
-        var best: Result?
-        for span in Self.spans {
-            if let result = evaluate(history, span: span) { best = result }
+        var cache = Cache()
+        return longest(history, cache: &cache)
+    }
+
+    /// Each ring's longest passing span, kept until that ring completes a
+    /// bucket: the 10-minute ring's spans change every 10 minutes, not every
+    /// 10 s when the fine ring is evaluated.
+    public struct Cache: Sendable {
+        var numbers: [Int64] = [-1, -1, -1]
+        var results: [Result?] = [nil, nil, nil]
+        public init() {}
+    }
+
+    public func longest(_ history: GrowthHistory, cache: inout Cache) -> Result? {
+        for ring in history.rings.indices where cache.numbers[ring] != history.rings[ring].openNumber {
+            cache.numbers[ring] = history.rings[ring].openNumber
+            cache.results[ring] = nil
+            for span in Self.spans where span.ring == ring {
+                if let result = evaluate(history, span: span) { cache.results[ring] = result }
+            }
         }
-        return best
+        return cache.results.last { $0 != nil } ?? nil
     }
 }
