@@ -38,7 +38,8 @@ public struct LiveDetection: Sendable {
                 usage: verdict.cgroupRSS)
             let key: ConfirmationKey = verdict.pid.map { .process($0) } ?? .cgroup(verdict.cgroupID)
             if let event = confirmation.kernelVerdict(
-                key, verdict: DetectorVerdict(raw: verdict.raw), context: context, resolve: resolve) {
+                key, verdict: DetectorVerdict(raw: verdict.raw), context: context, resolve: resolve,
+                cgroup: verdict.pid == nil ? nil : .cgroup(verdict.cgroupID)) {
                 events.append(event)
             }
         case .process(let process):
@@ -62,7 +63,7 @@ public struct LiveDetection: Sendable {
                 let m = process.memory
                 confirmation.sample(
                     .process(process.pid), time: t, held: m.anon &+ m.shmem &+ m.swap, context: context, into: &events,
-                    resolve: resolve)
+                    resolve: resolve, cgroup: .cgroup(process.cgroupID))
             }
         case .cgroup(let cgroup):
             let t = time(cgroup.monotonicNanoseconds)

@@ -157,14 +157,16 @@ public final class Replayer {
         if mw_det_update(pool.pointer(process.slot), &config, &counters, &verdict) != 0 {
             verdictChanged(verdict, scope: .process, pid: sample.pid, cgroup: process.cgroup, t: t)
             if let event = confirmation.kernelVerdict(
-                .process(sample.pid), verdict: DetectorVerdict(raw: verdict), context: context(process, pid: sample.pid, t: t))
+                .process(sample.pid), verdict: DetectorVerdict(raw: verdict), context: context(process, pid: sample.pid, t: t),
+                cgroup: cgroupID >= 0 ? .cgroup(UInt64(cgroupID)) : nil)
             {
                 events.append(event)
             }
         }
         confirmation.sample(
             .process(sample.pid), time: t, held: sample.anon &+ sample.shmem &+ sample.swap,
-            context: { context(process, pid: sample.pid, t: t) }, into: &events)
+            context: { context(process, pid: sample.pid, t: t) }, into: &events,
+            cgroup: cgroupID >= 0 ? .cgroup(UInt64(cgroupID)) : nil)
         processes[Int(index)] = process
         if cgroupSlot >= 0 { runCgroup(cgroupSlot, id: cgroupID, t: t, into: &events) }
     }

@@ -83,19 +83,26 @@ public struct ConfirmationStage: Sendable {
     public var historyBytes: Int { targets.count * GrowthHistory.bytesPerTarget }
 
     /// One sample of a target. `context` is asked for only when an event comes of it.
+    /// `cgroup`: a process's memory cgroup, whose growth the forecast uses
+    /// (the limit and the usage are the cgroup's).
     public mutating func sample(
         _ key: ConfirmationKey, time: Int64, held: UInt64, context: () -> AssessmentContext,
-        into events: inout [LeakEvent], resolve: SettingsResolver? = nil
+        into events: inout [LeakEvent], resolve: SettingsResolver? = nil, cgroup: ConfirmationKey? = nil
     ) {
         if targets.count >= maximumTargets, targets[key] == nil { evictOldest() }
         let node = settings
-        // mutated in place: a copy of the history's rings per sample would cost more than the rest
-        Self.update(&targets[key, default: Watched()], time: time, held: held) { watched in
+        // moved out and back: no copy of the history's rings, and the cgroup's history stays readable
+        var watched = targets.removeValue(forKey: key) ?? Watched()
+        let event = Self.update(&watched, time: time, held: held) { watched in
             if let fast = watched.fast {
                 return Self.confirmFast(&watched, fast, time: time, held: Double(held), context: context, node: node)
             }
-            return Self.evaluate(&watched, time: time, context: context, node: node, resolve: resolve)
-        }.map { events.append($0) }
+            return Self.evaluate(
+                &watched, time: time, context: context, node: node, resolve: resolve,
+                cgroup: cgroup.flatMap { targets[$0]?.history })
+        }
+        targets[key] = watched
+        if let event { events.append(event) }
     }
 
     /// A kernel verdict change: the fast path (≥ 10 MiB/s for 6 s,
@@ -104,12 +111,21 @@ public struct ConfirmationStage: Sendable {
     /// to a new high (above every peak in the history), so a step, a heap
     /// resize or an allocation burst that revisits earlier peaks is no leak.
     public mutating func kernelVerdict(
-        _ key: ConfirmationKey, verdict: DetectorVerdict, context: AssessmentContext, resolve: SettingsResolver? = nil
+        _ key: ConfirmationKey, verdict: DetectorVerdict, context: AssessmentContext, resolve: SettingsResolver? = nil,
+        cgroup: ConfirmationKey? = nil
     ) -> LeakEvent? {
         guard verdict.factors.contains(.fast), !Assessor.vetoed(verdict) else { return nil }
         let rate = Double(verdict.growthBytesPerSecond)
         guard rate > 0 else { return nil }
         let s = resolve?(context) ?? settings
+        // a process that restarts grows back fast to where its predecessor was: its cgroup
+        // must reach a new high too
+        if let cgroup, let history = targets[cgroup]?.history,
+            let peak = history.peakBefore(seconds: s.fastSpanSeconds),
+            history.latest <= peak + GrowthTest(settings: s).tolerance(level: history.latest)
+        {
+            return nil
+        }
         let node = settings
         var event: LeakEvent?
         update(key) { watched in
@@ -198,10 +214,10 @@ public struct ConfirmationStage: Sendable {
 
     private static func evaluate(
         _ watched: inout Watched, time: Int64, context: () -> AssessmentContext, node: ConfirmationSettings,
-        resolve: SettingsResolver?
+        resolve: SettingsResolver?, cgroup: GrowthHistory?
     ) -> LeakEvent? {
         if let suspicion = watched.suspicion {
-            return follow(&watched, suspicion, time: time, context: context, node: node)
+            return follow(&watched, suspicion, time: time, context: context, node: node, cgroup: cgroup)
         }
         let ctx = context()
         let s = resolve?(ctx) ?? node
@@ -210,11 +226,13 @@ public struct ConfirmationStage: Sendable {
         let test = GrowthTest(settings: s)
         guard let growth = test.longest(watched.history, cache: &watched.growth) else { return nil }
         let lasted = 3 * Double(growth.span.seconds)
-        let points = Self.points(watched.history, span: growth.span)
+        let points = Self.forecastPoints(watched.history, cgroup: cgroup, span: growth.span)
         var forecast: GrowthForecast?
         if let limit = ctx.limit {
-            let headroom = Double(limit) - Double(ctx.usage)
-            switch GrowthForecast.make(points: points, headroom: headroom, now: points.last?.t ?? 0) {
+            switch GrowthForecast.make(
+                points: points.points, ceiling: points.ceiling(limit: limit, usage: ctx.usage), excess: points.excess,
+                now: Double(ctx.timeNanoseconds) / 1e9)
+            {
             case .levellingOff: return nil
             case .none: return nil
             case .forecast(let f): forecast = f
@@ -234,7 +252,7 @@ public struct ConfirmationStage: Sendable {
             // a daily cycle's first rising half looks like a leak for hours, and ends
             if let cautious, cautious > min(s.horizonSeconds, age) { return nil }
         }
-        let rate = forecast?.rate ?? GrowthForecast.theilSen(points)
+        let rate = forecast?.rate ?? GrowthForecast.theilSen(points.points)
         guard rate > 0 else { return nil }
         let level = growth.blocks.means.2
         if growth.blocks.peaks.2 - growth.blocks.floors.2 > max(8 * test.tolerance(level: level), 0.1 * level) {
@@ -260,7 +278,7 @@ public struct ConfirmationStage: Sendable {
     /// A suspected target: clear it when growth stopped, else re-forecast.
     private static func follow(
         _ watched: inout Watched, _ current: Suspicion, time: Int64, context: () -> AssessmentContext,
-        node: ConfirmationSettings
+        node: ConfirmationSettings, cgroup: GrowthHistory?
     ) -> LeakEvent? {
         var suspicion = current
         let s = watched.settings ?? node
@@ -296,9 +314,10 @@ public struct ConfirmationStage: Sendable {
         guard Double(time - suspicion.lastUpdate) / 1e9 >= s.updateIntervalSeconds else { return nil }
         let ctx = context()
         guard let limit = ctx.limit, let growth = test.longest(history, cache: &watched.growth) else { return nil }
-        let points = Self.points(history, span: growth.span)
+        let points = Self.forecastPoints(history, cgroup: cgroup, span: growth.span)
         guard case .forecast(let forecast) = GrowthForecast.make(
-            points: points, headroom: Double(limit) - Double(ctx.usage), now: points.last?.t ?? 0)
+            points: points.points, ceiling: points.ceiling(limit: limit, usage: ctx.usage), excess: points.excess,
+            now: Double(ctx.timeNanoseconds) / 1e9)
         else { return nil }
         let lasted = 3 * Double(growth.span.seconds)
         let previous = suspicion.forecast
@@ -330,6 +349,38 @@ public struct ConfirmationStage: Sendable {
         let n = min(ring.count, 3 * per)
         return (ring.count - n..<ring.count).map {
             GrowthForecast.Point(t: (Double(ring.number($0)) + 0.5) * width, y: Double(ring[$0].mean))
+        }
+    }
+
+    /// What a forecast fits: the cgroup's growth for a process (the limit and
+    /// the usage it is compared with are the cgroup's: a leak spread over
+    /// workers reaches it at the cgroup's rate), when its history holds the span.
+    static func forecastPoints(_ history: GrowthHistory, cgroup: GrowthHistory?, span: GrowthTest.Span) -> ForecastInput {
+        var source = history
+        if let cgroup, points(cgroup, span: span).count >= points(history, span: span).count { source = cgroup }
+        let ring = source.rings[span.ring]
+        let n = min(ring.count, 3 * Int(span.seconds / (ring.widthNanoseconds / 1_000_000_000)))
+        let growth = points(source, span: span)
+        // within a bucket, steady growth alone puts the high half a bucket's growth over the mean
+        let width = Double(ring.widthNanoseconds) / 1e9
+        let trend = max(0, GrowthForecast.theilSen(growth)) * width / 2
+        var excess = (ring.count - n..<ring.count).map { max(0, Double(ring[$0].high - ring[$0].mean) - trend) }.sorted()
+        if excess.isEmpty { excess = [0] }
+        return ForecastInput(
+            points: growth, latest: source.latest,
+            excess: (excess[excess.count / 2], excess[min(excess.count - 1, excess.count * 9 / 10)]))
+    }
+
+    /// A forecast's input: the growth, what it is now, and its peaks over its means.
+    struct ForecastInput {
+        var points: [GrowthForecast.Point]
+        var latest: Double
+        var excess: (typical: Double, high: Double)
+
+        /// The limit in the points' terms: what of the usage they do not count
+        /// (page cache, other processes) stays as it is.
+        func ceiling(limit: UInt64, usage: UInt64) -> Double {
+            Double(limit) - (Double(usage) - latest)
         }
     }
 

@@ -54,10 +54,15 @@ public struct GrowthForecast: Sendable, Hashable {
         var error: Double
     }
 
-    /// `headroom`: bytes until the limit from the newest point's fitted value
-    /// (the limit minus the cgroup's usage now). `now`: the newest time.
-    public static func make(points: [Point], headroom: Double, now: Double) -> Outcome {
-        guard points.count >= 6, headroom.isFinite else { return .none }
+    /// `ceiling`: the limit in the points' terms (the limit less what of the
+    /// usage the points do not count, such as page cache). `excess`: how far
+    /// above its bucket's mean memory typically and at most (spikes, a
+    /// sawtooth's peaks) reaches: the limit is met by the peaks, not the mean.
+    /// `now`: the newest time.
+    public static func make(
+        points: [Point], ceiling: Double, excess: (typical: Double, high: Double) = (0, 0), now: Double
+    ) -> Outcome {
+        guard points.count >= 6, ceiling.isFinite else { return .none }
         let split = max(4, points.count * 3 / 4)
         let train = Array(points[..<split])
         let test = Array(points[split...])
@@ -95,6 +100,7 @@ public struct GrowthForecast: Sendable, Hashable {
         let residual = sqrt(ssRes / Double(points.count))
         let rate = (full(now) - full(now - max(span / 20, 1))) / max(span / 20, 1)
         guard rate > 0 else { return .none }
+        let headroom = ceiling - excess.typical - full(now)
         guard let seconds = crossing(full, from: now, rise: headroom, rate: rate) else { return .none }
 
         var low = seconds
@@ -107,9 +113,12 @@ public struct GrowthForecast: Sendable, Hashable {
                 high = max(high, s)
             }
         }
+        // a spike may reach the limit first; the mean alone reaches it last
+        if let s = crossing(full, from: now, rise: ceiling - excess.high - full(now), rate: rate) { low = min(low, s) }
+        if let s = crossing(full, from: now, rise: ceiling - full(now), rate: rate) { high = max(high, s) }
         let (slopeLow, slopeHigh) = slopeQuartiles(points)
-        if slopeHigh > 0 { low = min(low, headroom / slopeHigh) }
-        if slopeLow > 0 { high = max(high, headroom / slopeLow) } else { high = max(high, seconds * 3) }
+        if slopeHigh > 0 { low = min(low, max(0, headroom) / slopeHigh) }
+        if slopeLow > 0 { high = max(high, max(0, headroom) / slopeLow) } else { high = max(high, seconds * 3) }
         // crossing the noise band: the limit is reached earlier or later by
         // the time the growth takes to cover two residuals
         let band = 2 * residual / rate
