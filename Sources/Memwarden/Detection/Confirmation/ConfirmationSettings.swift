@@ -16,8 +16,11 @@ public struct ConfirmationSettings: Sendable, Hashable {
     /// Without urgency, only a target this old can be suspected (its warm-up grace).
     public var graceSeconds: Double = 30 * 60
     /// Without urgency, the limit must be at most this far at the forecast
-    /// (no limit known: no such bound).
+    /// (no limit known: no such bound)...
     public var horizonSeconds: Double = 12 * 3_600
+    /// ...and at most this many times as far as the target is old: a daily
+    /// cycle's first rising half looks like a leak for hours, and ends.
+    public var horizonPerAge: Double = 1
     /// Urgent: the forecast reaches the limit within this share of the time
     /// the growth has already lasted. Flagged however young the target.
     public var urgency: Double = 0.5
@@ -49,9 +52,11 @@ public struct ConfirmationSettings: Sendable, Hashable {
     public init(profile: DetectorConfiguration.Profile) {
         self.init()
         if profile == .accelerated {
-            patienceSeconds = 45
+            patienceSeconds = 30
             graceSeconds = 20
             horizonSeconds = .infinity
+            horizonPerAge = .infinity
+            fastConfirmSeconds = 0.5
             maximumClearSeconds = 300
         }
     }

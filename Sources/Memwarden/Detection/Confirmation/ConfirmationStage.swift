@@ -43,6 +43,9 @@ public struct ConfirmationStage: Sendable {
         var forecast: GrowthForecast?
         /// The target was younger than its grace (reason `warmup_grace`: never throttled).
         var inGrace: Bool
+        /// The span at which growth held when it was suspected: growth that
+        /// comes in steps that far apart has not stopped within one.
+        var spanSeconds: Double = 0
     }
 
     struct Watched: Sendable {
@@ -233,8 +236,9 @@ public struct ConfirmationStage: Sendable {
                 points: points.points, ceiling: points.ceiling(limit: limit, usage: ctx.usage), excess: points.excess,
                 now: Double(ctx.timeNanoseconds) / 1e9)
             {
-            case .levellingOff: return nil
-            case .none: return nil
+            case .levellingOff, .unreachable: return nil
+            // too few points to fit (a young target's first minute): only patience can speak
+            case .none: forecast = nil
             case .forecast(let f): forecast = f
             }
         }
@@ -250,7 +254,7 @@ public struct ConfirmationStage: Sendable {
             guard lasted >= s.patienceSeconds, age >= s.graceSeconds else { return nil }
             // a limit further away than the target has lived, or than the horizon, can wait:
             // a daily cycle's first rising half looks like a leak for hours, and ends
-            if let cautious, cautious > min(s.horizonSeconds, age) { return nil }
+            if let cautious, cautious > min(s.horizonSeconds, s.horizonPerAge * age) { return nil }
         }
         let rate = forecast?.rate ?? GrowthForecast.theilSen(points.points)
         guard rate > 0 else { return nil }
@@ -263,7 +267,8 @@ public struct ConfirmationStage: Sendable {
             since: ctx.timeNanoseconds, identity: ctx, rate: rate, startLevel: growth.blocks.floors.0,
             detectors: ["history"], reasons: reasons,
             confidence: Self.confidence(lasted: lasted, fit: fit, settings: s),
-            lastUpdate: ctx.timeNanoseconds, forecast: forecast, inGrace: age < s.graceSeconds)
+            lastUpdate: ctx.timeNanoseconds, forecast: forecast, inGrace: age < s.graceSeconds,
+            spanSeconds: Double(growth.span.seconds))
         watched.suspicion = suspicion
         return event(.suspected, suspicion, context: ctx)
     }
@@ -287,7 +292,7 @@ public struct ConfirmationStage: Sendable {
         let test = GrowthTest(settings: s)
         let tol = test.tolerance(level: level)
         // memory gave back what the suspicion was about: a batch cycle, a cache flush
-        let window = s.clearWindow(rate: suspicion.rate, level: level)
+        let window = min(max(s.clearWindow(rate: suspicion.rate, level: level), 2 * suspicion.spanSeconds), s.maximumClearSeconds)
         let suspectedFor = Double(time - suspicion.since) / 1e9
         if level < suspicion.startLevel - tol {
             watched.suspicion = nil

@@ -44,8 +44,10 @@ public struct GrowthForecast: Sendable, Hashable {
         case forecast(GrowthForecast)
         /// A saturating fit explains the growth best: a warm-up or a fill.
         case levellingOff(asymptote: Double)
-        /// Not enough to fit, or nothing grows.
+        /// Not enough points to fit.
         case none
+        /// The fit does not grow, or does not reach the limit within 30 days.
+        case unreachable
     }
 
     private struct Fit {
@@ -99,9 +101,9 @@ public struct GrowthForecast: Sendable, Hashable {
         let fit = ssTot > 0 ? max(0, 1 - ssRes / ssTot) : 0
         let residual = sqrt(ssRes / Double(points.count))
         let rate = (full(now) - full(now - max(span / 20, 1))) / max(span / 20, 1)
-        guard rate > 0 else { return .none }
+        guard rate > 0 else { return .unreachable }
         let headroom = ceiling - excess.typical - full(now)
-        guard let seconds = crossing(full, from: now, rise: headroom, rate: rate) else { return .none }
+        guard let seconds = crossing(full, from: now, rise: headroom, rate: rate) else { return .unreachable }
 
         var low = seconds
         var high = seconds
