@@ -248,6 +248,19 @@ extension Scenario {
                     .periodic(
                         base: arguments.number("base"), spike: arguments.number("spike"), period: period, width: width))
             }),
+        Scenario(
+            name: "malloc-churn", kind: .control, summary: "allocate/free churn with random sizes (like stress-ng --malloc)",
+            shape: "base plus up to --blocks live blocks of up to --block MiB each, one allocated or freed every 1/--ops s",
+            flags: [
+                Flag(name: "block", kind: .mebibytes(positive: true), defaultValue: "64", help: "largest block, MiB"),
+                Flag(name: "blocks", kind: .count(1...1024), defaultValue: "8", help: "most blocks live at once"),
+                Flag(name: "ops", kind: .rate, defaultValue: "4", help: "allocations and frees per second"),
+            ] + common(duration: "45", base: "32"),
+            build: { arguments, _ in
+                MallocChurnWorkload(
+                    try Pool(.anonymous), base: arguments.number("base"), block: arguments.number("block"),
+                    blocks: arguments.count("blocks"), opsPerSecond: arguments.number("ops"), seed: arguments.seed("seed"))
+            }),
     ]
 
     /// The flags every scenario takes; leaks add --max.

@@ -182,3 +182,44 @@ final class ChildrenWorkload: Workload {
         }
     }
 }
+
+/// Allocate/free churn with random sizes, like `stress-ng --malloc`: every 1/--ops seconds a
+/// block of up to --block MiB is allocated or a live one freed (at most --blocks live). The level
+/// wanders between base and base + blocks × block and never trends: a control.
+final class MallocChurnWorkload: Workload {
+    private let pool: Pool
+    private let base: Double
+    private let block: Double
+    private let maximum: Int
+    private let interval: Double
+    private var random: XorShift
+    private var live: [Double] = []
+    private var operations = 0
+
+    init(_ pool: Pool, base: Double, block: Double, blocks: Int, opsPerSecond: Double, seed: UInt64) {
+        self.pool = pool
+        self.base = base
+        self.block = block
+        maximum = blocks
+        interval = 1 / opsPerSecond
+        random = XorShift(seed: seed)
+    }
+
+    func advance(to elapsed: Double) throws -> Bool {
+        while Double(operations) * interval <= elapsed {
+            operations += 1
+            let allocate = live.isEmpty || (live.count < maximum && random.signedUnit() >= 0)
+            if allocate {
+                live.append(max(0.0625, (random.signedUnit() + 1) / 2 * block))
+            } else {
+                live.remove(at: Int(random.next() % UInt64(live.count)))
+            }
+        }
+        try pool.resize(to: Memory.pagesDown(mebibytes: base + live.reduce(0, +)))
+        return true
+    }
+
+    func finish(requested: Bool) {
+        pool.release()
+    }
+}

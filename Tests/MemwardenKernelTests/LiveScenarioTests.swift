@@ -9,7 +9,7 @@ import Testing
 @Suite(.serialized, .enabled(if: KernelAccess.enabled, KernelAccess.comment))
 struct LiveScenarioTests {
     static let leaks = ["steady", "fast", "staircase", "sawtooth-leak", "fragmentation", "shmem", "children"]
-    static let controls = ["stable", "sawtooth", "warmup", "step", "filecache", "spike", "periodic"]
+    static let controls = ["stable", "sawtooth", "warmup", "step", "filecache", "spike", "periodic", "malloc-churn"]
 
     struct Running {
         let name: String

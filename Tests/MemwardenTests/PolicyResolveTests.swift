@@ -113,6 +113,32 @@ struct PolicyResolveTests {
         #expect(policy.defaults.detectorProfile == nil)
     }
 
+    @Test("a rule's detectors section and throttle confirmation reach its targets' confirmation settings")
+    func detectorSettingsPerRule() throws {
+        let policy = try PolicyLoader.parse(
+            """
+            apiVersion: memwarden.io/v1
+            defaults:
+              detectors: {patience: 2h}
+            rules:
+              - name: batch
+                match: {namespace: batch}
+                detectors: {profile: accelerated, grace: 5m, horizon: 1h}
+                response: {throttle: {minConfidence: 90%, minSuspected: 10m}}
+            """, file: "policy.yaml")
+        let batch = policy.resolve(for: Self.pod("batch", labels: [:], container: "job"))
+        let settings = batch.confirmationSettings(agentProfile: .standard)
+        #expect(settings.graceSeconds == 300 && settings.horizonSeconds == 3600)
+        // patience from the defaults is laid over the rule's profile
+        #expect(settings.patienceSeconds == 7200)
+        #expect(settings.fastConfirmSeconds == ConfirmationSettings(profile: .accelerated).fastConfirmSeconds)
+        #expect(batch.throttle.minConfidence == 0.9 && batch.throttle.minSuspected == .seconds(600))
+        let other = policy.resolve(for: Self.pod("web", labels: [:], container: "web"))
+        let standard = other.confirmationSettings(agentProfile: .standard)
+        #expect(standard.patienceSeconds == 7200 && standard.graceSeconds == ConfirmationSettings().graceSeconds)
+        #expect(other.throttle.minConfidence == 0.8 && other.throttle.minSuspected == .seconds(120))
+    }
+
     @Test func noRulesIsTheBuiltInPolicy() throws {
         let policy = try PolicyLoader.parse("apiVersion: memwarden.io/v1\n", file: "p.yaml")
         #expect(policy == Policy.builtIn)
