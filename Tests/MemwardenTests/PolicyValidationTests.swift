@@ -100,10 +100,10 @@ struct PolicyValidationTests {
             [(4, 16, "defaults.tiers.emergency", "120% is out of range (expected more than 0% and at most 100%)")]),
         BadPolicy(
             "confidence above 100 %", header + "defaults:\n  response:\n    throttle: {minConfidence: 120%}\n",
-            [(5, 33, "defaults.response.throttle.minConfidence", "120% is out of range (expected at least 0% and at most 100%)")]),
+            [(4, 31, "defaults.response.throttle.minConfidence", "120% is out of range")]),
         BadPolicy(
             "a detector patience that is no duration", header + "defaults:\n  detectors: {patience: 3}\n",
-            [(4, 27, "defaults.detectors.patience", "expected a duration such as 30s or 5m")]),
+            [(3, 25, "defaults.detectors.patience", "'3': missing unit after '3' (ns, us, ms, s, m or h)")]),
         BadPolicy(
             "tier as a fraction out of range", header + "defaults:\n  tiers:\n    warning: 0\n",
             [(4, 14, "defaults.tiers.warning", "0 is out of range (expected more than 0%")]),

@@ -66,7 +66,8 @@ struct WaitTimeout: Error, CustomStringConvertible {
             #expect(recovered.response?.reason == "agent_restarted")
             #expect(try tree.read(leftover, "memory.high") == "max")
 
-            let policy = TargetPolicy(rule: "shop", budget: .limit, mode: .throttle)
+            let policy = TargetPolicy(
+                rule: "shop", budget: .limit, mode: .throttle, throttle: ThrottleSettings(minSuspected: .zero))
             let target = cgroupTarget(path)
             let leak = AgentEvent(
                 type: .leakSuspected, severity: .warning, epochNanoseconds: 0,
