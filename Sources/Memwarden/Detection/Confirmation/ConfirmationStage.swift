@@ -1,10 +1,19 @@
 import CMemwarden
 
-/// A target the confirmation stage keeps history for.
-public enum ConfirmationKey: Hashable, Sendable {
-    case process(Int32)
-    /// A memory cgroup: the kernel's cgroup id live, the trace's string id in replay.
-    case cgroup(UInt64)
+/// A target the confirmation stage keeps history for: a process, or a memory
+/// cgroup (the kernel's cgroup id live, the trace's string id in replay). One
+/// word, hashed once: it is looked up on every sample.
+public struct ConfirmationKey: Hashable, Sendable {
+    private let raw: UInt64
+
+    public static func process(_ pid: Int32) -> ConfirmationKey {
+        ConfirmationKey(raw: UInt64(UInt32(bitPattern: pid)) | 1 << 63)
+    }
+
+    /// Cgroup ids stay below 2^63 (inode numbers live, string ids in replay).
+    public static func cgroup(_ id: UInt64) -> ConfirmationKey {
+        ConfirmationKey(raw: id & ~(1 << 63))
+    }
 }
 
 /// The detectors' long memory, shared by replay and the live agent: decides
@@ -93,14 +102,16 @@ public struct ConfirmationStage: Sendable {
         into events: inout [LeakEvent], resolve: SettingsResolver? = nil, cgroup: ConfirmationKey? = nil
     ) {
         if targets.count >= maximumTargets, targets[key] == nil { evictOldest() }
+        // in place: most samples only add to the rings
+        guard Self.add(&targets[key, default: Watched()], time: time, held: held) else { return }
         let node = settings
-        // moved out and back: no copy of the history's rings, and the cgroup's history stays readable
-        var watched = targets.removeValue(forKey: key) ?? Watched()
-        let event = Self.update(&watched, time: time, held: held) { watched in
-            if let fast = watched.fast {
-                return Self.confirmFast(&watched, fast, time: time, held: Double(held), context: context, node: node)
-            }
-            return Self.evaluate(
+        // moved out and back for the analysis: no copy of the rings, and the cgroup's history stays readable
+        var watched = targets.removeValue(forKey: key)!
+        let event: LeakEvent?
+        if let fast = watched.fast {
+            event = Self.confirmFast(&watched, fast, time: time, held: Double(held), context: context, node: node)
+        } else {
+            event = Self.evaluate(
                 &watched, time: time, context: context, node: node, resolve: resolve,
                 cgroup: cgroup.flatMap { targets[$0]?.history })
         }
@@ -203,16 +214,16 @@ public struct ConfirmationStage: Sendable {
 
     // MARK: deciding
 
-    private static func update(
-        _ watched: inout Watched, time: Int64, held: UInt64, evaluate: (inout Watched) -> LeakEvent?
-    ) -> LeakEvent? {
+    /// Adds a sample; true when the analysis is due: a fast candidate waits
+    /// for its confirmation, or the fine ring completed a bucket.
+    private static func add(_ watched: inout Watched, time: Int64, held: UInt64) -> Bool {
         watched.history.add(time: time, held: held)
-        if watched.fast != nil { return evaluate(&watched) }
+        if watched.fast != nil { return true }
         // once per fine bucket: the rings only change their completed buckets then
-        let fine = watched.history.rings[0].openNumber
-        guard fine != watched.lastEvaluated, watched.history.rings[0].count > 0 else { return nil }
+        let fine = watched.history.fine.openNumber
+        guard fine != watched.lastEvaluated, watched.history.fine.count > 0 else { return false }
         watched.lastEvaluated = fine
-        return evaluate(&watched)
+        return true
     }
 
     private static func evaluate(

@@ -25,6 +25,8 @@ public struct BucketRing: Sendable {
     private var openSum = 0.0
     private var openCount = 0
     private var last = 0.0
+    /// Where the open bucket ends (time, nanoseconds).
+    private var openEnd: Int64 = 0
 
     public init(widthSeconds: Int64, capacity: Int) {
         widthNanoseconds = widthSeconds * 1_000_000_000
@@ -44,6 +46,15 @@ public struct BucketRing: Sendable {
     public var lastValue: Double { last }
 
     public mutating func add(time: Int64, value: Double) {
+        // most samples land in the open bucket: no division for them
+        if time < openEnd, openNumber >= 0 {
+            openLow = min(openLow, value)
+            openHigh = max(openHigh, value)
+            openSum += value
+            openCount += 1
+            last = value
+            return
+        }
         let number = time / widthNanoseconds
         if openNumber < 0 {
             openNumber = number
@@ -70,6 +81,7 @@ public struct BucketRing: Sendable {
     }
 
     private mutating func startOpen(_ value: Double) {
+        openEnd = (openNumber + 1) * widthNanoseconds
         openLow = value
         openHigh = value
         openSum = value
@@ -98,20 +110,30 @@ public struct GrowthHistory: Sendable {
         rings.reduce(0) { $0 + $1.capacity * MemoryLayout<HistoryBucket>.stride } + MemoryLayout<GrowthHistory>.size
     }
 
-    public private(set) var rings: [BucketRing]
+    // stored one by one: a sample updates all three, and an array of them
+    // would cost uniqueness checks on every sample
+    public private(set) var fine: BucketRing
+    public private(set) var minute: BucketRing
+    public private(set) var coarse: BucketRing
+    /// The three rings, finest first (for the analysis, not per sample).
+    public var rings: [BucketRing] { [fine, minute, coarse] }
     /// When the target's first sample came (its age starts there).
     public private(set) var firstTime: Int64 = -1
     public private(set) var lastTime: Int64 = -1
 
     public init() {
-        rings = Self.rings.map { BucketRing(widthSeconds: $0.width, capacity: $0.capacity) }
+        fine = BucketRing(widthSeconds: Self.rings[0].width, capacity: Self.rings[0].capacity)
+        minute = BucketRing(widthSeconds: Self.rings[1].width, capacity: Self.rings[1].capacity)
+        coarse = BucketRing(widthSeconds: Self.rings[2].width, capacity: Self.rings[2].capacity)
     }
 
     public mutating func add(time: Int64, held: UInt64) {
         if firstTime < 0 { firstTime = time }
         lastTime = time
         let value = Double(held)
-        for i in rings.indices { rings[i].add(time: time, value: value) }
+        fine.add(time: time, value: value)
+        minute.add(time: time, value: value)
+        coarse.add(time: time, value: value)
     }
 
     public var age: Int64 { firstTime < 0 ? 0 : lastTime - firstTime }
@@ -129,5 +151,5 @@ public struct GrowthHistory: Sendable {
         }
         return peak.map(Double.init)
     }
-    public var latest: Double { rings[0].lastValue }
+    public var latest: Double { fine.lastValue }
 }

@@ -54,7 +54,7 @@ public struct GrowthTest: Sendable {
 
     /// The three blocks of `span` ending at the newest completed bucket, or nil
     /// when the ring does not hold them.
-    public static func blocks(_ history: GrowthHistory, span: Span) -> Blocks? {
+    public static func blocks(_ history: GrowthHistory, span: Span, previous wantPrevious: Bool = true) -> Blocks? {
         let ring = history.rings[span.ring]
         let per = Int(span.seconds / (ring.widthNanoseconds / 1_000_000_000))
         guard per >= 1, ring.count >= 3 * per else { return nil }
@@ -74,6 +74,10 @@ public struct GrowthTest: Sendable {
         let b1 = block(start)
         let b2 = block(start + per)
         let b3 = block(start + 2 * per)
+        guard wantPrevious else {
+            return Blocks(
+                floors: (b1.0, b2.0, b3.0), means: (b1.1, b2.1, b3.1), peaks: (b1.2, b2.2, b3.2), previousFloorHigh: nil)
+        }
         // the highest floor before the window, at this span, in this ring and
         // in every coarser one (which reach further back: yesterday's cycle)
         var previous: Double?
@@ -110,7 +114,8 @@ public struct GrowthTest: Sendable {
 
     /// Growth at one span, or nil.
     public func evaluate(_ history: GrowthHistory, span: Span) -> Result? {
-        guard let b = Self.blocks(history, span: span) else { return nil }
+        // the scan of the history for earlier highs only when everything else holds
+        guard var b = Self.blocks(history, span: span, previous: false) else { return nil }
         let tol = tolerance(level: b.means.2)
         let df1 = b.floors.1 - b.floors.0, df2 = b.floors.2 - b.floors.1
         let dm1 = b.means.1 - b.means.0, dm2 = b.means.2 - b.means.1
@@ -122,6 +127,7 @@ public struct GrowthTest: Sendable {
         guard df2 >= k * df1, dm2 >= k * dm1 else { return nil }
         // peaks: a spike may sit in any block, so only a clear slowdown of a clear rise counts
         if dp1 > 2 * tol, dp2 < k * dp1 - tol { return nil }
+        b = Self.blocks(history, span: span)!
         if let previous = b.previousFloorHigh, b.floors.2 <= previous + tol { return nil }
         return Result(span: span, blocks: b, growth: growth)
     }
@@ -144,8 +150,9 @@ public struct GrowthTest: Sendable {
     }
 
     public func longest(_ history: GrowthHistory, cache: inout Cache) -> Result? {
-        for ring in history.rings.indices where cache.numbers[ring] != history.rings[ring].openNumber {
-            cache.numbers[ring] = history.rings[ring].openNumber
+        let rings = history.rings
+        for ring in rings.indices where cache.numbers[ring] != rings[ring].openNumber {
+            cache.numbers[ring] = rings[ring].openNumber
             cache.results[ring] = nil
             for span in Self.spans where span.ring == ring {
                 if let result = evaluate(history, span: span) { cache.results[ring] = result }
