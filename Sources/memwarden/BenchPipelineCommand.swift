@@ -91,7 +91,7 @@ struct BenchPipelineCommand: ParsableCommand {
         // the confirmation stage with 500 targets, each sampled once a second for
         // two hours of their time (the kernel sends a sample per 1 MiB moved or a
         // 10 s heartbeat: once a second is a busy node). A fifth leak (toward a
-        // limit), the rest saw-tooth: evaluations, forecasts and updates all run.
+        // limit: the growth test passes and forecasts are fitted), the rest saw-tooth.
         let targets = 500
         let hours = 2.0
         var stage = ConfirmationStage()
