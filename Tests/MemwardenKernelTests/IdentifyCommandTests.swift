@@ -102,13 +102,14 @@ struct IdentifyCommandTests {
     @Test("replay's leak events carry the identity their cgroup path gives")
     func replayEventsCarryIdentity() throws {
         let scratch = try Scratch("replay-identity")
-        // a steady 2 MiB/s heap leak in a containerd container, a systemd service and an unknown shape
+        // a steady 2 MiB/s heap leak in a containerd container, a systemd service and an unknown shape,
+        // each under a 1 GiB limit it would reach after ~8 minutes: urgent after six
         var lines: [String] = []
-        for second in 0..<300 {
+        for second in 0..<420 {
             for (pid, cgroup) in [(Int32(42), Self.containerd), (43, "/system.slice/app.service"), (44, "/jobs/7")] {
                 let anon = (50 + 2 * second) << 20
                 lines.append(
-                    #"{"t":\#(second),"pid":\#(pid),"comm":"app","cgroup":"\#(cgroup)","anon":\#(anon),"file":52428800,"shmem":0,"swap":0,"vsz":\#(anon + (200 << 20)),"limit":4294967296}"#)
+                    #"{"t":\#(second),"pid":\#(pid),"comm":"app","cgroup":"\#(cgroup)","anon":\#(anon),"file":52428800,"shmem":0,"swap":0,"vsz":\#(anon + (200 << 20)),"limit":1073741824}"#)
             }
         }
         try scratch.write(lines.joined(separator: "\n") + "\n", to: "/leak.jsonl")

@@ -171,8 +171,13 @@ public struct GrowthForecast: Sendable, Hashable {
     }
 
     static func linear(_ points: [Point]) -> ((Double) -> Double)? {
+        guard points.count >= 2, let (mt, my, b) = leastSquares(points) else { return nil }
+        return { my + b * ($0 - mt) }
+    }
+
+    /// The least-squares line of y on t: the means of t and y, and the slope.
+    static func leastSquares(_ points: [Point]) -> (Double, Double, Double)? {
         let n = Double(points.count)
-        guard n >= 2 else { return nil }
         let mt = points.reduce(0.0) { $0 + $1.t } / n
         let my = points.reduce(0.0) { $0 + $1.y } / n
         var sxy = 0.0, sxx = 0.0
@@ -181,8 +186,7 @@ public struct GrowthForecast: Sendable, Hashable {
             sxx += (p.t - mt) * (p.t - mt)
         }
         guard sxx > 0 else { return nil }
-        let b = sxy / sxx
-        return { my + b * ($0 - mt) }
+        return (mt, my, sxy / sxx)
     }
 
     /// Least squares on x = (t − t0) / span, so the normal equations stay well conditioned.
@@ -231,16 +235,7 @@ public struct GrowthForecast: Sendable, Hashable {
             let lambda = growing ? g : -g
             // linear least squares of y on u = e^(λx)
             let transformed = points.map { Point(t: exp(lambda * ($0.t - t0) / span), y: $0.y) }
-            let n = Double(transformed.count)
-            let mu = transformed.reduce(0.0) { $0 + $1.t } / n
-            let my = transformed.reduce(0.0) { $0 + $1.y } / n
-            var suy = 0.0, suu = 0.0
-            for p in transformed {
-                suy += (p.t - mu) * (p.y - my)
-                suu += (p.t - mu) * (p.t - mu)
-            }
-            guard suu > 0 else { continue }
-            let a = suy / suu
+            guard let (mu, my, a) = leastSquares(transformed) else { continue }
             // growing: a > 0 for growth; saturating: y = c + a·e^(−gx) rises when a < 0
             if growing ? a <= 0 : a >= 0 { continue }
             let c = my - a * mu
@@ -251,9 +246,21 @@ public struct GrowthForecast: Sendable, Hashable {
         return best?.f
     }
 
-    /// The Theil–Sen slopes' lower and upper quartiles (pairwise slopes of at
-    /// most 48 evenly chosen points), bytes/s.
+    /// The Theil–Sen slopes' lower and upper quartiles, bytes/s.
     static func slopeQuartiles(_ points: [Point]) -> (Double, Double) {
+        let slopes = pairwiseSlopes(points)
+        guard !slopes.isEmpty else { return (0, 0) }
+        return (slopes[slopes.count / 4], slopes[slopes.count * 3 / 4])
+    }
+
+    /// The Theil–Sen slope (median pairwise slope), bytes/s.
+    public static func theilSen(_ points: [Point]) -> Double {
+        let slopes = pairwiseSlopes(points)
+        return slopes.isEmpty ? 0 : slopes[slopes.count / 2]
+    }
+
+    /// The slopes between every pair of at most 48 evenly chosen points, sorted.
+    static func pairwiseSlopes(_ points: [Point]) -> [Double] {
         let stride = max(1, points.count / 48)
         let chosen = Swift.stride(from: 0, to: points.count, by: stride).map { points[$0] }
         var slopes: [Double] = []
@@ -263,23 +270,6 @@ public struct GrowthForecast: Sendable, Hashable {
                 slopes.append((chosen[j].y - chosen[i].y) / (chosen[j].t - chosen[i].t))
             }
         }
-        guard !slopes.isEmpty else { return (0, 0) }
-        slopes.sort()
-        return (slopes[slopes.count / 4], slopes[slopes.count * 3 / 4])
-    }
-
-    /// The Theil–Sen slope (median pairwise slope), bytes/s.
-    public static func theilSen(_ points: [Point]) -> Double {
-        let stride = max(1, points.count / 48)
-        let chosen = Swift.stride(from: 0, to: points.count, by: stride).map { points[$0] }
-        var slopes: [Double] = []
-        for i in 0..<chosen.count {
-            for j in (i + 1)..<chosen.count where chosen[j].t > chosen[i].t {
-                slopes.append((chosen[j].y - chosen[i].y) / (chosen[j].t - chosen[i].t))
-            }
-        }
-        guard !slopes.isEmpty else { return 0 }
-        slopes.sort()
-        return slopes[slopes.count / 2]
+        return slopes.sorted()
     }
 }
