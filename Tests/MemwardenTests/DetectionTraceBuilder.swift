@@ -121,7 +121,7 @@ struct TraceBuilder {
 
     var lineCount: Int { lines.count }
 
-    /// Replays the trace through the detectors and the assessor. With
+    /// Replays the trace through the detectors and the confirmation stage. With
     /// MW_TEST_TRACE_DIR set, the trace is also written there, to look at a
     /// failing shape with `memwarden replay --verdicts FILE`.
     func replay(profile: DetectorConfiguration.Profile = .standard) throws -> [LeakEvent] {
