@@ -51,6 +51,10 @@ struct AgentCommandTests {
         #expect((last["events"] as? Int ?? 0) > 0)
         #expect((last["process_samples"] as? Int ?? 0) > 0)
         #expect(last["ringbuf_drops"] as? Int == 0)
+        // the confirmation stage reports its bounded memory: a fixed-size history per target it saw
+        let watched = try #require(last["confirmation_targets"] as? Int, "no confirmation_targets in \(last)")
+        #expect(watched >= 1)
+        #expect(last["confirmation_history_bytes"] as? Int == watched * GrowthHistory.bytesPerTarget)
         let time = try #require(samples.first?["time"] as? String)
         #expect(time.hasSuffix("Z") && time.count == 24, "not RFC 3339 with ms: \(time)")
     }

@@ -99,6 +99,11 @@ struct EventSchemaTests {
         counters.events = 61901
         counters.coalesced = 59458
         lines.append(formatter.statsLine(counters, at: 6_000_000_000))
+        lines.append(
+            formatter.statsLine(
+                counters, confirmation: ConfirmationStatistics(targets: 3, suspected: 1, historyBytes: 22_500, evicted: 2),
+                at: 7_000_000_000))
+        #expect(lines.last!.contains(#""confirmation_targets":3,"confirmation_suspected":1,"confirmation_history_bytes":22500,"confirmation_evictions":2"#))
         #expect(try Self.problems(lines, schema: Self.traceSchema).isEmpty, "\(lines)")
         // and an agent event is not a trace line
         #expect(try Self.problems([SampleEvents.make(.agentStarted).jsonLine()], schema: Self.traceSchema).count >= 1)

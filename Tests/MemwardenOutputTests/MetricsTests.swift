@@ -39,6 +39,17 @@ func target(pid: Int32? = nil, cgroup: String, usage: UInt64 = 1 << 20) -> Targe
         #expect(values[#"memwarden_kernel_tracked{map="process"}"#] == 12)
     }
 
+    @Test func confirmationStageStateIsExported() {
+        let metrics = AgentMetrics()
+        metrics.record(confirmation: ConfirmationStatistics(targets: 40, suspected: 2, historyBytes: 300_000, evicted: 7))
+        metrics.record(confirmation: ConfirmationStatistics(targets: 41, suspected: 1, historyBytes: 307_500, evicted: 9))
+        let values = samples(String(decoding: metrics.exposition(), as: UTF8.self))
+        #expect(values[#"memwarden_confirmation_targets{state="tracked"}"#] == 41)
+        #expect(values[#"memwarden_confirmation_targets{state="suspected"}"#] == 1)
+        #expect(values["memwarden_confirmation_history_bytes"] == 307_500)
+        #expect(values["memwarden_confirmation_evictions_total"] == 9)
+    }
+
     @Test func targetSeriesAreLabelledByIdentityNeverByPid() {
         let metrics = AgentMetrics()
         var snapshot = TargetSnapshot(

@@ -72,6 +72,55 @@ struct ConfirmationStageTests {
         #expect(late.isEmpty, "\(late)")
     }
 
+    @Test("a batch job's next cycles climb back to where the first peaked near its limit: none is a leak")
+    func batchCyclesDoNotReflag() {
+        var stage = ConfirmationStage()
+        // 150 MiB idle, 2.7 GiB after 8.4 min, freed in 23 s, every 30.7 min, under a 3.75 GiB limit
+        let period = 1841.0, grow = 505.0, free = 23.0
+        let events = Self.run(&stage, limit: 3_840 * 1_048_576, until: 4 * period, step: 1) { t in
+            let phase = t.truncatingRemainder(dividingBy: period)
+            let top = 2_740 * Self.mib, idle = 150 * Self.mib
+            if phase < grow { return idle + (top - idle) * phase / grow }
+            return idle + (top - idle) * max(0, 1 - (phase - grow) / free)
+        }
+        let later = events.filter { $0.kind == .suspected && $0.t > period }
+        #expect(later.isEmpty, "\(later.map(\.t))")
+    }
+
+    @Test("a worker's urgency is its cgroup's: a worker growing while its cgroup climbs back to an earlier top is no leak")
+    func workerInACgroupBelowItsEarlierTop() {
+        var stage = ConfirmationStage()
+        var events: [LeakEvent] = []
+        let limit = UInt64(3_300 * Self.mib)
+        // the cgroup reached 3.1 GiB with an earlier worker, fell back to 2.2 GiB when it exited;
+        // a new worker (from t = 1200) grows 2 MiB/s and takes the cgroup back toward that top (3.08 GiB at the end)
+        for step in 0...(1640 * 2) {
+            let t = Double(step) / 2
+            let worker = t >= 1200 ? 2 * Self.mib * (t - 1200) : nil
+            let cgroup = t < 600 ? 2_200 * Self.mib + 1.5 * Self.mib * t : 2_200 * Self.mib + (worker ?? 0)
+            let nanoseconds = Int64(t * 1e9)
+            stage.sample(
+                .cgroup(1), time: nanoseconds, held: UInt64(cgroup),
+                context: {
+                    AssessmentContext(
+                        timeNanoseconds: nanoseconds, scope: .cgroup, pid: nil, comm: nil, cgroup: "/workers", limit: limit,
+                        usage: UInt64(cgroup))
+                }, into: &events)
+            if let worker {
+                stage.sample(
+                    .process(9), time: nanoseconds, held: UInt64(20 * Self.mib + worker),
+                    context: {
+                        AssessmentContext(
+                            timeNanoseconds: nanoseconds, scope: .process, pid: 9, comm: "php-fpm", cgroup: "/workers",
+                            limit: limit, usage: UInt64(cgroup))
+                    }, into: &events, cgroup: .cgroup(1))
+            }
+        }
+        // the first 600 s were new highs (the cgroup's first rise may be suspected); what came back is not
+        let later = events.filter { $0.kind == .suspected && $0.t >= 1200 }
+        #expect(later.isEmpty, "\(later.map { ($0.t, $0.scope, $0.reasons) })")
+    }
+
     @Test("a suspicion clears once growth stops, within the clear window of its rate")
     func clearsWhenGrowthStops() throws {
         var stage = ConfirmationStage()

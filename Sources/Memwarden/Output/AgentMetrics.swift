@@ -19,6 +19,7 @@ public final class AgentMetrics: EventSink, Sendable {
 
     private struct State {
         var kernel = KernelCounters()
+        var confirmationEvicted: UInt64 = 0
         var targets: [String: TargetSeries] = [:]
         var omitted: Set<String> = []
         var sinks: [any CountingSink] = []
@@ -74,6 +75,20 @@ public final class AgentMetrics: EventSink, Sendable {
         counter(Self.eventsLost, [("stage", "stdout")]).increment(by: delta(\.stdoutDrops))
         gauge(Self.kernelTracked, [("map", "process")]).set(Double(now.processesTracked))
         gauge(Self.kernelTracked, [("map", "cgroup")]).set(Double(now.cgroupsTracked))
+    }
+
+    /// The detection confirmation stage's state (its evictions advance by
+    /// the difference to the last reading, like the kernel's counters).
+    public func record(confirmation now: ConfirmationStatistics) {
+        let last = state.withLock { s in
+            let last = s.confirmationEvicted
+            s.confirmationEvicted = now.evicted
+            return last
+        }
+        counter(Self.confirmationEvictions).increment(by: Int64(clamping: now.evicted >= last ? now.evicted - last : now.evicted))
+        gauge(Self.confirmationTargets, [("state", "tracked")]).set(Double(now.targets))
+        gauge(Self.confirmationTargets, [("state", "suspected")]).set(Double(now.suspected))
+        gauge(Self.confirmationHistoryBytes).set(Double(now.historyBytes))
     }
 
     // MARK: targets
@@ -201,6 +216,12 @@ public final class AgentMetrics: EventSink, Sendable {
     static let kernelMapFull = Name("memwarden_kernel_map_full_total", "BPF map inserts that failed.")
     static let mapEvictions = Name("memwarden_kernel_map_evictions_total", "States the LRU maps evicted to make room, by map.")
     static let kernelTracked = Name("memwarden_kernel_tracked", "Processes and cgroups the kernel program tracks, by map.")
+    static let confirmationTargets = Name(
+        "memwarden_confirmation_targets", "Targets the detection confirmation stage keeps history for, by state.")
+    static let confirmationHistoryBytes = Name(
+        "memwarden_confirmation_history_bytes", "Memory the confirmation stage's target histories take.")
+    static let confirmationEvictions = Name(
+        "memwarden_confirmation_evictions_total", "Targets the confirmation stage dropped to stay within its bound.")
     static let eventsLost = Name(
         "memwarden_events_lost_total", "Records or lines lost, by stage (ring_buffer, userspace, stdout).")
     static let eventsEmitted = Name("memwarden_events_emitted_total", "Agent events emitted, by type.")
@@ -228,7 +249,8 @@ public final class AgentMetrics: EventSink, Sendable {
     /// Every metric name, for docs and tests.
     static let all: [Name] = [
         buildInfo, kernelEvents, kernelCoalesced, kernelSamples, kernelUnattributed, kernelExecs, kernelExits,
-        kernelVerdicts, kernelMapFull, mapEvictions, kernelTracked, eventsLost, eventsEmitted, sinkDelivered,
+        kernelVerdicts, kernelMapFull, mapEvictions, kernelTracked, confirmationTargets, confirmationHistoryBytes,
+        confirmationEvictions, eventsLost, eventsEmitted, sinkDelivered,
         sinkDropped, sinkFailures, sinkQueueDepth, policyReloads, policyReloadErrors, targetsOmitted, targetMemory,
         targetLimit, targetBudget, targetBudgetShare, targetBudgetTier, targetGrowth, targetConfidence,
         targetSuspected, targetForecast, targetThrottled,

@@ -131,7 +131,11 @@ public struct SampleFormatter: Sendable {
         return line.finish()
     }
 
-    public mutating func statsLine(_ counters: KernelCounters, at monotonic: UInt64 = monotonicNanoseconds()) -> String {
+    /// `confirmation`: the detection stage's state, when the agent runs one.
+    public mutating func statsLine(
+        _ counters: KernelCounters, confirmation: ConfirmationStatistics? = nil,
+        at monotonic: UInt64 = monotonicNanoseconds()
+    ) -> String {
         var line = JSONLine()
         line.add("type", "stats")
         line.add("time", timestamps.rfc3339(monotonic: monotonic))
@@ -152,6 +156,12 @@ public struct SampleFormatter: Sendable {
         line.add("cgroups_tracked", counters.cgroupsTracked)
         line.add("userspace_drops", counters.userspaceDrops)
         line.add("stdout_drops", counters.stdoutDrops)
+        if let confirmation {
+            line.add("confirmation_targets", confirmation.targets)
+            line.add("confirmation_suspected", confirmation.suspected)
+            line.add("confirmation_history_bytes", confirmation.historyBytes)
+            line.add("confirmation_evictions", confirmation.evicted)
+        }
         return line.finish()
     }
 

@@ -131,8 +131,10 @@ public struct LivePipeline: Service {
                 }
             case .counters(var counters):
                 counters.stdoutDrops = outputs.stdout?.statistics.dropped ?? 0
-                outputs.stdout?.submit(line: formatter.statsLine(counters))
+                let confirmation = detection.confirmation.statistics
+                outputs.stdout?.submit(line: formatter.statsLine(counters, confirmation: confirmation))
                 outputs.metrics?.record(kernelCounters: counters)
+                outputs.metrics?.record(confirmation: confirmation)
                 var lost = losses.update(counters)
                 lost.merge(outputs.sinkLosses()) { $0 + $1 }
                 if !lost.isEmpty {

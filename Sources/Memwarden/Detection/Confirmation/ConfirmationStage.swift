@@ -71,6 +71,8 @@ public struct ConfirmationStage: Sendable {
     struct FastCandidate: Sendable {
         var since: Int64
         var level: Double
+        /// The lowest held memory since it opened: a leak does not give back.
+        var low: Double
         var rate: Double
         var context: AssessmentContext
         var detectors: [String]
@@ -93,6 +95,10 @@ public struct ConfirmationStage: Sendable {
     public var suspectedTargets: Int { targets.values.count { $0.suspicion != nil } }
     /// What the histories take: a bound, since each is fixed-size.
     public var historyBytes: Int { targets.count * GrowthHistory.bytesPerTarget }
+    public var statistics: ConfirmationStatistics {
+        ConfirmationStatistics(
+            targets: trackedTargets, suspected: suspectedTargets, historyBytes: historyBytes, evicted: evicted)
+    }
 
     /// One sample of a target. `context` is asked for only when an event comes of it.
     /// `cgroup`: a process's memory cgroup, whose growth the forecast uses
@@ -149,7 +155,7 @@ public struct ConfirmationStage: Sendable {
             let peak = watched.history.peakBefore(seconds: s.fastSpanSeconds)
             if let peak, level <= peak + GrowthTest(settings: s).tolerance(level: level) { return }
             watched.fast = FastCandidate(
-                since: context.timeNanoseconds, level: level, rate: rate, context: context,
+                since: context.timeNanoseconds, level: level, low: level, rate: rate, context: context,
                 detectors: DetectorKind.allCases.filter { verdict.hasFired($0) }.map(\.name),
                 reasons: verdict.reasons.names, confidence: Assessor.confidence(verdict),
                 fit: Double(verdict.raw.level_r2) / 1000)
@@ -176,9 +182,15 @@ public struct ConfirmationStage: Sendable {
         let waited = Double(time - fast.since) / 1e9
         // urgency overrides patience: a limit nearer than the wait would be met unannounced
         let headroom = fast.context.limit.map { Double($0) - Double(fast.context.usage) } ?? .infinity
-        guard now || waited >= min(s.fastConfirmSeconds, headroom / fast.rate / 2) else { return nil }
+        guard now || waited >= min(s.fastConfirmSeconds, headroom / fast.rate / 2) else {
+            watched.fast?.low = min(fast.low, held)
+            return nil
+        }
         watched.fast = nil
         guard held - fast.level >= 0.5 * fast.rate * waited else { return nil }
+        // allocate/free churn climbs as fast between its frees: a fall back
+        // below where the candidate opened is no leak
+        guard min(fast.low, held) >= fast.level - GrowthTest(settings: s).tolerance(level: fast.level) else { return nil }
         let ctx = context()
         let rate = waited > 0 ? (held - fast.level) / waited : fast.rate
         var forecast: GrowthForecast?
@@ -259,7 +271,11 @@ public struct ConfirmationStage: Sendable {
         // interval's far end): a curved fit over a cycle's trough, or a few
         // overlapping workers, promise more than they keep
         let cautious = forecast.map { ($0.seconds * $0.high).squareRoot() }
-        if let cautious, lasted >= s.minimumUrgentSeconds, cautious <= s.urgency * lasted {
+        if let cautious, lasted >= s.minimumUrgentSeconds, cautious <= s.urgency * lasted,
+            // a process's urgency is its cgroup's: workers that come and go
+            // grow one by one while the cgroup they share stays where it was
+            !points.fromCgroup || cgroup.map({ test.evaluate($0, span: growth.span) != nil }) == true
+        {
             reasons.append("urgent_forecast")
         } else {
             guard lasted >= s.patienceSeconds, age >= s.graceSeconds else { return nil }
@@ -373,7 +389,11 @@ public struct ConfirmationStage: Sendable {
     /// workers reaches it at the cgroup's rate), when its history holds the span.
     static func forecastPoints(_ history: GrowthHistory, cgroup: GrowthHistory?, span: GrowthTest.Span) -> ForecastInput {
         var source = history
-        if let cgroup, points(cgroup, span: span).count >= points(history, span: span).count { source = cgroup }
+        var fromCgroup = false
+        if let cgroup, points(cgroup, span: span).count >= points(history, span: span).count {
+            source = cgroup
+            fromCgroup = true
+        }
         let ring = source.rings[span.ring]
         let n = min(ring.count, 3 * Int(span.seconds / (ring.widthNanoseconds / 1_000_000_000)))
         let growth = points(source, span: span)
@@ -383,7 +403,7 @@ public struct ConfirmationStage: Sendable {
         var excess = (ring.count - n..<ring.count).map { max(0, Double(ring[$0].high - ring[$0].mean) - trend) }.sorted()
         if excess.isEmpty { excess = [0] }
         return ForecastInput(
-            points: growth, latest: source.latest,
+            points: growth, latest: source.latest, fromCgroup: fromCgroup,
             excess: (excess[excess.count / 2], excess[min(excess.count - 1, excess.count * 9 / 10)]))
     }
 
@@ -391,6 +411,8 @@ public struct ConfirmationStage: Sendable {
     struct ForecastInput {
         var points: [GrowthForecast.Point]
         var latest: Double
+        /// The points are the cgroup's, not the process's own.
+        var fromCgroup = false
         var excess: (typical: Double, high: Double)
 
         /// The limit in the points' terms: what of the usage they do not count

@@ -151,5 +151,33 @@ public struct GrowthHistory: Sendable {
         }
         return peak.map(Double.init)
     }
+    /// Whether the growth since `start` passed every earlier top: in each
+    /// ring whose buckets are at most a third of the window, the highest
+    /// bucket mean since then is above the highest one before it by more
+    /// than `tolerance` plus a bucket's growth at `rate` (where a bucket
+    /// boundary fell shifts a top by up to that; a leak's newest top is
+    /// two buckets or more past any earlier one). Ring by ring, so tops are
+    /// compared at one resolution; means, not highs, so a spike within a
+    /// bucket is no top. A batch job's next cycle climbs back to where the
+    /// last one peaked; a leak passes it.
+    public func passesEarlierTops(since start: Int64, tolerance: Double, rate: Double) -> Bool {
+        for ring in rings {
+            let width = ring.widthNanoseconds
+            guard 3 * width <= lastTime - start else { break }
+            var before = -Float.infinity
+            var since = -Float.infinity
+            for i in 0..<ring.count {
+                if (ring.number(i) + 1) * width <= start {
+                    before = max(before, ring[i].mean)
+                } else {
+                    since = max(since, ring[i].mean)
+                }
+            }
+            let margin = tolerance + max(0, rate) * Double(width) / 1e9
+            if before > -.infinity, since > -.infinity, Double(since) <= Double(before) + margin { return false }
+        }
+        return true
+    }
+
     public var latest: Double { fine.lastValue }
 }

@@ -8,8 +8,10 @@
 ///    is at least `steadiness` of the first (a warm-up or a cache filling
 ///    toward its bound slows; a leak does not; the top of a load cycle does);
 ///  - the newest floor is a new high: above every floor of an earlier block
-///    of the same span in the history (a batch job's next cycle or a daily
-///    cycle's next rising half only climbs back to where it was).
+///    of the same span in the history, and the window's top (its highest
+///    bucket mean) above every earlier one in each ring (a
+///    batch job's next cycle or a daily cycle's next rising half only climbs
+///    back to where it was; a leak keeps passing the previous cycle's top).
 /// The largest span at which growth holds says for how long it has lasted.
 public struct GrowthTest: Sendable {
     public struct Span: Sendable, Hashable {
@@ -37,6 +39,8 @@ public struct GrowthTest: Sendable {
         public var peaks: (Double, Double, Double)
         /// The highest block floor before the three blocks, if the history reaches that far.
         public var previousFloorHigh: Double?
+        /// When the three blocks start (nanoseconds on the target's clock).
+        public var start: Int64 = 0
     }
 
     public struct Result: Sendable {
@@ -103,7 +107,7 @@ public struct GrowthTest: Sendable {
         }
         return Blocks(
             floors: (b1.0, b2.0, b3.0), means: (b1.1, b2.1, b3.1), peaks: (b1.2, b2.2, b3.2),
-            previousFloorHigh: previous)
+            previousFloorHigh: previous, start: windowStart)
     }
 
     /// The tolerance a rise must beat at this level: what noise and rounding
@@ -129,6 +133,8 @@ public struct GrowthTest: Sendable {
         if dp1 > 2 * tol, dp2 < k * dp1 - tol { return nil }
         b = Self.blocks(history, span: span)!
         if let previous = b.previousFloorHigh, b.floors.2 <= previous + tol { return nil }
+        let rate = (b.means.2 - b.means.0) / (2 * Double(span.seconds))
+        if !history.passesEarlierTops(since: b.start, tolerance: tol, rate: rate) { return nil }
         return Result(span: span, blocks: b, growth: growth)
     }
 
