@@ -404,7 +404,7 @@ public struct ConfirmationStage: Sendable {
         if excess.isEmpty { excess = [0] }
         return ForecastInput(
             points: growth, latest: source.latest, fromCgroup: fromCgroup,
-            excess: (excess[excess.count / 2], excess[min(excess.count - 1, excess.count * 9 / 10)]))
+            excess: (excess[excess.count / 2], excess[excess.count - 1]))
     }
 
     /// A forecast's input: the growth, what it is now, and its peaks over its means.

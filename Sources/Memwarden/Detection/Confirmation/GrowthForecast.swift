@@ -4,10 +4,10 @@ import Foundation
 /// growth, with an interval.
 ///
 /// Three models are fitted over the growth window (bucket means against
-/// time): linear, quadratic, and exponential `c + a·e^(λt)` (λ on a grid,
-/// c and a by least squares). The model is picked by out-of-sample error: fit
-/// on the first three quarters, score on the last quarter; the simplest model
-/// within 10 % of the best error wins. A saturating exponential (λ < 0) is
+/// time): linear (Theil–Sen), quadratic, and exponential `c + a·e^(λt)` (λ on
+/// a grid, c and a by least squares). The model is picked by out-of-sample
+/// error: fit on the first three quarters, score on the last quarter; a
+/// curved model must beat the line's error by 40 %. A saturating exponential (λ < 0) is
 /// fitted too: when it wins, the growth is levelling off toward a plateau and
 /// there is no forecast (`levellingOff`).
 ///
@@ -170,9 +170,19 @@ public struct GrowthForecast: Sendable, Hashable {
         }
     }
 
+    /// The Theil–Sen line: the median pairwise slope, through the median
+    /// residual. Least squares follows outliers: the dips of a worker that
+    /// restarts, a GC's drops or a spike pull it off the level memory holds
+    /// most of the time, and its slope with it.
     static func linear(_ points: [Point]) -> ((Double) -> Double)? {
-        guard points.count >= 2, let (mt, my, b) = leastSquares(points) else { return nil }
-        return { my + b * ($0 - mt) }
+        guard points.count >= 2 else { return nil }
+        let slopes = pairwiseSlopes(points)
+        guard !slopes.isEmpty else { return nil }
+        let b = slopes[slopes.count / 2]
+        let t0 = points[0].t
+        let residuals = points.map { $0.y - b * ($0.t - t0) }.sorted()
+        let a = residuals[residuals.count / 2]
+        return { a + b * ($0 - t0) }
     }
 
     /// The least-squares line of y on t: the means of t and y, and the slope.
