@@ -65,6 +65,8 @@ func target(pid: Int32? = nil, cgroup: String, usage: UInt64 = 1 << 20) -> Targe
         let values = samples(text)
         func value(_ name: String) -> Double? { values.first { $0.key.hasPrefix(name + "{") }?.value }
         #expect(value("memwarden_target_memory_bytes") == Double(300 << 20))
+        #expect(value("memwarden_target_limit_bytes") == Double(512 << 20))
+        #expect(value("memwarden_target_budget_bytes") == Double(400 << 20))
         #expect(value("memwarden_target_budget_share_ratio") == 0.75)
         #expect(value("memwarden_target_budget_tier") == 2)
         #expect(value("memwarden_target_leak_confidence_ratio") == 0.875)

@@ -280,10 +280,12 @@ private final class TargetSeries: Sendable {
     func set(_ target: TargetSnapshot, registry: PrometheusCollectorRegistry) {
         typealias M = AgentMetrics
         let tier = target.tier.map { BudgetTier.allCases.firstIndex(of: $0)! + 1 } ?? 0
+        // `{ Double($0) }`, not `.map(Double.init)`: on a UInt64 that picks
+        // Double(bitPattern:), and 512 MiB comes out as 2.65e-315
         let values: [(M.Name, Double?)] = [
             (M.targetMemory, Double(target.usageBytes)),
-            (M.targetLimit, target.limitBytes.map(Double.init)),
-            (M.targetBudget, target.budgetBytes.map(Double.init)),
+            (M.targetLimit, target.limitBytes.map { Double($0) }),
+            (M.targetBudget, target.budgetBytes.map { Double($0) }),
             (M.targetBudgetShare, target.budgetShare),
             (M.targetBudgetTier, target.budgetBytes == nil ? nil : Double(tier)),
             (M.targetGrowth, Double(target.growthBytesPerSecond)),
