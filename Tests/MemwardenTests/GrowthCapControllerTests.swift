@@ -6,7 +6,8 @@ import Testing
 struct GrowthCapControllerTests {
     static let page: UInt64 = 4096
     static let second: UInt64 = 1_000_000_000
-    static let settings = ThrottleSettings(interval: .seconds(6), maxGrowthRate: 128 << 10)
+    static let rate: UInt64 = 128 << 10
+    static let settings = ThrottleSettings(interval: .seconds(6), maxGrowthRate: rate)
 
     static func controller(start: UInt64, highEvents: UInt64? = nil, settings: ThrottleSettings = settings) -> GrowthCapController {
         GrowthCapController(settings: settings, pageSize: page, start: start, now: 0, highEvents: highEvents)
@@ -86,6 +87,37 @@ struct GrowthCapControllerTests {
             value = decision.value
         }
         #expect(value == start + 6 * (128 << 10))
+    }
+
+    @Test("with the kernel's count known only breaches press; once the suspicion cleared, a minute without one releases")
+    func clearedSuspicion() {
+        let start: UInt64 = 1 << 30
+        var cap = Self.controller(start: start, highEvents: 5)
+        var value = start
+        // the detectors saw only the capped rate and cleared; the leak goes on breaching: the cap stays and rises
+        for tick in UInt64(1)...120 {
+            let decision = cap.observe(
+                now: tick * Self.second, usage: value, highEvents: 5 + tick, current: value, ceiling: nil, suspected: false)
+            #expect(decision.step != .release)
+            value = decision.value
+        }
+        #expect(value == start + 20 * 6 * Self.rate)
+        // the allocations stop: usage sits at the cap, no breach; nothing is raised, and a minute on it lets go
+        var released: UInt64?
+        for tick in UInt64(121)...200 where released == nil {
+            let decision = cap.observe(
+                now: tick * Self.second, usage: value, highEvents: 125, current: value, ceiling: nil, suspected: false)
+            #expect(decision.value == value)
+            if decision.step == .release { released = tick }
+        }
+        #expect(released == 180)
+
+        // while still suspected, sitting at the cap is neither a reason to raise nor to let go
+        var suspected = Self.controller(start: start, highEvents: 5)
+        for tick in UInt64(1)...300 {
+            let decision = suspected.observe(now: tick * Self.second, usage: start, highEvents: 5, current: start, ceiling: nil)
+            #expect(decision.step == .hold)
+        }
     }
 
     @Test("far below the cap for the release window: release; a leak slower than the rate is never released")

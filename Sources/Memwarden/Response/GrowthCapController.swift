@@ -20,8 +20,9 @@ public struct GrowthCapController: Sendable, Hashable {
         case hold
         /// memory.high up by the rate times the time since the last raise.
         case raise
-        /// The cgroup stayed far below the cap for the release window: the
-        /// cap does nothing any more, the original can go back.
+        /// The cap does nothing any more, the original can go back: the
+        /// cgroup stayed far below it for the release window, or, once the
+        /// suspicion cleared, did not press on it for that long.
         case release
     }
 
@@ -45,6 +46,8 @@ public struct GrowthCapController: Sendable, Hashable {
     private var lastHighEvents: UInt64?
     /// The cgroup pressed against the cap at some tick since the last raise.
     private var pressed = false
+    /// The last tick it pressed (or the start).
+    private var lastPressed: UInt64
     /// Since when usage has stayed far below the cap (nil: it has not).
     private var quietSince: UInt64?
 
@@ -56,17 +59,20 @@ public struct GrowthCapController: Sendable, Hashable {
     /// "Far below": more allowance unused than the window would grant.
     public var releaseMargin: UInt64 { Self.grant(rate: rate, nanoseconds: releaseAfter) }
 
-    /// Within this of the cap counts as pressing on it: the allowance of one raise.
+    /// Where the kernel's count of breaches is unknown: within this of the
+    /// cap counts as pressing on it (the allowance of one raise).
     public var slack: UInt64 { max(pageSize, Self.grant(rate: rate, nanoseconds: interval)) }
 
     /// `start`: the first memory.high (`startValue`); `now`: monotonic
-    /// nanoseconds of that write; `highEvents`: memory.events' `high` then.
+    /// nanoseconds of that write; `highEvents`: memory.events' `high` then
+    /// (nil: unknown, and then unknown at every tick).
     public init(settings: ThrottleSettings, pageSize: UInt64, start: UInt64, now: UInt64, highEvents: UInt64?) {
         self.rate = settings.maxGrowthRate
         self.pageSize = max(1, pageSize)
         self.interval = max(1, MemoryHighController.nanoseconds(settings.interval))
         self.start = start
         self.lastRaise = now
+        self.lastPressed = now
         self.lastHighEvents = highEvents
     }
 
@@ -85,18 +91,31 @@ public struct GrowthCapController: Sendable, Hashable {
 
     /// One tick: memory.current, memory.events' `high` count (nil where the
     /// file is missing), the memory.high in force and the ceiling.
+    /// `suspected`: a leak is still suspected in the cgroup. The detectors see
+    /// the capped rate, which is the cap's own doing, so a suspicion that
+    /// cleared under a cap is not taken at its word: the cap goes only once
+    /// the cgroup stopped pressing on it for the release window.
     public mutating func observe(
-        now: UInt64, usage: UInt64, highEvents: UInt64?, current: UInt64, ceiling: UInt64?
+        now: UInt64, usage: UInt64, highEvents: UInt64?, current: UInt64, ceiling: UInt64?, suspected: Bool = true
     ) -> Decision {
-        // the kernel counts each time usage went over memory.high: the surest
-        // sign the cap is biting (a counter that went back, a recreated group, says nothing)
+        // memory.events' `high` counts the charges the kernel met over
+        // memory.high: the cap biting, and only while something allocates. Usage
+        // alone cannot tell: a cgroup the cap held may sit at (or, with nothing
+        // to reclaim, a little over) it long after it stopped allocating. So
+        // usage near the cap counts only where the count is unknown (a dry
+        // run, where the cap was never written, or no memory.events file).
+        // A counter that went back (a recreated group) says nothing.
         var highRose = false
         if let highEvents {
             if let lastHighEvents, highEvents > lastHighEvents { highRose = true }
             lastHighEvents = highEvents
         }
         let (near, nearOverflow) = usage.addingReportingOverflow(slack)
-        if highRose || nearOverflow || near >= current { pressed = true }
+        if highRose || (highEvents == nil && (nearOverflow || near >= current)) {
+            pressed = true
+            lastPressed = now
+        }
+        if !suspected && now &- lastPressed >= releaseAfter { return Decision(step: .release, value: current) }
 
         let (far, farOverflow) = usage.addingReportingOverflow(releaseMargin)
         if !highRose && !farOverflow && far < current {

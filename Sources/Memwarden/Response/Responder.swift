@@ -230,14 +230,18 @@ public struct Responder: Sendable {
         return []
     }
 
-    /// A leak suspicion closed. When it was the cgroup's last, a throttle ends.
+    /// A leak suspicion closed. When it was the cgroup's last, a throttle
+    /// ends; a growth cap once the cgroup stops pressing on it (`step`): the
+    /// detectors saw the capped rate, and a leak that is only held back
+    /// would run at its own pace again the moment the cap went.
     public mutating func leakCleared(_ target: EventTarget) -> [AgentEvent] {
         defer { flush() }
         let key = Self.key(target)
         guard var entry = entries[key] else { return [] }
         entry.suspects[target.key] = nil
         entries[key] = entry
-        guard entry.suspects.isEmpty, entry.throttle != nil else { return [] }
+        guard entry.suspects.isEmpty, let throttle = entry.throttle else { return [] }
+        if throttle.growthCap != nil { return [] }
         return restore(key, reason: "leak_cleared")
     }
 
@@ -420,7 +424,7 @@ public struct Responder: Sendable {
         }
         throttle = Self.capped(
             throttle, at: value, settings: policy.throttle, pageSize: page, now: now.monotonicNanoseconds,
-            highEvents: Self.highEvents(files))
+            highEvents: highEvents(files))
         planned.append(
             PlannedWrite(key: key, throttle: throttle, before: originalKnob.bytes, reason: "growth_cap", pressure: nil, first: true))
         return []
@@ -440,9 +444,11 @@ public struct Responder: Sendable {
         return next
     }
 
-    /// memory.events' `high` count; nil where it cannot be read (a cap then
-    /// goes by usage alone).
-    static func highEvents(_ files: CgroupMemoryFiles) -> UInt64? {
+    /// memory.events' `high` count; nil where it cannot be read, and in a dry
+    /// run, where memory.high was never written and the count says nothing
+    /// about the cap (a cap then goes by usage alone).
+    func highEvents(_ files: CgroupMemoryFiles) -> UInt64? {
+        guard !configuration.dryRun else { return nil }
         do { return try files.highEvents() } catch { return nil }
     }
 
@@ -484,15 +490,15 @@ public struct Responder: Sendable {
         let page = configuration.pageSize
         if var cap = throttle.growthCap {
             let decision = cap.observe(
-                now: now.monotonicNanoseconds, usage: throttle.usage, highEvents: Self.highEvents(files),
-                current: throttle.current, ceiling: throttle.ceiling)
+                now: now.monotonicNanoseconds, usage: throttle.usage, highEvents: highEvents(files),
+                current: throttle.current, ceiling: throttle.ceiling, suspected: !entry.suspects.isEmpty)
             throttle.growthCap = cap
             entries[key]?.throttle = throttle
             switch decision.step {
             case .hold:
                 return []
             case .release:
-                return restore(key, reason: "growth_stopped")
+                return restore(key, reason: entry.suspects.isEmpty ? "leak_cleared" : "growth_stopped")
             case .raise:
                 var next = throttle
                 next.current = decision.value
@@ -512,7 +518,7 @@ public struct Responder: Sendable {
             entries[key]?.throttle = throttle
             let next = Self.capped(
                 throttle, at: max(value, throttle.current), settings: policy.throttle, pageSize: page,
-                now: now.monotonicNanoseconds, highEvents: Self.highEvents(files))
+                now: now.monotonicNanoseconds, highEvents: highEvents(files))
             planned.append(PlannedWrite(key: key, throttle: next, before: throttle.current, reason: "growth_cap", pressure: nil))
             return []
         }
