@@ -247,10 +247,14 @@ public struct CgroupMemoryFiles: Sendable, Hashable {
         return value
     }
 
-    /// memory.events' `high`: how many times usage went over memory.high
-    /// (v2 only), counted by the kernel since the group was created.
+    /// The `high` count of memory.events.local (5.2+; else memory.events):
+    /// how many times the kernel met a charge over this group's memory.high
+    /// (v2 only) since the group was created. The local file, because
+    /// memory.events also counts descendants breaching their own memory.high
+    /// (a container's, under a capped pod), which says nothing about ours.
     public func highEvents() throws(CgroupFileError) -> UInt64 {
-        let file = try v2File("memory.events")
+        let local = try v2File("memory.events.local")
+        let file = access(local, F_OK) == 0 ? local : try v2File("memory.events")
         guard let value = MemoryStat.parse(try read(file))?["high"] else {
             throw CgroupFileError(.malformed, path: file, detail: "expected a 'high N' line")
         }
