@@ -51,12 +51,12 @@ public struct GrowthCapController: Sendable, Hashable {
     /// Since when usage has stayed far below the cap (nil: it has not).
     private var quietSince: UInt64?
 
-    /// The release window: long enough that the pause after a raise (at most
-    /// two raises' worth of allowance above usage) never ends a cap on a leak
-    /// that is merely slower than the rate.
+    /// The release window: ten raises, at least a minute.
     public var releaseAfter: UInt64 { max(10 * interval, 60_000_000_000) }
 
-    /// "Far below": more allowance unused than the window would grant.
+    /// "Far below": more allowance unused than the window would grant. A
+    /// leak merely slower than the rate is at most two raises below the cap
+    /// after a raise, so it never looks this idle.
     public var releaseMargin: UInt64 { Self.grant(rate: rate, nanoseconds: releaseAfter) }
 
     /// Where the kernel's count of breaches is unknown: within this of the
