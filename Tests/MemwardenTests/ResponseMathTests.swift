@@ -228,6 +228,25 @@ import Testing
         #expect(try tree.read("/g", "memory.high") == "max")
     }
 
+    @Test("memory.high breaches: memory.events.local's own count where the kernel has it, else memory.events")
+    func highEvents() throws {
+        let tree = try FakeCgroupTree()
+        defer { tree.remove() }
+        try tree.v2Group("/pod", current: 500 * mebibyte)
+        let files = try CgroupMemoryFiles(root: tree.root, path: "/pod")
+        // memory.events counts the containers below breaching their own memory.high too
+        try tree.setHighEvents("/pod", 7)
+        #expect(try files.highEvents() == 7)
+        try tree.write("/pod", "memory.events.local", "low 0\nhigh 2\nmax 0\noom 0\noom_kill 0\n")
+        #expect(try files.highEvents() == 2)
+        try tree.write("/pod", "memory.events.local", "low 0\n")
+        let error = try #require(throws: CgroupFileError.self) { try files.highEvents() }
+        #expect(error.code == .malformed && error.path.hasSuffix("/pod/memory.events.local"))
+        try tree.v1Group("/v1", usage: mebibyte)
+        let v1 = try #require(throws: CgroupFileError.self) { try CgroupMemoryFiles(root: tree.root, path: "/v1").highEvents() }
+        #expect(v1.code == .unsupportedOnV1)
+    }
+
     @Test("tells v1, v2 and v2 without the memory controller apart; v1 has no memory.high")
     func kinds() throws {
         let tree = try FakeCgroupTree()

@@ -247,6 +247,20 @@ public struct CgroupMemoryFiles: Sendable, Hashable {
         return value
     }
 
+    /// The `high` count of memory.events.local (5.2+; else memory.events):
+    /// how many times the kernel met a charge over this group's memory.high
+    /// (v2 only) since the group was created. The local file, because
+    /// memory.events also counts descendants breaching their own memory.high
+    /// (a container's, under a capped pod), which says nothing about ours.
+    public func highEvents() throws(CgroupFileError) -> UInt64 {
+        let local = try v2File("memory.events.local")
+        let file = access(local, F_OK) == 0 ? local : try v2File("memory.events")
+        guard let value = MemoryStat.parse(try read(file))?["high"] else {
+            throw CgroupFileError(.malformed, path: file, detail: "expected a 'high N' line")
+        }
+        return value
+    }
+
     /// The part of `usage` the kernel cannot reclaim without swap: usage less
     /// the file LRU lists and reclaimable slab. memory.high below it would only
     /// stall the group, never shrink it.
