@@ -135,7 +135,7 @@ def systemd_run(properties: list[str], command: list[str], timeout: float) -> di
         timeout=timeout,
     )
     # systemd-run --wait says how the main process ended: "code=exited, status=2" or "code=killed, status=11/SEGV"
-    ended = re.search(r"Main processes terminated with: code=(\w+)/?, status=(\S+)", result.stderr)
+    ended = re.search(r"Main processes terminated with: code=(\w+)[/, ]+status=(\S+)", result.stderr)
     return {
         "systemd_run_exit": result.returncode,
         "code": ended.group(1) if ended else None,
@@ -150,11 +150,18 @@ def check_privileges(binary: str) -> Callable[[dict[str, Any]], None]:
     def step(facts: dict[str, Any]) -> None:
         agent = [binary, "run", "--kubernetes", "off", "--listen", "", "--duration", "1",
                  "--state-file", "/run/memwarden-privileges.json"]
+        facts["perf_event_paranoid"] = int(read(Path("/proc/sys/kernel/perf_event_paranoid")))
         # without CAP_BPF/CAP_PERFMON (and not CAP_SYS_ADMIN) the agent must refuse at once
         facts["no_bpf"] = systemd_run(["CapabilityBoundingSet=CAP_SYS_RESOURCE"], agent, timeout=300)
-        # the unit's first capability set: crashed with SIGSEGV on 6.1; must now be a clear exit 2
+        # the unit's first capability set: loaded, then could not attach (Debian's
+        # perf_event_paranoid=3) and crashed with SIGSEGV; must be a clear exit 2
         facts["bpf_perfmon_only"] = systemd_run(
             ["CapabilityBoundingSet=CAP_BPF CAP_PERFMON CAP_SYS_RESOURCE"], agent, timeout=600)
+        # enough capabilities for the preflight, but a seccomp filter that refuses
+        # perf_event_open: the program loads and then cannot attach, the path that crashed
+        facts["attach_denied"] = systemd_run(
+            ["CapabilityBoundingSet=CAP_BPF CAP_PERFMON CAP_SYS_RESOURCE CAP_SYS_ADMIN",
+             "SystemCallFilter=~perf_event_open", "SystemCallErrorNumber=EPERM"], agent, timeout=600)
     return step
 
 
