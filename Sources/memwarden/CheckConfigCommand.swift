@@ -113,7 +113,8 @@ struct CheckConfigCommand: ParsableCommand {
                 "throttle: from \(throttle.fromTier.rawValue), minimum \(bytesText(throttle.minimumBytes)), "
                     + "interval \(durationText(throttle.interval)), pressure target \(durationText(throttle.pressureTarget)), "
                     + "max probe \(percent(throttle.maxProbe)), "
-                    + "max backoff \(percent(throttle.maxBackoff))")
+                    + "max backoff \(percent(throttle.maxBackoff)), "
+                    + "max growth rate \(rateText(throttle.maxGrowthRate))")
         }
         lines.append(
             "cooldowns: event \(durationText(resolved.cooldowns.event)), response \(durationText(resolved.cooldowns.response))")
@@ -127,6 +128,14 @@ struct CheckConfigCommand: ParsableCommand {
             if bytes % (1 << shift) == 0 { return "\(bytes) bytes (\(bytes >> shift)\(unit))" }
         }
         return "\(bytes) bytes"
+    }
+
+    /// 131072 → "131072 bytes/s (128Ki/s)".
+    static func rateText(_ bytesPerSecond: UInt64) -> String {
+        for (shift, unit) in [(40, "Ti"), (30, "Gi"), (20, "Mi"), (10, "Ki")] where bytesPerSecond >= 1 << shift {
+            if bytesPerSecond % (1 << shift) == 0 { return "\(bytesPerSecond) bytes/s (\(bytesPerSecond >> shift)\(unit)/s)" }
+        }
+        return "\(bytesPerSecond) bytes/s"
     }
 
     /// The policy file's own spelling: 300 s → "5m", 1.5 s → "1500ms".

@@ -77,7 +77,8 @@ extension CheckConfigCommandTests {
             "budget: 805306368 bytes (768Mi)",
             "tiers: warning 60%, high 80%, critical 90%, emergency 95%, hysteresis 5%",
             "mode: throttle",
-            "throttle: from critical, minimum 268435456 bytes (256Mi), interval 6s, pressure target 10ms, max probe 1%, max backoff 100%",
+            "throttle: from critical, minimum 268435456 bytes (256Mi), interval 6s, pressure target 10ms, max probe 1%, max backoff 100%, "
+                + "max growth rate 131072 bytes/s (128Ki/s)",
             "cooldowns: event 5m, response 15s",
             "detectors: standard",
         ])

@@ -1,5 +1,7 @@
 import Foundation
+import Logging
 import Memwarden
+import Synchronization
 import Testing
 
 /// Every event `run` and `replay` can print validates against
@@ -59,6 +61,52 @@ struct EventSchemaTests {
         #expect(try Self.problems(lines).isEmpty, "\(lines)")
     }
 
+    /// A growth cap's events as the responder makes them (start, raise, a
+    /// restore with how far it let the cgroup grow), on a cgroupfs-shaped
+    /// temp tree holding a leak of anonymous memory.
+    @Test func growthCapEventsValidate() throws {
+        let root = FileManager.default.temporaryDirectory.path + "/memwarden-schema-\(UUID().uuidString)"
+        defer { try? FileManager.default.removeItem(atPath: root) }
+        let group = root + "/kubepods/pod1/leaker"
+        try FileManager.default.createDirectory(atPath: group, withIntermediateDirectories: true)
+        let usage = 330 << 20
+        for (file, text) in [
+            ("cgroup.controllers", "memory\n"), ("memory.current", "\(usage)\n"), ("memory.max", "\(384 << 20)\n"),
+            ("memory.high", "max\n"), ("memory.stat", "anon \(usage)\nactive_file 0\ninactive_file 0\n"),
+            ("memory.events", "low 0\nhigh 0\nmax 0\noom 0\noom_kill 0\n"),
+            ("memory.pressure", "some avg10=0.00 avg60=0.00 avg300=0.00 total=0\n"),
+        ] {
+            try text.write(toFile: group + "/" + file, atomically: false, encoding: .utf8)
+        }
+        let now = Mutex<UInt64>(1_000_000_000)
+        var responder = Responder(
+            configuration: ResponderConfiguration(
+                cgroupRoot: root, version: .v2, stateFile: ResponseStateFile(path: root + "/state.json"), pageSize: 4096,
+                node: "node-a"),
+            clock: {
+                let t = now.withLock { $0 }
+                return ClockReading(monotonicNanoseconds: t, epochNanoseconds: SampleEvents.time + t, t: Double(t) / 1e9)
+            }, logger: Logger(label: "schema-test"))
+        let policy = TargetPolicy(
+            rule: "leaky", mode: .throttle, throttle: ThrottleSettings(fromTier: .warning, minSuspected: .zero))
+        let target = EventTarget(scope: .cgroup, identity: TargetIdentity(cgroup: "/kubepods/pod1/leaker"))
+        var events = responder.leakSuspected(target, policy: policy, verdict: LeakVerdict(confidence: 0.9))
+        events += responder.budgetTier(.high, target: target, policy: policy)
+        events += responder.tick()
+        // the leak breaches the cap: the kernel counts it
+        try "low 0\nhigh 3\nmax 0\noom 0\noom_kill 0\n".write(toFile: group + "/memory.events", atomically: false, encoding: .utf8)
+        now.withLock { $0 += 6_000_000_000 }
+        events += responder.tick()
+        events += responder.restoreAll()
+        let reasons = events.compactMap { event -> String? in
+            guard case .response(let details) = event.details, details.growthCap != nil else { return nil }
+            return details.reason
+        }
+        #expect(reasons == ["growth_cap", "growth_cap_raise", "agent_stopping"])
+        let lines = events.map { $0.jsonLine() }
+        #expect(try Self.problems(lines).isEmpty, "\(lines)")
+    }
+
     /// The validator is not a rubber stamp: broken events are caught.
     @Test(
         "the schema rejects malformed events",
@@ -70,6 +118,8 @@ struct EventSchemaTests {
             #"{"type":"leak.suspected","time":"2026-11-22T01:02:03.456Z","severity":"warning","scope":"process","pid":1,"comm":"a","cgroup":"/","detectors":["trend"],"confidence":1.5,"growth_bytes_per_second":1,"reasons":[]}"#,
             #"{"type":"budget.high","time":"2026-11-22T01:02:03.456Z","severity":"warning","scope":"cgroup","cgroup":"/","tier":"high","rule":"r","budget_bytes":-1,"usage_bytes":1,"budget_share":0.5}"#,
             #"{"type":"policy.reloaded","time":"2026-11-22T01:02:03.456Z","severity":"info","file":"p","surprise":true}"#,
+            #"{"type":"response.throttle","time":"2026-11-22T01:02:03.456Z","severity":"warning","scope":"cgroup","cgroup":"/a","mode":"throttle","rule":"r","dry_run":false,"reason":"growth_cap","growth_cap":{"rate_bytes_per_second":-1,"allowance_bytes":0}}"#,
+            #"{"type":"response.throttle","time":"2026-11-22T01:02:03.456Z","severity":"warning","scope":"cgroup","cgroup":"/a","mode":"throttle","rule":"r","dry_run":false,"reason":"growth_cap","growth_cap":{"allowance_bytes":0}}"#,
         ])
     func rejectsMalformed(line: String) throws {
         #expect(try Self.problems([line]).count >= 1)

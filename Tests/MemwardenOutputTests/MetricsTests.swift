@@ -65,20 +65,62 @@ func target(pid: Int32? = nil, cgroup: String, usage: UInt64 = 1 << 20) -> Targe
         let values = samples(text)
         func value(_ name: String) -> Double? { values.first { $0.key.hasPrefix(name + "{") }?.value }
         #expect(value("memwarden_target_memory_bytes") == Double(300 << 20))
+        #expect(value("memwarden_target_limit_bytes") == Double(512 << 20))
+        #expect(value("memwarden_target_budget_bytes") == Double(400 << 20))
         #expect(value("memwarden_target_budget_share_ratio") == 0.75)
         #expect(value("memwarden_target_budget_tier") == 2)
         #expect(value("memwarden_target_leak_confidence_ratio") == 0.875)
         #expect(value("memwarden_target_leak_suspected") == 1)
         #expect(value("memwarden_target_forecast_seconds") == 212)
 
+        #expect(!text.contains("memwarden_target_growth_cap_bytes_per_second{"), "no cap, no series")
+        snapshot.throttled = true
+        snapshot.growthCapBytesPerSecond = 128 << 10
+        metrics.update(snapshot)
+        #expect(samples(String(decoding: metrics.exposition(), as: UTF8.self)).first {
+            $0.key.hasPrefix("memwarden_target_growth_cap_bytes_per_second{")
+        }?.value == 131_072)
+
         // a value that went away takes its series with it; removal takes all
         snapshot.secondsToLimit = nil
+        snapshot.growthCapBytesPerSecond = nil
         metrics.update(snapshot)
         text = String(decoding: metrics.exposition(), as: UTF8.self)
         #expect(!text.contains("memwarden_target_forecast_seconds{"))
+        #expect(!text.contains("memwarden_target_growth_cap_bytes_per_second{"))
         metrics.removeTarget(key: snapshot.key)
         text = String(decoding: metrics.exposition(), as: UTF8.self)
         #expect(!text.contains("memwarden_target_"))
+    }
+
+    @Test func aGrowthCapReachesTheTargetTableAndItsSeriesEndsWithTheRestore() {
+        let metrics = AgentMetrics()
+        let observer = TargetObserver(table: TargetTable(), metrics: metrics)
+        let identity = TargetIdentity(cgroup: "/kubepods/pod1/leaker")
+        observer.cgroupSample(identity: identity, usage: 330 << 20, limit: 384 << 20, budget: 384 << 20, rule: "leaky")
+        func response(_ type: AgentEvent.EventType, _ details: ResponseDetails) -> AgentEvent {
+            AgentEvent(
+                type: type, severity: .warning, epochNanoseconds: SampleEvents.time,
+                target: EventTarget(scope: .cgroup, identity: identity), details: .response(details))
+        }
+        observer.submit(
+            response(
+                .responseThrottle,
+                ResponseDetails(
+                    mode: .throttle, rule: "leaky", memoryHighAfter: (330 << 20) + 4096, reason: "growth_cap",
+                    growthCap: GrowthCapDetails(rateBytesPerSecond: 128 << 10, allowanceBytes: 0))))
+        let row = observer.table.snapshots().first
+        #expect(row?.throttled == true && row?.growthCapBytesPerSecond == 128 << 10)
+        func capSeries() -> Double? {
+            samples(String(decoding: metrics.exposition(), as: UTF8.self)).first {
+                $0.key.hasPrefix("memwarden_target_growth_cap_bytes_per_second{")
+            }?.value
+        }
+        #expect(capSeries() == 131_072)
+
+        observer.submit(response(.responseRestore, ResponseDetails(mode: .throttle, rule: "leaky", reason: "leak_cleared")))
+        #expect(observer.table.snapshots().first?.growthCapBytesPerSecond == nil)
+        #expect(capSeries() == nil)
     }
 
     @Test func labelledTargetsAreCappedAndTheRestCounted() {

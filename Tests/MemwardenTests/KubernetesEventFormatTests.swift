@@ -52,6 +52,15 @@ struct KubernetesEventFormatTests {
         #expect(recovered.annotations == [KubernetesEventFormat.budgetTierAnnotation: String?.none])
     }
 
+    @Test func growthCapSaysTheRateAndTheAllowance() {
+        let cap = ResponseDetails(
+            mode: .throttle, rule: "r", memoryHighAfter: 346_034_176, reason: "growth_cap_raise",
+            growthCap: GrowthCapDetails(rateBytesPerSecond: 128 << 10, allowanceBytes: 39_321_600))
+        let format = KubernetesEventFormat(Self.event(.responseThrottle, .response(cap)))
+        #expect(format.reason == "MemoryThrottled")
+        #expect(format.note.hasSuffix(": memory it cannot give back, growth slowed to 128.0 KiB/s, 37.5 MiB allowed since the cap started"))
+    }
+
     @Test func throttleAndRestoreButNotInDryRun() {
         let throttle = ResponseDetails(mode: .throttle, rule: "r", memoryHighBefore: nil, memoryHighAfter: 768 << 20)
         let format = KubernetesEventFormat(Self.event(.responseThrottle, .response(throttle)))

@@ -139,6 +139,22 @@ struct PolicyResolveTests {
         #expect(other.throttle.minConfidence == 0.8 && other.throttle.minSuspected == .seconds(120))
     }
 
+    @Test(
+        "throttle.maxGrowthRate: a quantity per second, with or without /s; 128Ki/s unless set",
+        arguments: [("128Ki", UInt64(128 << 10)), ("1Mi/s", 1 << 20), ("65536", 65536), ("1.5Mi/s", 1_572_864), ("2k/s", 2000)])
+    func growthRate(text: String, bytes: UInt64) throws {
+        let policy = try PolicyLoader.parse(
+            """
+            apiVersion: memwarden.io/v1
+            rules:
+              - name: capped
+                match: {namespace: shop}
+                response: {mode: throttle, throttle: {maxGrowthRate: \(text)}}
+            """, file: "policy.yaml")
+        #expect(policy.resolve(for: Self.pod("shop")).throttle.maxGrowthRate == bytes)
+        #expect(policy.resolve(for: Self.pod("other")).throttle.maxGrowthRate == 128 << 10)
+    }
+
     @Test func noRulesIsTheBuiltInPolicy() throws {
         let policy = try PolicyLoader.parse("apiVersion: memwarden.io/v1\n", file: "p.yaml")
         #expect(policy == Policy.builtIn)

@@ -102,6 +102,21 @@ struct PolicyValidationTests {
             "confidence above 100 %", header + "defaults:\n  response:\n    throttle: {minConfidence: 120%}\n",
             [(4, 31, "defaults.response.throttle.minConfidence", "120% is out of range")]),
         BadPolicy(
+            "a negative growth rate", header + "defaults:\n  response:\n    throttle: {maxGrowthRate: -128Ki}\n",
+            [(4, 31, "defaults.response.throttle.maxGrowthRate", "'-128Ki': expected bytes per second of at least 1")]),
+        BadPolicy(
+            "a growth rate that is no quantity", header + "defaults:\n  response:\n    throttle:\n      maxGrowthRate: fast\n",
+            [(5, 22, "defaults.response.throttle.maxGrowthRate", "'fast': expected bytes per second of at least 1: a quantity such as 128Ki")]),
+        BadPolicy(
+            "a growth rate of zero", header + "rules:\n  - name: a\n    match: {namespace: x}\n    response: {throttle: {maxGrowthRate: 0}}\n",
+            [(5, 42, "rules[0].response.throttle.maxGrowthRate", "'0': must be more than 0 bytes per second")]),
+        BadPolicy(
+            "a growth rate in milli-bytes", header + "defaults:\n  response:\n    throttle: {maxGrowthRate: 128m/s}\n",
+            [(4, 31, "defaults.response.throttle.maxGrowthRate", "'128m/s': 'm' is milli (a thousandth of a byte); did you mean Mi")]),
+        BadPolicy(
+            "a growth rate per minute", header + "defaults:\n  response:\n    throttle: {maxGrowthRate: 1Mi/m}\n",
+            [(4, 31, "defaults.response.throttle.maxGrowthRate", "'1Mi/m': unknown unit 'Mi/m'")]),
+        BadPolicy(
             "a detector patience that is no duration", header + "defaults:\n  detectors: {patience: 3}\n",
             [(3, 25, "defaults.detectors.patience", "'3': missing unit after '3' (ns, us, ms, s, m or h)")]),
         BadPolicy(

@@ -57,7 +57,7 @@ import Testing
         return records
     }
 
-    @Test("throttle starts at usage, records the original first, then steps down 1 % per interval to the floor")
+    @Test("throttle starts at usage, records the original first, steps down 1 % per interval to the floor, then caps growth")
     func stepDownToFloor() throws {
         defer { tree.remove() }
         let path = "/kubepods/pod1/app"
@@ -106,14 +106,17 @@ import Testing
         #expect(sawFloor)
         #expect(try tree.high(path) == 800 * mebibyte)
 
-        // the leak pushes on (anon 850 MiB, the cache gone): the floor rises, and memory.high with it
+        // the leak pushes on (anon 850 MiB, the cache gone): memory that cannot be reclaimed outgrew
+        // memory.high. Following that floor up would let the leak run at its own pace; instead a
+        // growth cap takes over a page above it (GrowthCapResponderTests has the rest)
         try tree.write(path, "memory.current", "\(850 * mebibyte)\n")
         try tree.write(path, "memory.stat", "anon \(850 * mebibyte)\nactive_file 0\ninactive_file 0\n")
         clock.advance(seconds: 6)
-        let lifted = try #require(r.tick().first { $0.type == .responseThrottle }?.response)
-        #expect(lifted.reason == "floor")
-        #expect(lifted.memoryHighAfter == 850 * mebibyte && lifted.floorBytes == 850 * mebibyte)
-        #expect(try tree.high(path) == 850 * mebibyte)
+        let capped = try #require(r.tick().first { $0.type == .responseThrottle }?.response)
+        #expect(capped.reason == "growth_cap")
+        #expect(capped.memoryHighAfter == 850 * mebibyte + Self.page && capped.floorBytes == 850 * mebibyte)
+        #expect(capped.growthCap?.rateBytesPerSecond == 128 << 10)
+        #expect(try tree.high(path) == 850 * mebibyte + Self.page)
     }
 
     @Test("only a confirmed leak is throttled: low confidence, a target in its grace and a young suspicion wait")

@@ -29,6 +29,7 @@ final class FakeCgroupTree {
         try write(path, "memory.max", max + "\n")
         try write(path, "memory.high", high + "\n")
         try setPressure(path, total: pressureTotal)
+        try setHighEvents(path, 0)
         var stats = ["anon": current, "file": 0, "active_file": 0, "inactive_file": 0, "slab_reclaimable": 0, "shmem": 0]
         stats.merge(stat) { $1 }
         try write(path, "memory.stat", stats.keys.sorted().map { "\($0) \(stats[$0]!)\n" }.joined())
@@ -61,6 +62,17 @@ final class FakeCgroupTree {
         try write(
             path, "memory.pressure",
             "some avg10=0.00 avg60=0.00 avg300=0.00 total=\(total)\nfull avg10=0.00 avg60=0.00 avg300=0.00 total=\(total / 2)\n")
+    }
+
+    /// memory.events with `high` at `count` (the kernel's count of breaches of memory.high).
+    func setHighEvents(_ path: String, _ count: UInt64) throws {
+        try write(path, "memory.events", "low 0\nhigh \(count)\nmax 0\noom 0\noom_kill 0\n")
+    }
+
+    /// A leak of anonymous memory only (no swap: none of it reclaimable).
+    func setAnonymous(_ path: String, _ bytes: UInt64) throws {
+        try write(path, "memory.current", "\(bytes)\n")
+        try write(path, "memory.stat", "anon \(bytes)\nfile 0\nactive_file 0\ninactive_file 0\nslab_reclaimable 0\n")
     }
 
     func write(_ path: String, _ file: String, _ text: String) throws {

@@ -59,6 +59,7 @@ public final class TargetTable: Sendable {
         if let value = target.forecastSeconds { line.add("forecast_seconds", value, decimals: 1) }
         line.add("throttled", target.throttled)
         if let value = target.memoryHighBytes { line.add("memory_high_bytes", value) }
+        if let value = target.growthCapBytesPerSecond { line.add("growth_cap_bytes_per_second", value) }
         line.add("updated", WallClock.rfc3339(epochNanoseconds: target.updatedAt))
         if let value = target.suspectedSince { line.add("suspected_since", WallClock.rfc3339(epochNanoseconds: value)) }
         return line.finish()

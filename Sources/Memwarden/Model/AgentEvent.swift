@@ -183,6 +183,26 @@ public struct ResponseVerdict: Sendable, Hashable {
     }
 }
 
+/// A growth cap as an event tells it: how fast it lets the cgroup grow, and
+/// how much it has let it grow so far.
+public struct GrowthCapDetails: Sendable, Hashable {
+    public var rateBytesPerSecond: UInt64
+    /// How far memory.high has risen since the cap started.
+    public var allowanceBytes: UInt64
+    /// memory.current when the step was decided (nil: not read, as in a
+    /// restore after a restart).
+    public var usageBytes: UInt64?
+    /// Where raises stop: memory.max, or a lower original memory.high (nil: none).
+    public var ceilingBytes: UInt64?
+
+    public init(rateBytesPerSecond: UInt64, allowanceBytes: UInt64, usageBytes: UInt64? = nil, ceilingBytes: UInt64? = nil) {
+        self.rateBytesPerSecond = rateBytesPerSecond
+        self.allowanceBytes = allowanceBytes
+        self.usageBytes = usageBytes
+        self.ceilingBytes = ceilingBytes
+    }
+}
+
 public struct ResponseDetails: Sendable, Hashable {
     public var mode: ResponseMode
     public var rule: String
@@ -201,13 +221,18 @@ public struct ResponseDetails: Sendable, Hashable {
     public var annotations: [String: String]?
     /// response.throttle: the confirmed leak suspicion it acts on.
     public var verdict: ResponseVerdict?
+    /// response.throttle and response.restore of a growth cap (memory.high
+    /// raised at a fixed rate over memory that cannot be reclaimed).
+    public var growthCap: GrowthCapDetails?
 
     public init(
         mode: ResponseMode, rule: String, dryRun: Bool = false, memoryHighBefore: UInt64? = nil,
         memoryHighAfter: UInt64? = nil, floorBytes: UInt64? = nil, pressureMicroseconds: UInt64? = nil,
-        reason: String? = nil, annotations: [String: String]? = nil, verdict: ResponseVerdict? = nil
+        reason: String? = nil, annotations: [String: String]? = nil, verdict: ResponseVerdict? = nil,
+        growthCap: GrowthCapDetails? = nil
     ) {
         self.verdict = verdict
+        self.growthCap = growthCap
         self.mode = mode
         self.rule = rule
         self.dryRun = dryRun

@@ -135,12 +135,17 @@ public struct ThrottleSettings: Sendable, Hashable {
     public var minConfidence: Double
     /// ...and suspected for at least this long.
     public var minSuspected: Duration
+    /// Bytes per second a growth cap lets memory.high rise by: the pace a
+    /// leak of non-reclaimable memory is slowed to (`GrowthCapController`).
+    public var maxGrowthRate: UInt64
 
     public init(
         fromTier: BudgetTier = .high, minimumBytes: UInt64 = 100 << 20, pressureTarget: Duration = .milliseconds(10),
         interval: Duration = .seconds(6), maxProbe: Double = 0.01, maxBackoff: Double = 1.0, coeffProbe: Double = 10,
-        coeffBackoff: Double = 20, minConfidence: Double = 0.8, minSuspected: Duration = .seconds(120)
+        coeffBackoff: Double = 20, minConfidence: Double = 0.8, minSuspected: Duration = .seconds(120),
+        maxGrowthRate: UInt64 = 128 << 10
     ) {
+        self.maxGrowthRate = maxGrowthRate
         self.minConfidence = minConfidence
         self.minSuspected = minSuspected
         self.fromTier = fromTier

@@ -35,6 +35,9 @@ public struct TargetSnapshot: Sendable, Hashable {
     public var throttled: Bool
     /// The memory.high the responder wrote, bytes.
     public var memoryHighBytes: UInt64?
+    /// While the throttle is a growth cap: the bytes per second it lets
+    /// memory.high rise by.
+    public var growthCapBytesPerSecond: UInt64?
     /// Wall-clock nanoseconds of the last update, and of the leak.suspected
     /// that started the current suspicion.
     public var updatedAt: UInt64
@@ -45,8 +48,9 @@ public struct TargetSnapshot: Sendable, Hashable {
         limitBytes: UInt64? = nil, budgetBytes: UInt64? = nil, rule: String? = nil, tier: BudgetTier? = nil,
         verdict: Verdict = .ok, confidence: Double = 0, growthBytesPerSecond: Int64 = 0, secondsToLimit: Double? = nil,
         secondsToBudget: Double? = nil, throttled: Bool = false, memoryHighBytes: UInt64? = nil,
-        updatedAt: UInt64 = realtimeNanoseconds(), suspectedSince: UInt64? = nil
+        growthCapBytesPerSecond: UInt64? = nil, updatedAt: UInt64 = realtimeNanoseconds(), suspectedSince: UInt64? = nil
     ) {
+        self.growthCapBytesPerSecond = growthCapBytesPerSecond
         self.scope = scope
         self.pid = pid
         self.comm = comm

@@ -74,6 +74,14 @@ extension AgentEvent {
             inner.add("suspected_since", WallClock.rfc3339(epochNanoseconds: verdict.suspectedSince))
             line.addRaw("verdict", inner.finish())
         }
+        if let cap = response.growthCap {
+            var inner = JSONLine()
+            inner.add("rate_bytes_per_second", cap.rateBytesPerSecond)
+            inner.add("allowance_bytes", cap.allowanceBytes)
+            if let value = cap.usageBytes { inner.add("usage_bytes", value) }
+            if let value = cap.ceilingBytes { inner.add("ceiling_bytes", value) }
+            line.addRaw("growth_cap", inner.finish())
+        }
     }
 
     private static func add(_ policy: PolicyDetails, to line: inout JSONLine) {

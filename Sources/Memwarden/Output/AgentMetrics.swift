@@ -245,6 +245,9 @@ public final class AgentMetrics: EventSink, Sendable {
     static let targetForecast = Name(
         "memwarden_target_forecast_seconds", "Seconds until the limit or the budget (the sooner) at the current growth.")
     static let targetThrottled = Name("memwarden_target_throttled", "1 while the responder holds memory.high down.")
+    static let targetGrowthCap = Name(
+        "memwarden_target_growth_cap_bytes_per_second",
+        "While a growth cap holds the target: the rate memory.high may rise by (memory that cannot be reclaimed).")
 
     /// Every metric name, for docs and tests.
     static let all: [Name] = [
@@ -253,7 +256,7 @@ public final class AgentMetrics: EventSink, Sendable {
         confirmationEvictions, eventsLost, eventsEmitted, sinkDelivered,
         sinkDropped, sinkFailures, sinkQueueDepth, policyReloads, policyReloadErrors, targetsOmitted, targetMemory,
         targetLimit, targetBudget, targetBudgetShare, targetBudgetTier, targetGrowth, targetConfidence,
-        targetSuspected, targetForecast, targetThrottled,
+        targetSuspected, targetForecast, targetThrottled, targetGrowthCap,
     ]
 
     public static var metricNames: [String] { all.map(\.name) }
@@ -280,10 +283,12 @@ private final class TargetSeries: Sendable {
     func set(_ target: TargetSnapshot, registry: PrometheusCollectorRegistry) {
         typealias M = AgentMetrics
         let tier = target.tier.map { BudgetTier.allCases.firstIndex(of: $0)! + 1 } ?? 0
+        // `{ Double($0) }`, not `.map(Double.init)`: on a UInt64 that picks
+        // Double(bitPattern:), and 512 MiB comes out as 2.65e-315
         let values: [(M.Name, Double?)] = [
             (M.targetMemory, Double(target.usageBytes)),
-            (M.targetLimit, target.limitBytes.map(Double.init)),
-            (M.targetBudget, target.budgetBytes.map(Double.init)),
+            (M.targetLimit, target.limitBytes.map { Double($0) }),
+            (M.targetBudget, target.budgetBytes.map { Double($0) }),
             (M.targetBudgetShare, target.budgetShare),
             (M.targetBudgetTier, target.budgetBytes == nil ? nil : Double(tier)),
             (M.targetGrowth, Double(target.growthBytesPerSecond)),
@@ -291,6 +296,7 @@ private final class TargetSeries: Sendable {
             (M.targetSuspected, target.verdict == .leakSuspected ? 1 : 0),
             (M.targetForecast, target.forecastSeconds),
             (M.targetThrottled, target.throttled ? 1 : 0),
+            (M.targetGrowthCap, target.growthCapBytesPerSecond.map { Double($0) }),
         ]
         gauges.withLock { gauges in
             for (name, value) in values {

@@ -62,6 +62,11 @@ public struct KubernetesEventFormat: Sendable, Hashable {
             reason = "MemoryThrottled"
             action = response.dryRun ? "WouldThrottle" : "Throttled"
             note = "\(response.dryRun ? "dry run: would set" : "set") memory.high of \(who) to \(response.memoryHighAfter.map { Self.bytes(Int64(clamping: $0)) } ?? "max") (rule \(response.rule))"
+            if let cap = response.growthCap {
+                // what a reader of `kubectl describe pod` needs to know: the pod is slowed, not stopped, and how much
+                note += ": memory it cannot give back, growth slowed to \(Self.bytes(Int64(clamping: cap.rateBytesPerSecond)))/s"
+                    + ", \(Self.bytes(Int64(clamping: cap.allowanceBytes))) allowed since the cap started"
+            }
             if !response.dryRun { annotations[Self.throttledAnnotation] = "true" }
         case (.responseRestore, .response(let response)):
             reason = "MemoryRestored"

@@ -79,6 +79,7 @@ public final class TargetObserver: EventSink {
             row = table.update(key: EventTarget(scope: .cgroup, identity: target.identity).key, initial: nil) {
                 $0.throttled = event.type == .responseThrottle
                 $0.memoryHighBytes = event.type == .responseThrottle ? response.memoryHighAfter : nil
+                $0.growthCapBytesPerSecond = event.type == .responseThrottle ? response.growthCap?.rateBytesPerSecond : nil
                 $0.updatedAt = event.epochNanoseconds
             }
         default:

@@ -110,7 +110,7 @@ struct PolicyDecoder {
     static let tierKeys = ["warning", "high", "critical", "emergency", "hysteresis"]
     static let throttleKeys = [
         "fromTier", "minimum", "pressureTarget", "interval", "maxProbe", "maxBackoff", "coeffProbe", "coeffBackoff",
-        "minConfidence", "minSuspected",
+        "minConfidence", "minSuspected", "maxGrowthRate",
     ]
     static let matchKeys = ["namespace", "podSelector", "container", "systemdUnit", "cgroup"]
 
@@ -357,6 +357,9 @@ struct PolicyDecoder {
         if let node = fields["coeffBackoff"] {
             settings.coeffBackoff =
                 reader.number(node, fields.path("coeffBackoff"), where: { $0 > 0 }, expected: "more than 0") ?? base.coeffBackoff
+        }
+        if let node = fields["maxGrowthRate"] {
+            settings.maxGrowthRate = reader.rate(node, fields.path("maxGrowthRate")) ?? base.maxGrowthRate
         }
         return settings
     }

@@ -28,6 +28,24 @@ enum PolicyValues {
         return .success(bytes)
     }
 
+    /// A rate in bytes per second: a byte quantity, optionally followed by
+    /// "/s" ("128Ki", "128Ki/s", "1Mi/s", "131072"). Zero is refused: a cap
+    /// that never rises would stall a container's allocations for as long as
+    /// the leak stays suspected, which is a kill by other means.
+    static func rate(_ text: String) -> Result<UInt64, Reason> {
+        let quantity = text.hasSuffix("/s") ? String(text.dropLast(2)) : text
+        switch bytes(quantity) {
+        case .failure(let reason):
+            // the quantity's own reason (a unit, milli) is the useful one; "expected bytes" misnames the key's unit
+            guard reason.message.hasPrefix("expected bytes") else { return .failure(reason) }
+            return .failure(Reason("expected bytes per second of at least 1: a quantity such as 128Ki, 1Mi or 128Ki/s"))
+        case .success(0):
+            return .failure(Reason("must be more than 0 bytes per second (a cap that never rises would stall the container)"))
+        case .success(let value):
+            return .success(value)
+        }
+    }
+
     /// A Go-style duration: "500ms", "5s", "1m30s", "1.5h". A unit is required
     /// (a bare "5" could mean anything).
     static func duration(_ text: String) -> Result<Duration, Reason> {

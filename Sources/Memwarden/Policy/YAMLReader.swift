@@ -154,6 +154,17 @@ struct YAMLReader {
         }
     }
 
+    /// Bytes per second ("128Ki", "128Ki/s"), more than 0.
+    mutating func rate(_ node: Node, _ path: String) -> UInt64? {
+        guard let text = string(node, path) else { return nil }
+        switch PolicyValues.rate(text) {
+        case .failure(let reason):
+            report(node, path, "'\(text)': \(reason.message)")
+            return nil
+        case .success(let value): return value
+        }
+    }
+
     /// A share (70% or 0.7) within `range`.
     mutating func share(_ node: Node, _ path: String, in range: ClosedRange<Double>, openBelow: Bool) -> Double? {
         guard let text = string(node, path) else { return nil }

@@ -247,6 +247,16 @@ public struct CgroupMemoryFiles: Sendable, Hashable {
         return value
     }
 
+    /// memory.events' `high`: how many times usage went over memory.high
+    /// (v2 only), counted by the kernel since the group was created.
+    public func highEvents() throws(CgroupFileError) -> UInt64 {
+        let file = try v2File("memory.events")
+        guard let value = MemoryStat.parse(try read(file))?["high"] else {
+            throw CgroupFileError(.malformed, path: file, detail: "expected a 'high N' line")
+        }
+        return value
+    }
+
     /// The part of `usage` the kernel cannot reclaim without swap: usage less
     /// the file LRU lists and reclaimable slab. memory.high below it would only
     /// stall the group, never shrink it.

@@ -37,8 +37,11 @@ public struct ResponderConfiguration: Sendable {
 /// Throttling starts when a leak is suspected in the cgroup (any of its
 /// processes, or the cgroup itself) and its usage holds the policy's
 /// `throttle.fromTier`, and only in mode `throttle`. It writes memory.high,
-/// steered by `MemoryHighController`, and puts the original back when the
-/// leak clears, the target goes, its policy changes, or the agent stops.
+/// steered by `MemoryHighController` (PSI) while there is reclaimable memory
+/// to squeeze, and by `GrowthCapController` (a fixed growth rate) once the
+/// growth is memory the kernel cannot reclaim; it puts the original back when
+/// the leak clears, the target goes, its policy changes, the cap has stood
+/// idle, or the agent stops.
 /// Originals are in the state file before the first write, so a restart
 /// after a crash puts them back too (`start()`).
 ///
@@ -64,10 +67,15 @@ public struct Responder: Sendable {
         var files: CgroupMemoryFiles
         var record: ResponseStateRecord
         var controller: MemoryHighController
+        /// Set once the cgroup's growth is memory the kernel cannot reclaim:
+        /// it steers instead of `controller` from then on.
+        var growthCap: GrowthCapController?
         /// memory.high in force: the last value written (dry-run: would have been).
         var current: UInt64
         var floor: UInt64
         var ceiling: UInt64?
+        /// memory.current at the last step.
+        var usage: UInt64
         /// The confirmed suspicion it started on.
         var verdict: ResponseVerdict
     }
@@ -173,12 +181,21 @@ public struct Responder: Sendable {
                     continue
                 }
                 try files.writeHigh(text: record.original)
+                var growthCap: GrowthCapDetails?
+                // (a crash before the first write leaves the original: no cap to tell of)
+                if record.throttleMode == ResponseStateRecord.growthCapMode, let cap = record.growthCap, let value = now.bytes,
+                    MemoryKnob(parsing: record.original) != now
+                {
+                    growthCap = GrowthCapDetails(
+                        rateBytesPerSecond: cap.rateBytesPerSecond, allowanceBytes: value &- min(cap.start, value))
+                }
                 events.append(
                     event(
                         .responseRestore, target, policy,
                         ResponseDetails(
                             mode: .throttle, rule: record.rule, memoryHighBefore: now.bytes,
-                            memoryHighAfter: MemoryKnob(parsing: record.original)?.bytes, reason: "agent_restarted")))
+                            memoryHighAfter: MemoryKnob(parsing: record.original)?.bytes, reason: "agent_restarted",
+                            growthCap: growthCap)))
             } catch {
                 logger.error("cannot restore memory.high: \(error)", metadata: ["cgroup": "\(record.cgroup)"])
                 kept[record.key] = record  // the next start tries again
@@ -213,14 +230,18 @@ public struct Responder: Sendable {
         return []
     }
 
-    /// A leak suspicion closed. When it was the cgroup's last, a throttle ends.
+    /// A leak suspicion closed. When it was the cgroup's last, a throttle
+    /// ends; a growth cap once the cgroup stops pressing on it (`step`): the
+    /// detectors saw the capped rate, and a leak that is only held back
+    /// would run at its own pace again the moment the cap went.
     public mutating func leakCleared(_ target: EventTarget) -> [AgentEvent] {
         defer { flush() }
         let key = Self.key(target)
         guard var entry = entries[key] else { return [] }
         entry.suspects[target.key] = nil
         entries[key] = entry
-        guard entry.suspects.isEmpty, entry.throttle != nil else { return [] }
+        guard entry.suspects.isEmpty, let throttle = entry.throttle else { return [] }
+        if throttle.growthCap != nil { return [] }
         return restore(key, reason: "leak_cleared")
     }
 
@@ -373,21 +394,62 @@ public struct Responder: Sendable {
         // start where usage is now: growth beyond it is reclaimed or stalled at
         // once; the controller's probes tighten from there
         let start = min(usage / page * page, ceiling ?? .max)
-        guard start > MemoryHighController.alignUp(floor, page) else {
-            return say(key, "below_floor", floor: floor)
-        }
-        let first = MemoryHighController.clamp(start, floor: floor, ceiling: ceiling, pageSize: page)
         let record = ResponseStateRecord(
             key: key, cgroup: entry.target.identity.cgroup, directory: files.directory, inode: inode, original: original,
-            pending: String(first), rule: policy.rule, sinceEpochNanoseconds: now.epochNanoseconds)
+            rule: policy.rule, sinceEpochNanoseconds: now.epochNanoseconds, throttleMode: ResponseStateRecord.pressureMode)
         let controller = MemoryHighController(
             settings: policy.throttle, pageSize: page, now: now.monotonicNanoseconds,
             pressureTotal: pressure.someTotalMicroseconds)
-        let throttle = Throttle(
-            policy: policy, files: files, record: record, controller: controller, current: first, floor: floor, ceiling: ceiling,
+        var throttle = Throttle(
+            policy: policy, files: files, record: record, controller: controller, current: 0, floor: floor, ceiling: ceiling,
+            usage: usage,
             verdict: ResponseVerdict(target: verdictKey, confidence: verdict.confidence, suspectedSince: verdict.sinceEpoch))
-        planned.append(PlannedWrite(key: key, throttle: throttle, before: originalKnob.bytes, reason: "start", pressure: 0))
+        if start > MemoryHighController.alignUp(floor, page) {
+            throttle.current = MemoryHighController.clamp(start, floor: floor, ceiling: ceiling, pageSize: page)
+            throttle.record.pending = String(throttle.current)
+            planned.append(
+                PlannedWrite(key: key, throttle: throttle, before: originalKnob.bytes, reason: "start", pressure: 0, first: true))
+            return []
+        }
+        // the container's request or the policy's minimum is no reason to
+        // hold it back; only memory the kernel cannot reclaim leaves the
+        // pressure controller no room, and that growth can still be slowed
+        let policyFloor = Self.floor(policy: policy, identity: entry.target.identity, nonReclaimable: 0)
+        guard start > MemoryHighController.alignUp(policyFloor, page) else {
+            return say(key, "below_floor", floor: floor)
+        }
+        guard let value = GrowthCapController.startValue(nonReclaimable: nonReclaimable, ceiling: ceiling, pageSize: page)
+        else {
+            return say(key, "at_ceiling", floor: floor)
+        }
+        throttle = Self.capped(
+            throttle, at: value, settings: policy.throttle, pageSize: page, now: now.monotonicNanoseconds,
+            highEvents: highEvents(files))
+        planned.append(
+            PlannedWrite(key: key, throttle: throttle, before: originalKnob.bytes, reason: "growth_cap", pressure: nil, first: true))
         return []
+    }
+
+    /// The throttle handed to a growth cap starting at `value` (its first
+    /// memory.high), the state record saying so for a restart.
+    static func capped(
+        _ throttle: Throttle, at value: UInt64, settings: ThrottleSettings, pageSize: UInt64, now: UInt64, highEvents: UInt64?
+    ) -> Throttle {
+        var next = throttle
+        next.growthCap = GrowthCapController(settings: settings, pageSize: pageSize, start: value, now: now, highEvents: highEvents)
+        next.current = value
+        next.record.pending = String(value)
+        next.record.throttleMode = ResponseStateRecord.growthCapMode
+        next.record.growthCap = ResponseStateRecord.GrowthCapRecord(start: value, rateBytesPerSecond: settings.maxGrowthRate)
+        return next
+    }
+
+    /// memory.events' `high` count; nil where it cannot be read, and in a dry
+    /// run, where memory.high was never written and the count says nothing
+    /// about the cap (a cap then goes by usage alone).
+    func highEvents(_ files: CgroupMemoryFiles) -> UInt64? {
+        guard !configuration.dryRun else { return nil }
+        do { return try files.highEvents() } catch { return nil }
     }
 
     private mutating func step(_ key: String, into planned: inout [PlannedWrite]) -> [AgentEvent] {
@@ -415,14 +477,50 @@ public struct Responder: Sendable {
             }
         }
         let pressure: MemoryPressure
+        let nonReclaimable: UInt64
         do {
             pressure = try files.pressure()
-            let usage = try files.usage()
-            throttle.floor = Self.floor(
-                policy: policy, identity: entry.target.identity, nonReclaimable: try files.nonReclaimable(usage: usage))
+            throttle.usage = try files.usage()
+            nonReclaimable = try files.nonReclaimable(usage: throttle.usage)
+            throttle.floor = Self.floor(policy: policy, identity: entry.target.identity, nonReclaimable: nonReclaimable)
         } catch {
             logger.warning("cannot read the throttled cgroup: \(error)", metadata: ["cgroup": "\(entry.target.identity.cgroup)"])
             return say(key, "read_failed")
+        }
+        let page = configuration.pageSize
+        if var cap = throttle.growthCap {
+            let decision = cap.observe(
+                now: now.monotonicNanoseconds, usage: throttle.usage, highEvents: highEvents(files),
+                current: throttle.current, ceiling: throttle.ceiling, suspected: !entry.suspects.isEmpty)
+            throttle.growthCap = cap
+            entries[key]?.throttle = throttle
+            switch decision.step {
+            case .hold:
+                return []
+            case .release:
+                return restore(key, reason: entry.suspects.isEmpty ? "leak_cleared" : "growth_stopped")
+            case .raise:
+                var next = throttle
+                next.current = decision.value
+                next.record.pending = String(decision.value)
+                planned.append(
+                    PlannedWrite(key: key, throttle: next, before: throttle.current, reason: "growth_cap_raise", pressure: nil))
+                return []
+            }
+        }
+        // memory the kernel cannot reclaim grew past the value in force: the
+        // probes have nothing left to squeeze, and following the floor up
+        // would let the leak run at its own pace; a growth cap slows it
+        let policyFloor = Self.floor(policy: policy, identity: entry.target.identity, nonReclaimable: 0)
+        if nonReclaimable > policyFloor, MemoryHighController.alignUp(nonReclaimable, page) > throttle.current,
+            let value = GrowthCapController.startValue(nonReclaimable: nonReclaimable, ceiling: throttle.ceiling, pageSize: page)
+        {
+            entries[key]?.throttle = throttle
+            let next = Self.capped(
+                throttle, at: max(value, throttle.current), settings: policy.throttle, pageSize: page,
+                now: now.monotonicNanoseconds, highEvents: highEvents(files))
+            planned.append(PlannedWrite(key: key, throttle: next, before: throttle.current, reason: "growth_cap", pressure: nil))
+            return []
         }
         let decision = throttle.controller.observe(
             pressureTotal: pressure.someTotalMicroseconds, now: now.monotonicNanoseconds, current: throttle.current,
@@ -454,7 +552,10 @@ public struct Responder: Sendable {
         var throttle: Throttle
         var before: UInt64?
         var reason: String
-        var pressure: UInt64
+        /// The PSI stall the step was decided on (nil: a growth cap's, which is not).
+        var pressure: UInt64?
+        /// The throttle's first write: if it fails, the cgroup still holds its original.
+        var first = false
     }
 
     /// Does a tick's writes: first one save of the state file for all of them
@@ -480,7 +581,7 @@ public struct Responder: Sendable {
                     try plan.throttle.files.writeHigh(.bytes(plan.throttle.current))
                 } catch {
                     logger.warning("cannot write memory.high: \(error)", metadata: ["cgroup": "\(plan.throttle.record.cgroup)"])
-                    if plan.reason == "start" {
+                    if plan.first {
                         // nothing changed; the saved record's original is still what the file holds
                         records[plan.key] = nil
                         dirty = true
@@ -493,7 +594,7 @@ public struct Responder: Sendable {
                 records[plan.key] = plan.throttle.record
             }
             entries[plan.key]?.throttle = plan.throttle
-            if plan.reason == "start" { entries[plan.key]?.said = [] }
+            if plan.first { entries[plan.key]?.said = [] }
             guard let entry = entries[plan.key] else { continue }
             events.append(
                 event(
@@ -502,7 +603,7 @@ public struct Responder: Sendable {
                         mode: plan.throttle.policy.mode, rule: plan.throttle.policy.rule, dryRun: configuration.dryRun,
                         memoryHighBefore: plan.before, memoryHighAfter: plan.throttle.current,
                         floorBytes: plan.throttle.floor, pressureMicroseconds: plan.pressure, reason: plan.reason,
-                        verdict: plan.throttle.verdict),
+                        verdict: plan.throttle.verdict, growthCap: Self.growthCapDetails(plan.throttle)),
                     severity: .warning))
         }
         return events
@@ -532,7 +633,8 @@ public struct Responder: Sendable {
         let original = MemoryKnob(parsing: throttle.record.original)
         let details = ResponseDetails(
             mode: policy.mode, rule: policy.rule, dryRun: configuration.dryRun, memoryHighBefore: throttle.current,
-            memoryHighAfter: original?.bytes, floorBytes: throttle.floor, reason: reason)
+            memoryHighAfter: original?.bytes, floorBytes: throttle.floor, reason: reason,
+            growthCap: Self.growthCapDetails(throttle))
         if configuration.dryRun {
             entries[key]?.throttle = nil
             entries[key]?.lastRestore = now.monotonicNanoseconds
@@ -574,6 +676,13 @@ public struct Responder: Sendable {
     /// crash is harmless: the cgroup holds its original or someone else's value).
     private mutating func flush() {
         if dirty { persist() }
+    }
+
+    static func growthCapDetails(_ throttle: Throttle) -> GrowthCapDetails? {
+        guard let cap = throttle.growthCap else { return nil }
+        return GrowthCapDetails(
+            rateBytesPerSecond: cap.rate, allowanceBytes: throttle.current &- min(cap.start, throttle.current),
+            usageBytes: throttle.usage, ceilingBytes: throttle.ceiling)
     }
 
     /// Never below the container's memory request, the policy's minimum, or

@@ -30,11 +30,35 @@ public struct ResponseStateRecord: Codable, Sendable, Hashable {
     public var pending: String?
     public var rule: String
     public var sinceEpochNanoseconds: UInt64
+    /// How the value is steered: "pressure" (the PSI controller) or
+    /// "growth_cap" (`GrowthCapController`). Absent in files of agents before
+    /// growth caps, which only steered by pressure. Kept as text, not an enum,
+    /// so that a mode a newer agent wrote still loads (and is restored) here.
+    public var throttleMode: String?
+    /// A growth cap's start (memory.high it began at) and rate, for what a
+    /// restore after a restart says.
+    public var growthCap: GrowthCapRecord?
+
+    public struct GrowthCapRecord: Codable, Sendable, Hashable {
+        public var start: UInt64
+        public var rateBytesPerSecond: UInt64
+
+        public init(start: UInt64, rateBytesPerSecond: UInt64) {
+            self.start = start
+            self.rateBytesPerSecond = rateBytesPerSecond
+        }
+    }
+
+    public static let pressureMode = "pressure"
+    public static let growthCapMode = "growth_cap"
 
     public init(
         key: String, cgroup: String, directory: String, inode: UInt64, original: String, written: String? = nil,
-        pending: String? = nil, rule: String, sinceEpochNanoseconds: UInt64
+        pending: String? = nil, rule: String, sinceEpochNanoseconds: UInt64, throttleMode: String? = nil,
+        growthCap: GrowthCapRecord? = nil
     ) {
+        self.throttleMode = throttleMode
+        self.growthCap = growthCap
         self.key = key
         self.cgroup = cgroup
         self.directory = directory
