@@ -18,7 +18,7 @@ import pytest
 
 ROOT = Path(__file__).resolve().parents[2]
 IS_CI = os.environ.get("CI") == "true"
-# a cold image build (~2.5 min), a TCG boot (~20 s), two BPF loads under TCG (1-1.5 min
+# a cold image build (~4.5 min, before --timeout counts), a TCG boot (~20-60 s), two BPF loads under TCG (2-4 min
 # each), the throttle scenario (~2 min): well under this unless something hangs
 GUEST_TIMEOUT = int(os.environ.get("MEMWARDEN_VM_TIMEOUT", "1200"))
 FIGURES: dict[str, Any] = {}
