@@ -32,6 +32,19 @@ struct KernelSettingsTests {
         #expect(KernelPreflight.effectiveCapabilities(procRoot: root) == [])
     }
 
+    @Test func perfEventParanoidAboveTwoNeedsSysAdmin() throws {
+        let root = FileManager.default.temporaryDirectory.appendingPathComponent("memwarden-paranoid-\(getpid())").path
+        try FileManager.default.createDirectory(atPath: root + "/sys/kernel", withIntermediateDirectories: true)
+        defer { try? FileManager.default.removeItem(atPath: root) }
+        try "3\n".write(toFile: root + "/sys/kernel/perf_event_paranoid", atomically: false, encoding: .utf8)
+        #expect(KernelPreflight.perfEventParanoid(procRoot: root) == 3)
+        let message = KernelPreflight.paranoidMessage(3)
+        #expect(message.contains("CAP_SYS_ADMIN") && message.contains("perf_event_paranoid"))
+        try "2\n".write(toFile: root + "/sys/kernel/perf_event_paranoid", atomically: false, encoding: .utf8)
+        #expect(KernelPreflight.perfEventParanoid(procRoot: root) == 2)
+        #expect(KernelPreflight.perfEventParanoid(procRoot: root + "/missing") == nil)
+    }
+
     @Test func memoryLimitFromKernelValues() {
         #expect(MemoryLimit(kernelValue: 0) == .unknown)
         #expect(MemoryLimit(kernelValue: .max) == .unlimited)

@@ -81,8 +81,22 @@ final class BPFObject {
         while let current = program {
             let programName = String(cString: bpf_program__name(current))
             guard let link = bpf_program__attach(current), libbpf_get_error(UnsafeRawPointer(link)) == 0 else {
+                let error = errno
+                if error == EACCES || error == EPERM {
+                    // the load got through, so this is the attach's own privilege (perf_event_open
+                    // for tp/ programs) or a seccomp filter: say which hook and what to grant
+                    let paranoid = KernelPreflight.perfEventParanoid(procRoot: "/proc")
+                    let hint =
+                        paranoid.map { $0 > 2 ? KernelPreflight.paranoidMessage($0) : "" } ?? ""
+                    throw KernelError(
+                        .missingPrivileges,
+                        "cannot attach \(programName) of \(name) (\(String(cString: strerror(error)))): needs CAP_BPF and "
+                            + "CAP_PERFMON (or CAP_SYS_ADMIN), and perf_event_open and bpf allowed by any seccomp filter"
+                            + (hint.isEmpty ? "" : "; \(hint)"),
+                        detail: Self.lastLog())
+                }
                 throw KernelError(
-                    .attachFailed, "cannot attach \(programName) of \(name): \(String(cString: strerror(errno)))",
+                    .attachFailed, "cannot attach \(programName) of \(name): \(String(cString: strerror(error)))",
                     detail: Self.lastLog())
             }
             links.append(link)

@@ -53,12 +53,10 @@ public final class KernelMonitor {
             throw KernelError(.mapFailed, "cannot open the ring buffer: \(String(cString: strerror(errno)))")
         }
         ringBuffer = ring
-        do {
-            try object.attachAll()
-        } catch {
-            ring_buffer__free(ring)
-            throw error
-        }
+        // Every stored property is set from here on, so a throw runs deinit, which frees the
+        // ring buffer: freeing it here too was a double free (SIGSEGV when attaching failed,
+        // e.g. for want of a privilege).
+        try object.attachAll()
     }
 
     deinit {

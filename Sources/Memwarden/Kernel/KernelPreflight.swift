@@ -21,6 +21,9 @@ public enum KernelPreflight {
                 .missingPrivileges,
                 "memwarden needs root, or CAP_BPF and CAP_PERFMON, to load its eBPF program (running as uid \(geteuid()))")
         }
+        if !hasAdmin, let paranoid = perfEventParanoid(procRoot: procRoot), paranoid > 2 {
+            throw KernelError(.missingPrivileges, paranoidMessage(paranoid))
+        }
         guard access("/sys/kernel/btf/vmlinux", R_OK) == 0 else {
             throw KernelError(
                 .missingBTF,
@@ -48,6 +51,22 @@ public enum KernelPreflight {
             .missingTracefs,
             "tracefs is not mounted at /sys/kernel/tracing and could not be mounted (mount -t tracefs tracefs /sys/kernel/tracing)"
         )
+    }
+
+    /// kernel.perf_event_paranoid, or nil when /proc cannot tell.
+    static func perfEventParanoid(procRoot: String) -> Int? {
+        guard let text = try? readText("\(procRoot)/sys/kernel/perf_event_paranoid") else { return nil }
+        return Int(text.split(separator: "\n").first.map { String($0.trimmingCharacters(in: " \t")) } ?? "")
+    }
+
+    /// Level 3 is not upstream: Debian's and Ubuntu's kernels add it (their default) and then
+    /// refuse perf_event_open() to anyone without CAP_SYS_ADMIN, CAP_PERFMON or not. libbpf
+    /// attaches the `tp/kmem/rss_stat` program through perf_event_open(), so CAP_BPF and
+    /// CAP_PERFMON alone load the program and then fail to attach it.
+    static func paranoidMessage(_ paranoid: Int) -> String {
+        "kernel.perf_event_paranoid is \(paranoid) (a Debian/Ubuntu kernel setting): attaching to the tracepoint "
+            + "kmem:rss_stat (perf_event_open) then needs CAP_SYS_ADMIN, which memwarden lacks; grant CAP_SYS_ADMIN, "
+            + "or set kernel.perf_event_paranoid=2 to run with CAP_BPF and CAP_PERFMON only"
     }
 
     /// Bit numbers set in CapEff, or nil when /proc cannot tell.
