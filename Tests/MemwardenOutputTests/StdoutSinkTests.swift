@@ -1,6 +1,7 @@
 import Foundation
 import Logging
 @testable import Memwarden
+import MemwardenTestSupport
 import Testing
 
 @Suite struct SinkQueueTests {
@@ -74,7 +75,7 @@ import Testing
         }
         #expect(slowest < .milliseconds(50), "submit never waits for stdout (slowest \(slowest))")
         // nobody reads: the pipe fills, the writer stops, the queue drops its oldest
-        try await waitUntil("the writer stalled on the full pipe with drops counted", seconds: 10) {
+        try await waitUntil("the writer stalled on the full pipe with drops counted") {
             let s = sink.statistics
             return s.droppedQueueFull > 0 && s.queueDepth == capacity
         }
@@ -83,7 +84,7 @@ import Testing
 
         // a reader appears: everything still queued comes out
         let drained = Task.detached { reader.readDataToEndOfFile() }
-        try await waitUntil("the queue drained", seconds: 10) { sink.statistics.queueDepth == 0 }
+        try await waitUntil("the queue drained") { sink.statistics.queueDepth == 0 }
         try await services.stop()
         close(fds[1])
         let out = String(decoding: await drained.value, as: UTF8.self).split(separator: "\n").map(String.init)

@@ -2,6 +2,7 @@ import Crypto
 import Foundation
 import Logging
 import Memwarden
+import MemwardenTestSupport
 import NIOSSL
 import Testing
 
@@ -32,11 +33,11 @@ import Testing
         let services = RunningServices([sink])
         let events = [AgentEvent.EventType.leakSuspected, .budgetHigh, .leakCleared].map { SampleEvents.make($0) }
         for event in events.prefix(2) { sink.submit(event) }
-        try await waitUntil("2 webhook posts", seconds: 10) { receiver.received.count == 2 }
+        try await waitUntil("2 webhook posts") { receiver.received.count == 2 }
         // a rotated token is used from the next request on, without a restart
         try directory.write("token", "second-token")
         sink.submit(events[2])
-        try await waitUntil("3 webhook posts", seconds: 10) { receiver.received.count == 3 }
+        try await waitUntil("3 webhook posts") { receiver.received.count == 3 }
         try await services.stop()
         await receiver.stop()
 
@@ -62,7 +63,7 @@ import Testing
         let sink = try WebhookSink(settings: settings(port: port), logger: logger)
         let services = RunningServices([sink])
         sink.submit(SampleEvents.make(.leakSuspected))
-        try await waitUntil("the event delivered after two failures", seconds: 10) { sink.statistics.delivered == 1 }
+        try await waitUntil("the event delivered after two failures") { sink.statistics.delivered == 1 }
         try await services.stop()
         await receiver.stop()
         #expect(receiver.received.count == 3)
@@ -79,7 +80,7 @@ import Testing
         let services = RunningServices([sink])
         let start = ContinuousClock.now
         sink.submit(SampleEvents.make(.budgetCritical))
-        try await waitUntil("delivery after a timed-out attempt", seconds: 10) { sink.statistics.delivered == 1 }
+        try await waitUntil("delivery after a timed-out attempt") { sink.statistics.delivered == 1 }
         let took = ContinuousClock.now - start
         try await services.stop()
         await receiver.stop()
@@ -96,7 +97,7 @@ import Testing
         let services = RunningServices([sink])
         sink.submit(SampleEvents.make(.leakSuspected))
         sink.submit(SampleEvents.make(.leakCleared))
-        try await waitUntil("both events given up", seconds: 10) { sink.statistics.dropped == 2 }
+        try await waitUntil("both events given up") { sink.statistics.dropped == 2 }
         try await services.stop()
         await receiver.stop()
         let stats = sink.statistics
@@ -128,14 +129,14 @@ import Testing
             #expect(ContinuousClock.now - start < .milliseconds(50), "submit never waits for the receiver")
             #expect(sink.statistics.queueDepth <= 10)
         }
-        try await waitUntil("failed attempts against the dead receiver", seconds: 10) { sink.statistics.failedAttempts >= 3 }
+        try await waitUntil("failed attempts against the dead receiver") { sink.statistics.failedAttempts >= 3 }
         #expect(sink.statistics.droppedQueueFull >= UInt64(submitted - 10 - 1))
         #expect(sink.statistics.delivered == 0)
 
         // the receiver comes back on the same port
         let back = TestReceiver()
         _ = try await back.start(port: port)
-        try await waitUntil("the queue delivered once the receiver is back", seconds: 15) {
+        try await waitUntil("the queue delivered once the receiver is back") {
             let s = sink.statistics
             return s.queueDepth == 0 && s.delivered + s.dropped == UInt64(submitted)
         }
@@ -174,7 +175,7 @@ import Testing
             settings: settings(port: port) { $0.maxRetries = 1000 }, flushTimeout: .milliseconds(800), logger: logger)
         let services = RunningServices([sink])
         for _ in 0..<5 { sink.submit(SampleEvents.make(.leakSuspected)) }
-        try await waitUntil("a failed attempt", seconds: 10) { sink.statistics.failedAttempts >= 1 }
+        try await waitUntil("a failed attempt") { sink.statistics.failedAttempts >= 1 }
         let took = try await services.stop()
         #expect(took < .seconds(3), "shutdown took \(took)")
         let stats = sink.statistics
@@ -226,7 +227,7 @@ import Testing
         let services = RunningServices([trusting, doubting])
         trusting.submit(SampleEvents.make(.leakSuspected))
         doubting.submit(SampleEvents.make(.leakCleared))
-        try await waitUntil("one delivery over TLS and one refusal", seconds: 15) {
+        try await waitUntil("one delivery over TLS and one refusal") {
             trusting.statistics.delivered == 1 && doubting.statistics.dropped == 1
         }
         try await services.stop()
@@ -256,7 +257,7 @@ import Testing
         let submitting = ContinuousClock.now - start
         #expect(submitting < .milliseconds(100), "submitting to a slow sink took \(submitting)")
         #expect(recent.lines().count == AgentEvent.EventType.allCases.count)
-        try await waitUntil("the fast receiver got every event", seconds: 10) {
+        try await waitUntil("the fast receiver got every event") {
             fast.received.count == AgentEvent.EventType.allCases.count
         }
         let fastTook = ContinuousClock.now - start
