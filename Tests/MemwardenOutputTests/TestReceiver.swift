@@ -20,6 +20,9 @@ final class TestReceiver: Sendable {
         case status(Int)
         /// Answer only after this long (a receiver slower than the sink's timeout).
         case delayed(Duration, Int)
+        /// Answer only at `release()` or `stop()`: whatever the sink gets done
+        /// meanwhile provably did not wait for this answer, however slow the machine.
+        case held(Int)
     }
 
     private struct State {
@@ -29,6 +32,7 @@ final class TestReceiver: Sendable {
     }
 
     private let state = Mutex(State())
+    private let gate = Mutex<(open: Bool, waiting: [CheckedContinuation<Void, Never>])>((false, []))
     private let running = Mutex<(group: ServiceGroup, task: Task<Void, any Error>)?>(nil)
     let logger = Logger(label: "test-receiver")
 
@@ -62,6 +66,9 @@ final class TestReceiver: Sendable {
             case .delayed(let delay, let code):
                 try? await Task.sleep(for: delay)
                 return Response(status: HTTPResponse.Status(code: code))
+            case .held(let code):
+                await self.held()
+                return Response(status: HTTPResponse.Status(code: code))
             }
         }
         let bound = AsyncStream<Int>.makeStream()
@@ -82,8 +89,30 @@ final class TestReceiver: Sendable {
         throw TestFailure("the receiver did not start on port \(port): \(String(describing: await task.result))")
     }
 
+    private func held() async {
+        await withCheckedContinuation { continuation in
+            let open = gate.withLock { gate in
+                if !gate.open { gate.waiting.append(continuation) }
+                return gate.open
+            }
+            if open { continuation.resume() }
+        }
+    }
+
+    /// Answers every held request, now and from now on.
+    func release() {
+        let waiting = gate.withLock { gate in
+            gate.open = true
+            defer { gate.waiting = [] }
+            return gate.waiting
+        }
+        for continuation in waiting { continuation.resume() }
+    }
+
     /// Stops listening; what it received stays readable.
     func stop() async {
+        // a held handler would keep the graceful shutdown waiting
+        release()
         guard let (group, task) = running.withLock({ r in defer { r = nil }; return r }) else { return }
         await group.triggerGracefulShutdown()
         _ = await task.result
