@@ -1,3 +1,5 @@
+import Synchronization
+
 /// How every unit test waits for something another task does: poll the
 /// condition every few milliseconds until it holds, give up only after a
 /// deadline generous enough for a loaded CI machine, and fail naming what it
@@ -45,4 +47,30 @@ public func waitUntil(
     let start = ContinuousClock.now
     try await waitFor(what, seconds: seconds, interval: interval, seen: seen) { try await condition() ? () : nil }
     return ContinuousClock.now - start
+}
+
+/// Runs `work` in a task of its own and waits for it to return: work that
+/// should never block, run against something that never answers (a pipe
+/// nobody reads, a receiver holding its answer), fails the test naming `what`
+/// instead of hanging it, and a busy machine cannot fail it the way a
+/// stopwatch on each call would.
+public func waitForReturn<Value: Sendable>(
+    _ what: String, seconds: Double = defaultWaitSeconds, _ work: @escaping @Sendable () async throws -> Value
+) async throws -> Value {
+    let outcome = Outcome<Value>()
+    let task = Task { outcome.set(await Result(catching: work)) }
+    defer { task.cancel() }
+    return try await waitFor(what, seconds: seconds) { outcome.value }.get()
+}
+
+private final class Outcome<Value: Sendable>: Sendable {
+    private let result = Mutex<Result<Value, any Error>?>(nil)
+    func set(_ value: Result<Value, any Error>) { result.withLock { $0 = value } }
+    var value: Result<Value, any Error>? { result.withLock { $0 } }
+}
+
+extension Result where Failure == any Error {
+    fileprivate init(catching body: () async throws -> Success) async {
+        do { self = .success(try await body()) } catch { self = .failure(error) }
+    }
 }
