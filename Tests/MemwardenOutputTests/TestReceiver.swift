@@ -7,7 +7,7 @@ import ServiceLifecycle
 import Synchronization
 
 /// A real HTTP receiver on 127.0.0.1 for the sinks' tests: it records every
-/// request and answers from a script (status codes, delays), then 200.
+/// request and answers from a script (status codes, held answers), then 200.
 final class TestReceiver: Sendable {
     struct Received: Sendable {
         var path: String
@@ -18,8 +18,6 @@ final class TestReceiver: Sendable {
 
     enum Answer: Sendable {
         case status(Int)
-        /// Answer only after this long (a receiver slower than the sink's timeout).
-        case delayed(Duration, Int)
         /// Answer only at `release()` or `stop()`: whatever the sink gets done
         /// meanwhile provably did not wait for this answer, however slow the machine.
         case held(Int)
@@ -62,9 +60,6 @@ final class TestReceiver: Sendable {
             }
             switch answer {
             case .status(let code):
-                return Response(status: HTTPResponse.Status(code: code))
-            case .delayed(let delay, let code):
-                try? await Task.sleep(for: delay)
                 return Response(status: HTTPResponse.Status(code: code))
             case .held(let code):
                 await self.held()
