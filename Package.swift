@@ -99,10 +99,17 @@ let package = Package(
             name: "leaksim",
             swiftSettings: strictSettings
         ),
+        // What the test targets share: waiting on a condition with a deadline, never a fixed sleep.
+        .target(
+            name: "MemwardenTestSupport",
+            path: "Tests/MemwardenTestSupport",
+            swiftSettings: strictSettings
+        ),
         .testTarget(
             name: "MemwardenTests",
             dependencies: [
                 "Memwarden",
+                "MemwardenTestSupport",
                 .product(name: "Logging", package: "swift-log"),
                 .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
             ],
@@ -113,6 +120,7 @@ let package = Package(
             name: "MemwardenOutputTests",
             dependencies: [
                 "Memwarden",
+                "MemwardenTestSupport",
                 .product(name: "AsyncHTTPClient", package: "async-http-client"),
                 .product(name: "Crypto", package: "swift-crypto"),
                 .product(name: "Hummingbird", package: "hummingbird"),

@@ -2,6 +2,7 @@ import AsyncHTTPClient
 import Foundation
 import Logging
 @testable import Memwarden
+import MemwardenTestSupport
 import Testing
 
 /// The Alertmanager sink against a real Alertmanager (Debian's
@@ -53,7 +54,7 @@ struct AlertmanagerSinkTests {
             sink.submit(SampleEvents.make(.budgetHigh, target: SampleEvents.cgroupTarget(), time: now))
 
             var listed: [[String: Any]] = []
-            try await waitUntil("Alertmanager to list the leak and budget alerts", seconds: 20, interval: .milliseconds(200)) {
+            try await waitUntil("Alertmanager to list the leak and budget alerts", interval: .milliseconds(200)) {
                 listed = try await activeAlerts(client, server)
                 return listed.count == 2
             }
@@ -73,7 +74,7 @@ struct AlertmanagerSinkTests {
             // a higher tier replaces the lower one; the leak clears
             sink.submit(SampleEvents.make(.budgetCritical, target: SampleEvents.cgroupTarget(), time: realtimeNanoseconds()))
             sink.submit(SampleEvents.make(.leakCleared, target: target, time: realtimeNanoseconds()))
-            try await waitUntil("only MemwardenBudgetCritical active", seconds: 20, interval: .milliseconds(200)) {
+            try await waitUntil("only MemwardenBudgetCritical active", interval: .milliseconds(200)) {
                 listed = try await activeAlerts(client, server)
                 return listed.compactMap { ($0["labels"] as? [String: String])?["alertname"] } == ["MemwardenBudgetCritical"]
             }
@@ -81,10 +82,10 @@ struct AlertmanagerSinkTests {
 
             // firing alerts are sent again while they fire
             let delivered = sink.statistics.delivered
-            try await waitUntil("a resend of the firing alert", seconds: 10) { sink.statistics.delivered > delivered }
+            try await waitUntil("a resend of the firing alert") { sink.statistics.delivered > delivered }
 
             sink.submit(SampleEvents.make(.budgetRecovered, target: SampleEvents.cgroupTarget(), time: realtimeNanoseconds()))
-            try await waitUntil("no active alert after budget.recovered", seconds: 20, interval: .milliseconds(200)) {
+            try await waitUntil("no active alert after budget.recovered", interval: .milliseconds(200)) {
                 try await activeAlerts(client, server).isEmpty
             }
             try await services.stop()
@@ -108,7 +109,7 @@ struct AlertmanagerSinkTests {
         // the same program in the same unit: one alert; a second unit's: another; a third does not fit
         sink.submit(SampleEvents.make(.leakSuspected, target: SampleEvents.cgroupTarget(SampleEvents.unitIdentity)))
         sink.submit(SampleEvents.make(.leakSuspected, target: SampleEvents.cgroupTarget()))
-        try await waitUntil("failed posts", seconds: 10) { sink.statistics.failedAttempts >= 1 }
+        try await waitUntil("failed posts") { sink.statistics.failedAttempts >= 1 }
         #expect(sink.alerts.count == 2)
         #expect(sink.statistics.droppedQueueFull == 1)
         #expect(sink.statistics.queueDepth == 2)

@@ -2,6 +2,7 @@ import AsyncHTTPClient
 import Foundation
 import Logging
 import Memwarden
+import MemwardenTestSupport
 import Testing
 
 /// Starts an HTTPServer on a free port and returns it with its base URL.
@@ -153,7 +154,7 @@ struct RunningHTTPServer {
             port = p
             break
         }
-        try await waitUntil("the queued event delivered", seconds: 10) { receiver.received.count == 1 }
+        try await waitUntil("the queued event delivered") { receiver.received.count == 1 }
         try await withHTTPClient { client in
             let base = "http://127.0.0.1:\(port)"
             let targets = try #require(try await client.json(base + "/api/v1/targets") as? [String: Any])

@@ -2,6 +2,7 @@ import AsyncHTTPClient
 import Foundation
 import Logging
 import Memwarden
+import MemwardenTestSupport
 import Testing
 
 /// The exposition's samples: "name{labels}" → value.
@@ -211,7 +212,7 @@ struct PrometheusScrapeTests {
                 return ((answer["data"] as? [String: Any])?["result"] as? [[String: Any]]) ?? []
             }
             var result: [[String: Any]] = []
-            try await waitUntil("Prometheus to have scraped memwarden_target_memory_bytes", seconds: 30, interval: .milliseconds(250)) {
+            try await waitUntil("Prometheus to have scraped memwarden_target_memory_bytes", interval: .milliseconds(250)) {
                 result = try await query("memwarden_target_memory_bytes")
                 return !result.isEmpty
             }
@@ -224,7 +225,7 @@ struct PrometheusScrapeTests {
             #expect((up.first?["value"] as? [Any])?.last as? String == "1")
 
             // the shipped rules load into this Prometheus, and the leak rule goes pending on the suspected series
-            try await waitUntil("the MemwardenMemoryLeak rule to be pending or firing", seconds: 30, interval: .milliseconds(250)) {
+            try await waitUntil("the MemwardenMemoryLeak rule to be pending or firing", interval: .milliseconds(250)) {
                 let alerts = try #require(try await client.json(prometheus.baseURL + "/api/v1/alerts") as? [String: Any])
                 let list = ((alerts["data"] as? [String: Any])?["alerts"] as? [[String: Any]]) ?? []
                 return list.contains { ($0["labels"] as? [String: String])?["alertname"] == "MemwardenMemoryLeak" }

@@ -85,19 +85,6 @@ let repositoryRoot: URL = URL(fileURLWithPath: #filePath).deletingLastPathCompon
 
 func repositoryFile(_ path: String) -> String { repositoryRoot.appendingPathComponent(path).path }
 
-/// Polls `condition` until it holds or `seconds` pass; fails naming `what` it waited for.
-func waitUntil(
-    _ what: String, seconds: Double, interval: Duration = .milliseconds(50), _ condition: () async throws -> Bool
-) async throws {
-    let end = ContinuousClock.now.advanced(by: .milliseconds(Int(seconds * 1000)))
-    while ContinuousClock.now < end {
-        if try await condition() { return }
-        try await Task.sleep(for: interval)
-    }
-    if try await condition() { return }
-    throw TestFailure("waited \(seconds) s for \(what); it did not happen")
-}
-
 /// A TCP port nobody listens on now (bound, read and released).
 func freePort() throws -> Int {
     let fd = socket(AF_INET, Int32(SOCK_STREAM.rawValue), 0)

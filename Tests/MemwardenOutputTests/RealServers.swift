@@ -1,5 +1,6 @@
 import AsyncHTTPClient
 import Foundation
+import MemwardenTestSupport
 import NIOCore
 import NIOHTTP1
 

@@ -7,7 +7,7 @@ import ServiceLifecycle
 import Synchronization
 
 /// A real HTTP receiver on 127.0.0.1 for the sinks' tests: it records every
-/// request and answers from a script (status codes, delays), then 200.
+/// request and answers from a script (status codes, held answers), then 200.
 final class TestReceiver: Sendable {
     struct Received: Sendable {
         var path: String
@@ -18,8 +18,9 @@ final class TestReceiver: Sendable {
 
     enum Answer: Sendable {
         case status(Int)
-        /// Answer only after this long (a receiver slower than the sink's timeout).
-        case delayed(Duration, Int)
+        /// Answer only at `release()` or `stop()`: whatever the sink gets done
+        /// meanwhile provably did not wait for this answer, however slow the machine.
+        case held(Int)
     }
 
     private struct State {
@@ -29,6 +30,7 @@ final class TestReceiver: Sendable {
     }
 
     private let state = Mutex(State())
+    private let gate = Mutex<(open: Bool, waiting: [CheckedContinuation<Void, Never>])>((false, []))
     private let running = Mutex<(group: ServiceGroup, task: Task<Void, any Error>)?>(nil)
     let logger = Logger(label: "test-receiver")
 
@@ -59,8 +61,8 @@ final class TestReceiver: Sendable {
             switch answer {
             case .status(let code):
                 return Response(status: HTTPResponse.Status(code: code))
-            case .delayed(let delay, let code):
-                try? await Task.sleep(for: delay)
+            case .held(let code):
+                await self.held()
                 return Response(status: HTTPResponse.Status(code: code))
             }
         }
@@ -82,8 +84,30 @@ final class TestReceiver: Sendable {
         throw TestFailure("the receiver did not start on port \(port): \(String(describing: await task.result))")
     }
 
+    private func held() async {
+        await withCheckedContinuation { continuation in
+            let open = gate.withLock { gate in
+                if !gate.open { gate.waiting.append(continuation) }
+                return gate.open
+            }
+            if open { continuation.resume() }
+        }
+    }
+
+    /// Answers every held request, now and from now on.
+    func release() {
+        let waiting = gate.withLock { gate in
+            gate.open = true
+            defer { gate.waiting = [] }
+            return gate.waiting
+        }
+        for continuation in waiting { continuation.resume() }
+    }
+
     /// Stops listening; what it received stays readable.
     func stop() async {
+        // a held handler would keep the graceful shutdown waiting
+        release()
         guard let (group, task) = running.withLock({ r in defer { r = nil }; return r }) else { return }
         await group.triggerGracefulShutdown()
         _ = await task.result

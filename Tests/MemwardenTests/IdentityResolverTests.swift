@@ -3,6 +3,7 @@ import Foundation
 #if canImport(Glibc)
 import Glibc
 #endif
+import MemwardenTestSupport
 import Synchronization
 import Testing
 
@@ -121,7 +122,7 @@ struct IdentityResolverTests {
     }
 
     @Test("a namespaced path of a cgroup newer than the last walk is resolved on a later call, not cached as read")
-    func namespacePathsOfNewCgroupsResolveLater() throws {
+    func namespacePathsOfNewCgroupsResolveLater() async throws {
         let host = try FakeHost.v2("cgns-late")
         let tail = "/kubepods/besteffort/pod\(Self.uid)/\(CgroupPathIdentityTests.c2)"
         var resolver = IdentityResolver(hostPaths: host.paths, hierarchy: CgroupHierarchy.detect(hostPaths: host.paths))
@@ -129,14 +130,12 @@ struct IdentityResolverTests {
         #expect(early.cgroup == "/../.." + tail && early.containerID == CgroupPathIdentityTests.c2)
         #expect(resolver.cachedPaths == 0)
         try host.cgroup(tail)
-        // the index walks again at most once a second: wait for that, up to 5 s
-        let end = deadline(seconds: 5)
+        // the index walks again at most once a second: wait for that walk
         var resolved = resolver.identity(cgroupPath: "/../.." + tail)
-        while resolved.cgroup != tail && monotonicNanoseconds() < end {
-            usleep(UInt32(20_000_000 / 1000))
+        try await waitUntil("the new cgroup resolved by a later walk of the index") {
             resolved = resolver.identity(cgroupPath: "/../.." + tail)
+            return resolved.cgroup == tail
         }
-        #expect(resolved.cgroup == tail, "not resolved within 5 s")
         #expect(resolver.cachedPaths == 1)
     }
 

@@ -1,6 +1,7 @@
 import Foundation
 import Logging
 import Memwarden
+import MemwardenTestSupport
 import ServiceLifecycle
 import Synchronization
 import Testing
@@ -14,20 +15,10 @@ final class CollectingSink: EventSink {
 
     var all: [AgentEvent] { events.withLock { $0 } }
 
-    /// Waits (polling, up to `seconds`) for an event that matches.
-    func waitFor(seconds: Double, _ what: String, _ match: (AgentEvent) -> Bool) async throws -> AgentEvent {
-        let end = ContinuousClock.now + .seconds(seconds)
-        while ContinuousClock.now < end {
-            if let found = all.first(where: match) { return found }
-            try await Task.sleep(for: .milliseconds(5))
-        }
-        if let found = all.first(where: match) { return found }
-        throw WaitTimeout(description: "no \(what) within \(seconds) s; saw \(all.map(\.type.rawValue))")
+    /// Waits for an event that matches; the failure lists the types seen.
+    func waitFor(_ what: String, _ match: (AgentEvent) -> Bool) async throws -> AgentEvent {
+        try await MemwardenTestSupport.waitFor(what, seen: { "\(all.map(\.type.rawValue))" }) { all.first(where: match) }
     }
-}
-
-struct WaitTimeout: Error, CustomStringConvertible {
-    var description: String
 }
 
 /// The responder as the agent runs it: in a ServiceGroup, fed through the
@@ -60,7 +51,7 @@ struct WaitTimeout: Error, CustomStringConvertible {
 
         try await withThrowingTaskGroup(of: Void.self) { tasks in
             tasks.addTask { try await group.run() }
-            let recovered = try await sink.waitFor(seconds: 10, "restore of the leftover record") {
+            let recovered = try await sink.waitFor("restore of the leftover record") {
                 $0.type == .responseRestore && $0.target?.identity.cgroup == leftover
             }
             #expect(recovered.response?.reason == "agent_restarted")
@@ -79,9 +70,9 @@ struct WaitTimeout: Error, CustomStringConvertible {
             stage.leak(leak, policy: policy)
             stage.usage(target, usage: 900 * mebibyte, limit: 1024 * mebibyte, growth: 1 << 20, policy: policy)
             // 900 of 1024 MiB: 88 %, the high tier
-            let budget = try await sink.waitFor(seconds: 1, "budget event") { $0.type == .budgetHigh }
+            let budget = try await sink.waitFor("budget event") { $0.type == .budgetHigh }
             #expect(budget.budget?.secondsToBudget == 124)
-            let throttle = try await sink.waitFor(seconds: 10, "throttle") { $0.type == .responseThrottle }
+            let throttle = try await sink.waitFor("throttle") { $0.type == .responseThrottle }
             #expect(throttle.response?.memoryHighAfter == 900 * mebibyte)
             #expect(try tree.high(path) == 900 * mebibyte)
             #expect(service.throttled == ["cgroup:\(path)": 900 * mebibyte])

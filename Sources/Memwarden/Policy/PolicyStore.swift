@@ -44,6 +44,9 @@ public final class PolicyStore: Service, Sendable {
         public var digest: String?
         /// The problems of the last rejected content, cleared by a good reload.
         public var lastProblems: [PolicyProblem] = []
+        /// Looks at the file since start, counted once each is judged: what
+        /// proves a content was seen and let stand (no event says so).
+        public var polls: UInt64 = 0
     }
 
     public let path: String
@@ -134,6 +137,7 @@ public final class PolicyStore: Service, Sendable {
         }
         var events: [AgentEvent] = []
         state.withLock { state in
+            state.statistics.polls += 1
             switch observed {
             case .missing(let problem), .unreadable(let problem):
                 // no file and never had one: the built-in policy stands, nothing to say
