@@ -88,6 +88,7 @@ def test_defaults_are_least_privilege() -> None:
     [
         ({}, ["BPF", "PERFMON"], True),
         ({"kernel": {"legacyMemlock": True}}, ["BPF", "PERFMON", "SYS_RESOURCE"], True),
+        ({"kernel": {"restrictedPerfEvents": True}}, ["BPF", "PERFMON", "SYS_ADMIN"], True),
         ({"features": {"throttle": True}}, ["BPF", "PERFMON"], False),
     ],
 )
