@@ -186,7 +186,7 @@ public final class Replayer {
 
     private func isEmpty(_ id: Int32) -> Bool {
         // "" marks a process whose cgroup the recorder could not tell
-        strings[id].isEmpty
+        strings.isEmpty(id)
     }
 
     private func verdictChanged(_ verdict: mw_det_verdict, scope: LeakScope, pid: Int32?, cgroup: Int32, t: Int64) {

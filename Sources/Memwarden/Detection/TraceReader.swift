@@ -175,6 +175,7 @@ public final class TraceReader {
         }
 
         static let required: [Field] = [.t, .pid, .comm, .cgroup, .anon, .file, .shmem, .swap, .vsz]
+        static var requiredMask: UInt32 { 0b1_1111_1111 }  // t through vsz
     }
 
     private func error(_ code: TraceError.Code, _ field: String?, _ detail: String) -> TraceError {
@@ -237,8 +238,11 @@ public final class TraceReader {
         }
         skipSpace(&p, end)
         guard p == end else { throw error(.malformed, nil, "unexpected text after the object") }
-        for field in Field.required where seen & (1 << UInt32(field.rawValue)) == 0 {
-            throw error(.missingField, field.name, "required")
+        // one test per line; which field is missing only when one is
+        if seen & Field.requiredMask != Field.requiredMask {
+            for field in Field.required where seen & (1 << UInt32(field.rawValue)) == 0 {
+                throw error(.missingField, field.name, "required")
+            }
         }
         return sample
     }

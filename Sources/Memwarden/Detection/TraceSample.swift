@@ -121,6 +121,9 @@ public final class TraceStrings {
         return hash ^ (hash >> 29)
     }
 
+    /// Whether string `id` is "", without touching the String.
+    func isEmpty(_ id: Int32) -> Bool { starts[Int(id) + 1] == starts[Int(id)] }
+
     private func stored(_ id: Int32) -> UnsafeBufferPointer<UInt8> {
         let start = starts[Int(id)]
         return UnsafeBufferPointer(start: arena + start, count: starts[Int(id) + 1] - start)
