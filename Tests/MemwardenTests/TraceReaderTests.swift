@@ -187,6 +187,53 @@ struct TraceReaderTests {
         writer.join()
         #expect(count == 12_000)
     }
+
+    // sizes and strings are read eight bytes at a time where they can be: every
+    // length and every place of a stray byte must read as it did byte by byte
+
+    @Test func sizesOfEveryLength() throws {
+        var digits = ""
+        for length in 1...19 {
+            digits += String((length * 7) % 10)
+            let (_, samples) = try read(Self.good.replacing("\"vsz\":4096", with: "\"vsz\":\(digits)"))
+            #expect(samples.first?.vsz == UInt64(digits))
+        }
+        let (_, samples) = try read(Self.good.replacing("\"vsz\":4096", with: "\"vsz\":18446744073709551615"))
+        #expect(samples.first?.vsz == UInt64.max)
+        #expect(failure(Self.good.replacing("\"vsz\":4096", with: "\"vsz\":18446744073709551616"))?.code == .outOfRange)
+        #expect(failure(Self.good.replacing("\"vsz\":4096", with: "\"vsz\":0000000000000000000000001")) == nil)
+    }
+
+    @Test func aStrayByteInALongSizeIsAWrongType() {
+        for place in 0..<12 {
+            var digits = Array("123456789012".utf8)
+            digits[place] = UInt8(ascii: place % 2 == 0 ? "x" : ".")
+            let value = String(decoding: digits, as: UTF8.self)
+            let error = failure(Self.good.replacing("\"anon\":1048576", with: "\"anon\":\(value)"))
+            #expect(error?.code == .wrongType && error?.field == "anon", "\(value)")
+        }
+    }
+
+    @Test func longStringsWithAnEscapeOrAControlByteAnywhere() throws {
+        let path = "/kubepods.slice/kubepods-burstable.slice/pod-7.slice/cri-containerd-7.scope"
+        let (reader, samples) = try read(Self.good.replacing("\"/a.slice\"", with: "\"\(path)\""))
+        let sample = try #require(samples.first)
+        #expect(reader.strings[sample.cgroup] == path)
+        for place in 0..<path.utf8.count {
+            var bytes = Array(path.utf8)
+            bytes.insert(contentsOf: Array(#"\""#.utf8), at: place)
+            let escaped = String(decoding: bytes, as: UTF8.self)
+            let (reader, samples) = try read(Self.good.replacing("\"/a.slice\"", with: "\"\(escaped)\""))
+            var expected = Array(path.utf8)
+            expected.insert(UInt8(ascii: "\""), at: place)
+            let sample = try #require(samples.first)
+            #expect(reader.strings[sample.cgroup] == String(decoding: expected, as: UTF8.self))
+            bytes = Array(path.utf8)
+            bytes.insert(0x09, at: place)
+            let error = failure(Self.good.replacing("\"/a.slice\"", with: "\"\(String(decoding: bytes, as: UTF8.self))\""))
+            #expect(error?.code == .malformed && error?.field == "cgroup")
+        }
+    }
 }
 
 /// A plain thread, so the pipe test's writer never waits for the reader's task.

@@ -52,7 +52,7 @@ public struct VerdictChange: Sendable {
 /// live agent sees them, so replay and `run` agree.
 public final class Replayer {
     public let configuration: DetectorConfiguration
-    public private(set) var confirmation: ConfirmationStage
+    @exclusivity(unchecked) public private(set) var confirmation: ConfirmationStage
     public let strings: TraceStrings
     /// Called with every verdict change (before the assessor sees it).
     public var onVerdict: ((VerdictChange) -> Void)?
@@ -75,7 +75,8 @@ public final class Replayer {
 
     private let pool = DetectorStatePool()
     @exclusivity(unchecked) private var config: mw_det_config
-    @exclusivity(unchecked) private var processIndex: [Int32: Int32] = [:]
+    /// By pid: index into `processes`.
+    @exclusivity(unchecked) private var processIndex = KeyTable()
     @exclusivity(unchecked) private var processes: [Process] = []
     @exclusivity(unchecked) private var freeProcesses: [Int32] = []
     /// By cgroup string id: index into `cgroups`, or -1.
@@ -100,7 +101,7 @@ public final class Replayer {
             vsz: sample.vsz)
 
         if sample.event == .exit {
-            guard let index = processIndex.removeValue(forKey: sample.pid) else { return }
+            guard let index = processIndex.remove(Self.key(sample.pid)) else { return }
             var process = processes[Int(index)]
             if let event = confirmation.end(
                 .process(sample.pid), reason: "process_exited", context: context(process, pid: sample.pid, t: t))
@@ -114,7 +115,7 @@ public final class Replayer {
         }
 
         let index: Int32
-        if let known = processIndex[sample.pid] {
+        if let known = processIndex.find(Self.key(sample.pid)) {
             index = known
             if sample.event == .exec {
                 let process = processes[Int(index)]
@@ -128,7 +129,7 @@ public final class Replayer {
             }
         } else {
             index = Self.place(Process(slot: pool.acquire(), comm: sample.comm), in: &processes, free: &freeProcesses)
-            processIndex[sample.pid] = index
+            processIndex.insert(Self.key(sample.pid), index)
         }
 
         var process = processes[Int(index)]
@@ -171,6 +172,8 @@ public final class Replayer {
         if cgroupSlot >= 0 { runCgroup(cgroupSlot, id: cgroupID, t: t, into: &events) }
     }
 
+    private static func key(_ pid: Int32) -> UInt64 { UInt64(UInt32(bitPattern: pid)) }
+
     /// Puts an element in a slot freed earlier, or at the end; returns its index.
     private static func place<T>(_ element: T, in array: inout [T], free: inout [Int32]) -> Int32 {
         if let reused = free.popLast() {
@@ -183,7 +186,7 @@ public final class Replayer {
 
     private func isEmpty(_ id: Int32) -> Bool {
         // "" marks a process whose cgroup the recorder could not tell
-        strings[id].isEmpty
+        strings.isEmpty(id)
     }
 
     private func verdictChanged(_ verdict: mw_det_verdict, scope: LeakScope, pid: Int32?, cgroup: Int32, t: Int64) {

@@ -55,14 +55,22 @@ public struct TraceSample: Sendable, Hashable {
 /// no String allocation.
 public final class TraceStrings {
     @exclusivity(unchecked) private var strings: [String] = []
-    @exclusivity(unchecked) private var bytes: [[UInt8]] = []
+    /// Every string's bytes end to end, string `id` at `starts[id]..<starts[id + 1]`: the
+    /// comparison on every line reads them with no array per string to retain and release.
+    @exclusivity(unchecked) private var arena: UnsafeMutablePointer<UInt8>
+    @exclusivity(unchecked) private var arenaCapacity: Int
+    @exclusivity(unchecked) private var starts: [Int] = [0]
     @exclusivity(unchecked) private var table: [Int32]
     @exclusivity(unchecked) private var mask: Int
 
     public init() {
         table = Array(repeating: -1, count: 1024)
         mask = 1023
+        arenaCapacity = 4096
+        arena = .allocate(capacity: arenaCapacity)
     }
+
+    deinit { arena.deallocate() }
 
     public var count: Int { strings.count }
 
@@ -74,12 +82,12 @@ public final class TraceStrings {
         while true {
             let id = table[index]
             if id < 0 { break }
-            if bytes[Int(id)].withUnsafeBufferPointer({ Self.equal($0, buffer) }) { return id }
+            if Self.equal(stored(id), buffer) { return id }
             index = (index + 1) & mask
         }
         let id = Int32(strings.count)
         strings.append(String(decoding: buffer, as: UTF8.self))
-        bytes.append(Array(buffer))
+        store(buffer)
         table[index] = id
         if strings.count * 2 > table.count { grow() }
         return id
@@ -113,17 +121,39 @@ public final class TraceStrings {
         return hash ^ (hash >> 29)
     }
 
+    /// Whether string `id` is "", without touching the String.
+    func isEmpty(_ id: Int32) -> Bool { starts[Int(id) + 1] == starts[Int(id)] }
+
+    private func stored(_ id: Int32) -> UnsafeBufferPointer<UInt8> {
+        let start = starts[Int(id)]
+        return UnsafeBufferPointer(start: arena + start, count: starts[Int(id) + 1] - start)
+    }
+
+    private func store(_ buffer: UnsafeBufferPointer<UInt8>) {
+        let start = starts[starts.count - 1]
+        if start + buffer.count > arenaCapacity {
+            let capacity = max(2 * arenaCapacity, start + buffer.count)
+            let bigger = UnsafeMutablePointer<UInt8>.allocate(capacity: capacity)
+            bigger.update(from: arena, count: start)
+            arena.deallocate()
+            arena = bigger
+            arenaCapacity = capacity
+        }
+        if let base = buffer.baseAddress { (arena + start).update(from: base, count: buffer.count) }
+        starts.append(start + buffer.count)
+    }
+
     private static func equal(_ a: UnsafeBufferPointer<UInt8>, _ b: UnsafeBufferPointer<UInt8>) -> Bool {
         guard a.count == b.count else { return false }
-        guard let pa = a.baseAddress, let pb = b.baseAddress else { return true }
+        guard a.count > 0, let pa = a.baseAddress, let pb = b.baseAddress else { return true }
         return memcmp(pa, pb, a.count) == 0
     }
 
     private func grow() {
         table = Array(repeating: -1, count: table.count * 2)
         mask = table.count - 1
-        for (id, stored) in bytes.enumerated() {
-            var index = Int(truncatingIfNeeded: stored.withUnsafeBufferPointer { Self.hash($0) }) & mask
+        for id in 0..<strings.count {
+            var index = Int(truncatingIfNeeded: Self.hash(stored(Int32(id)))) & mask
             while table[index] >= 0 { index = (index + 1) & mask }
             table[index] = Int32(id)
         }

@@ -4,7 +4,7 @@ import CMemwarden
 /// cgroup (the kernel's cgroup id live, the trace's string id in replay). One
 /// word, hashed once: it is looked up on every sample.
 public struct ConfirmationKey: Hashable, Sendable {
-    private let raw: UInt64
+    let raw: UInt64
 
     public static func process(_ pid: Int32) -> ConfirmationKey {
         ConfirmationKey(raw: UInt64(UInt32(bitPattern: pid)) | 1 << 63)
@@ -84,17 +84,22 @@ public struct ConfirmationStage: Sendable {
     /// Per-target settings: nil, the node's.
     public typealias SettingsResolver = (AssessmentContext) -> ConfirmationSettings
 
-    private var targets: [ConfirmationKey: Watched] = [:]
+    /// Targets by key: a slot in `watched` (see `KeyTable` for why not a Dictionary).
+    private var table = KeyTable()
+    /// nil: a free slot (listed in `free`), or the target under analysis.
+    private var watched: [Watched?] = []
+    private var keys: [ConfirmationKey] = []
+    private var free: [Int32] = []
 
     public init(settings: ConfirmationSettings = ConfirmationSettings(), maximumTargets: Int = 20_000) {
         self.settings = settings
         self.maximumTargets = maximumTargets
     }
 
-    public var trackedTargets: Int { targets.count }
-    public var suspectedTargets: Int { targets.values.count { $0.suspicion != nil } }
+    public var trackedTargets: Int { table.count }
+    public var suspectedTargets: Int { watched.count { $0?.suspicion != nil } }
     /// What the histories take: a bound, since each is fixed-size.
-    public var historyBytes: Int { targets.count * GrowthHistory.bytesPerTarget }
+    public var historyBytes: Int { table.count * GrowthHistory.bytesPerTarget }
     public var statistics: ConfirmationStatistics {
         ConfirmationStatistics(
             targets: trackedTargets, suspected: suspectedTargets, historyBytes: historyBytes, evicted: evicted)
@@ -107,21 +112,22 @@ public struct ConfirmationStage: Sendable {
         _ key: ConfirmationKey, time: Int64, held: UInt64, context: () -> AssessmentContext,
         into events: inout [LeakEvent], resolve: SettingsResolver? = nil, cgroup: ConfirmationKey? = nil
     ) {
-        if targets.count >= maximumTargets, targets[key] == nil { evictOldest() }
+        let slot = Int(self.slot(key))
         // in place: most samples only add to the rings
-        guard Self.add(&targets[key, default: Watched()], time: time, held: held) else { return }
+        guard Self.add(&self.watched[slot]!, time: time, held: held) else { return }
         let node = settings
         // moved out and back for the analysis: no copy of the rings, and the cgroup's history stays readable
-        var watched = targets.removeValue(forKey: key)!
+        var watched = self.watched[slot]!
+        self.watched[slot] = nil
         let event: LeakEvent?
         if let fast = watched.fast {
             event = Self.confirmFast(&watched, fast, time: time, held: Double(held), context: context, node: node)
         } else {
             event = Self.evaluate(
                 &watched, time: time, context: context, node: node, resolve: resolve,
-                cgroup: cgroup.flatMap { targets[$0]?.history })
+                cgroup: cgroup.flatMap { self[$0]?.history })
         }
-        targets[key] = watched
+        self.watched[slot] = watched
         if let event { events.append(event) }
     }
 
@@ -140,7 +146,7 @@ public struct ConfirmationStage: Sendable {
         let s = resolve?(context) ?? settings
         // a process that restarts grows back fast to where its predecessor was: its cgroup
         // must reach a new high too
-        if let cgroup, let history = targets[cgroup]?.history,
+        if let cgroup, let history = self[cgroup]?.history,
             let peak = history.peakBefore(seconds: s.fastSpanSeconds),
             history.latest <= peak + GrowthTest(settings: s).tolerance(level: history.latest)
         {
@@ -169,8 +175,39 @@ public struct ConfirmationStage: Sendable {
     }
 
     private mutating func update(_ key: ConfirmationKey, _ body: (inout Watched) -> Void) {
-        if targets.count >= maximumTargets, targets[key] == nil { evictOldest() }
-        body(&targets[key, default: Watched()])
+        let slot = Int(slot(key))
+        body(&watched[slot]!)
+    }
+
+    private subscript(key: ConfirmationKey) -> Watched? {
+        table.find(key.raw).flatMap { watched[Int($0)] }
+    }
+
+    /// The key's slot; a new target gets one (evicting the oldest when full).
+    @inline(__always)
+    private mutating func slot(_ key: ConfirmationKey) -> Int32 {
+        if let slot = table.find(key.raw) { return slot }
+        if table.count >= maximumTargets { evictOldest() }
+        let slot: Int32
+        if let reused = free.popLast() {
+            slot = reused
+            watched[Int(slot)] = Watched()
+            keys[Int(slot)] = key
+        } else {
+            slot = Int32(watched.count)
+            watched.append(Watched())
+            keys.append(key)
+        }
+        table.insert(key.raw, slot)
+        return slot
+    }
+
+    private mutating func remove(_ key: ConfirmationKey) -> Watched? {
+        guard let slot = table.remove(key.raw) else { return nil }
+        let removed = watched[Int(slot)]
+        watched[Int(slot)] = nil
+        free.append(slot)
+        return removed
     }
 
     /// A fast candidate after its confirmation time: a suspicion, or nothing.
@@ -212,15 +249,21 @@ public struct ConfirmationStage: Sendable {
     /// The target is gone or starts over (exit, exec, emptied cgroup): its
     /// suspicion ends and its history goes.
     public mutating func end(_ key: ConfirmationKey, reason: String, context: AssessmentContext) -> LeakEvent? {
-        guard let watched = targets.removeValue(forKey: key), let suspicion = watched.suspicion else { return nil }
+        guard let watched = remove(key), let suspicion = watched.suspicion else { return nil }
         return Self.cleared(suspicion, reasons: [reason], context: context)
     }
 
-    public func isSuspected(_ key: ConfirmationKey) -> Bool { targets[key]?.suspicion != nil }
+    public func isSuspected(_ key: ConfirmationKey) -> Bool { self[key]?.suspicion != nil }
 
     private mutating func evictOldest() {
-        guard let oldest = targets.min(by: { $0.value.history.lastTime < $1.value.history.lastTime })?.key else { return }
-        targets[oldest] = nil
+        var oldest: Int?
+        for i in watched.indices {
+            guard let candidate = watched[i] else { continue }
+            if let o = oldest, watched[o]!.history.lastTime <= candidate.history.lastTime { continue }
+            oldest = i
+        }
+        guard let oldest else { return }
+        _ = remove(keys[oldest])
         evicted += 1
     }
 
