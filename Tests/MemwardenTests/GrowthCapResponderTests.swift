@@ -20,11 +20,7 @@ import Testing
     }
 
     func responder(dryRun: Bool = false) -> Responder {
-        Responder(
-            configuration: ResponderConfiguration(
-                cgroupRoot: tree.root, version: .v2, stateFile: ResponseStateFile(path: statePath), dryRun: dryRun,
-                pageSize: Self.page, node: "node-a"),
-            clock: clock.reading, logger: silentLogger)
+        fakeTreeResponder(tree: tree, statePath: statePath, clock: clock, pageSize: Self.page, dryRun: dryRun)
     }
 
     /// The rule: throttle from warning, the default growth rate.
@@ -59,11 +55,7 @@ import Testing
         try tree.setAnonymous(path, next)
     }
 
-    func stateRecords() -> [ResponseStateRecord] {
-        let (records, problem) = ResponseStateFile(path: statePath).load()
-        #expect(problem == nil)
-        return records
-    }
+    func stateRecords() -> [ResponseStateRecord] { loadedStateRecords(statePath) }
 
     @Test("a leak the kernel cannot reclaim is capped a page above usage, not skipped as below_floor")
     func startsWhereBelowFloorDid() throws {

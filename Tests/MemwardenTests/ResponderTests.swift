@@ -16,11 +16,7 @@ import Testing
     }
 
     func responder(dryRun: Bool = false, version: CgroupHierarchy.Version? = .v2) -> Responder {
-        Responder(
-            configuration: ResponderConfiguration(
-                cgroupRoot: tree.root, version: version, stateFile: ResponseStateFile(path: statePath), dryRun: dryRun,
-                pageSize: Self.page, node: "node-a"),
-            clock: clock.reading, logger: silentLogger)
+        fakeTreeResponder(tree: tree, statePath: statePath, clock: clock, pageSize: Self.page, dryRun: dryRun, version: version)
     }
 
     static func policy(
@@ -51,11 +47,7 @@ import Testing
         return events
     }
 
-    func stateRecords() -> [ResponseStateRecord] {
-        let (records, problem) = ResponseStateFile(path: statePath).load()
-        #expect(problem == nil)
-        return records
-    }
+    func stateRecords() -> [ResponseStateRecord] { loadedStateRecords(statePath) }
 
     @Test("throttle starts at usage, records the original first, steps down 1 % per interval to the floor, then caps growth")
     func stepDownToFloor() throws {

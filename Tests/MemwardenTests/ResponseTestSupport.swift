@@ -2,6 +2,7 @@ import Foundation
 import Logging
 import Memwarden
 import Synchronization
+import Testing
 
 let mebibyte: UInt64 = 1 << 20
 
@@ -132,3 +133,23 @@ func cgroupTarget(_ path: String, request: UInt64? = nil) -> EventTarget {
 }
 
 let silentLogger = Logger(label: "memwarden.test", factory: { _ in SwiftLogNoOpLogHandler() })
+
+/// A responder over a fake cgroupfs tree, its state file inside the tree and
+/// the test's clock: the setup every responder suite shares.
+func fakeTreeResponder(
+    tree: FakeCgroupTree, statePath: String, clock: TestClock, pageSize: UInt64, dryRun: Bool = false,
+    version: CgroupHierarchy.Version? = .v2
+) -> Responder {
+    Responder(
+        configuration: ResponderConfiguration(
+            cgroupRoot: tree.root, version: version, stateFile: ResponseStateFile(path: statePath), dryRun: dryRun,
+            pageSize: pageSize, node: "node-a"),
+        clock: clock.reading, logger: silentLogger)
+}
+
+/// The records a responder's state file holds; a file that does not load fails the test.
+func loadedStateRecords(_ statePath: String) -> [ResponseStateRecord] {
+    let (records, problem) = ResponseStateFile(path: statePath).load()
+    #expect(problem == nil, "the state file \(statePath) did not load: \(String(describing: problem))")
+    return records
+}
