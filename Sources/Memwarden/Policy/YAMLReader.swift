@@ -129,69 +129,57 @@ struct YAMLReader {
         return value
     }
 
-    mutating func duration(_ node: Node, _ path: String, allowZero: Bool = false) -> Duration? {
+    /// A scalar read by one of PolicyValues' parsers; its reason, with the
+    /// text, reported at the node.
+    mutating func parsed<Value>(_ node: Node, _ path: String, _ parse: (String) -> Result<Value, PolicyValues.Reason>) -> Value? {
         guard let text = string(node, path) else { return nil }
-        switch PolicyValues.duration(text) {
-        case .failure(let reason):
-            report(node, path, "'\(text)': \(reason.message)")
-            return nil
-        case .success(let value):
-            guard allowZero || value > .zero else {
-                report(node, path, "must be more than 0")
-                return nil
-            }
-            return value
-        }
+        return parsed(node, path, text, parse)
     }
 
-    mutating func bytes(_ node: Node, _ path: String) -> UInt64? {
-        guard let text = string(node, path) else { return nil }
-        switch PolicyValues.bytes(text) {
+    mutating func parsed<Value>(
+        _ node: Node, _ path: String, _ text: String, _ parse: (String) -> Result<Value, PolicyValues.Reason>
+    ) -> Value? {
+        switch parse(text) {
         case .failure(let reason):
             report(node, path, "'\(text)': \(reason.message)")
             return nil
         case .success(let value): return value
         }
+    }
+
+    mutating func duration(_ node: Node, _ path: String, allowZero: Bool = false) -> Duration? {
+        guard let value = parsed(node, path, PolicyValues.duration) else { return nil }
+        guard allowZero || value > .zero else {
+            report(node, path, "must be more than 0")
+            return nil
+        }
+        return value
+    }
+
+    mutating func bytes(_ node: Node, _ path: String) -> UInt64? {
+        parsed(node, path, PolicyValues.bytes)
     }
 
     /// Bytes per second ("128Ki", "128Ki/s"), more than 0.
     mutating func rate(_ node: Node, _ path: String) -> UInt64? {
-        guard let text = string(node, path) else { return nil }
-        switch PolicyValues.rate(text) {
-        case .failure(let reason):
-            report(node, path, "'\(text)': \(reason.message)")
-            return nil
-        case .success(let value): return value
-        }
+        parsed(node, path, PolicyValues.rate)
     }
 
     /// A share (70% or 0.7) within `range`.
     mutating func share(_ node: Node, _ path: String, in range: ClosedRange<Double>, openBelow: Bool) -> Double? {
-        guard let text = string(node, path) else { return nil }
-        switch PolicyValues.share(text) {
-        case .failure(let reason):
-            report(node, path, "'\(text)': \(reason.message)")
+        guard let text = string(node, path), let value = parsed(node, path, text, PolicyValues.share) else { return nil }
+        guard range.contains(value), !(openBelow && value == range.lowerBound) else {
+            let low = Self.percent(range.lowerBound)
+            let high = Self.percent(range.upperBound)
+            let from = openBelow ? "more than \(low)" : "at least \(low)"
+            report(node, path, "\(text) is out of range (expected \(from) and at most \(high))")
             return nil
-        case .success(let value):
-            guard range.contains(value), !(openBelow && value == range.lowerBound) else {
-                let low = Self.percent(range.lowerBound)
-                let high = Self.percent(range.upperBound)
-                let from = openBelow ? "more than \(low)" : "at least \(low)"
-                report(node, path, "\(text) is out of range (expected \(from) and at most \(high))")
-                return nil
-            }
-            return value
         }
+        return value
     }
 
     mutating func url(_ node: Node, _ path: String) -> String? {
-        guard let text = string(node, path) else { return nil }
-        switch PolicyValues.url(text) {
-        case .failure(let reason):
-            report(node, path, "'\(text)': \(reason.message)")
-            return nil
-        case .success(let value): return value
-        }
+        parsed(node, path, PolicyValues.url)
     }
 
     /// A file the agent reads later (token, secret, CA bundle): absolute, so
