@@ -6,6 +6,7 @@ from __future__ import annotations
 import os
 import re
 import subprocess
+import sys
 from pathlib import Path
 from typing import Any
 
@@ -13,11 +14,15 @@ import helm_python as helm
 import pytest
 import yaml
 
+# the suites' shared no-skip rule lives beside them in tests/ (each suite's directory is
+# its own import root)
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+from ci_rule import IS_CI, require  # noqa: E402
+
 ROOT = Path(__file__).resolve().parents[2]
 CHART = ROOT / "charts" / "memwarden"
 RELEASE = "mw"
 NAMESPACE = "memwarden-test"
-IS_CI = os.environ.get("CI") == "true"
 
 # Value sets the chart must render, lint and validate with: the default, every feature
 # on, everything optional on, an existing policy ConfigMap, no Kubernetes API at all.
@@ -50,15 +55,6 @@ VALUE_SETS: dict[str, dict[str, Any]] = {
         "serviceAccount": {"create": False},
     },
 }
-
-
-def require(condition: bool, reason: str) -> None:
-    """Skips with the reason, except under CI=true, where the missing piece fails the test."""
-    if condition:
-        return
-    if IS_CI:
-        pytest.fail(f"{reason} (CI=true: this test must run)")
-    pytest.skip(reason)
 
 
 def render(values: dict[str, Any] | None = None) -> dict[str, str]:
