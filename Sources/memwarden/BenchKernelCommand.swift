@@ -99,6 +99,7 @@ struct BenchKernelCommand: ParsableCommand {
         print("| agent RSS idle (MiB) | \(fmt(agent.idleRSSMiB, 1)) |")
         print("| agent peak RSS since start, incl. program load (MiB) | \(fmt(agent.lifetimePeakMiB, 1)) |")
         print("| agent lines written during storm | \(agent.stormLines) |")
+        print("| agent binary size (MiB) | \(fmt(agent.binaryMiB, 1)) |")
     }
 
     /// Runs one storm in a child process; `tick` runs repeatedly until it ends.
@@ -117,6 +118,8 @@ struct BenchKernelCommand: ParsableCommand {
     struct AgentFigures {
         var idleCPUPercent = 0.0, idleRSSMiB = 0.0, stormCPUPercent = 0.0, stormPeakMiB = 0.0, lifetimePeakMiB = 0.0
         var stormLines = 0
+        /// The executable's size on disk: most of the agent's RSS is pages of it.
+        var binaryMiB = 0.0
     }
 
     /// Starts the real agent (stdout read and counted here), then watches it idle and under a storm.
@@ -127,6 +130,11 @@ struct BenchKernelCommand: ParsableCommand {
             throw ValidationError("the agent did not report its program attached within 60 s")
         }
         var figures = AgentFigures()
+        let executable = open(memwarden, O_RDONLY | O_CLOEXEC)
+        if executable >= 0 {
+            figures.binaryMiB = Double(lseek(executable, 0, SEEK_END)) / 1048576
+            close(executable)
+        }
         func usage() throws -> ProcessUsage {
             do { return try ProcessUsage.read(pid: agent.pid) } catch { throw ValidationError("\(error)") }
         }
