@@ -50,7 +50,13 @@ public enum Agent {
         // loaded before); the watchdog service pings and sends STOPPING=1. No-ops
         // outside systemd.
         let systemd = SystemdNotifier(logger: logger)
-        let source = BPFSource(configuration: kernel, statsInterval: statsInterval, logger: logger, onAttached: systemd.ready)
+        // once attached, the startup work is done: its pages of the executable need not stay resident
+        let source = BPFSource(
+            configuration: kernel, statsInterval: statsInterval, logger: logger,
+            onAttached: {
+                systemd.ready()
+                StartupPages.release()
+            })
         let hierarchy = CgroupHierarchy.detect(hostPaths: hostPaths)
         // in a cluster: pod metadata from the API server's watch, for every identity
         var kubernetes: (client: KubernetesClient, pods: PodIndex)?
