@@ -28,7 +28,9 @@ public struct ConfirmationSettings: Sendable, Hashable {
     /// step (a jump of up to 20 s) cannot fake at the growth test's spans.
     public var minimumUrgentSeconds: Double = 60
     /// The kernel's fast path (≥ 10 MiB/s) is believed when the growth goes
-    /// on for this long after it fired, at half its rate or more...
+    /// on for this long after it fired, at half its rate or more, over the
+    /// second half of this wait too (a step that ends within it adds up to
+    /// half the rate over the whole wait, but is flat at its end)...
     public var fastConfirmSeconds: Double = 3
     /// ...to a new high: above every peak the history holds from before the
     /// fast window (the kernel's 6 s)...

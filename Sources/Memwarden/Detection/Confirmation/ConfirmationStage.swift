@@ -79,6 +79,11 @@ public struct ConfirmationStage: Sendable {
         var reasons: [String]
         var confidence: Double
         var fit: Double
+        /// The wait before it is judged (see `confirmFast`), and the last
+        /// sample of its first half: growth must go on through the second
+        /// half too, not only add up over the whole wait.
+        var wait: Double = 0
+        var midway: (time: Int64, level: Double)?
     }
 
     /// Per-target settings: nil, the node's.
@@ -133,9 +138,11 @@ public struct ConfirmationStage: Sendable {
 
     /// A kernel verdict change: the fast path (≥ 10 MiB/s for 6 s,
     /// docs/detectors.md). It only opens a candidate: the next samples must
-    /// show the growth going on (`fastConfirmSeconds` more at half the rate)
-    /// to a new high (above every peak in the history), so a step, a heap
-    /// resize or an allocation burst that revisits earlier peaks is no leak.
+    /// show the growth going on (`fastConfirmSeconds` more at half the rate,
+    /// over the wait's second half as well as over all of it) to a new high
+    /// (above every peak in the history), so a step or a heap resize that
+    /// ends within the wait, or an allocation burst that revisits earlier
+    /// peaks, is no leak.
     public mutating func kernelVerdict(
         _ key: ConfirmationKey, verdict: DetectorVerdict, context: AssessmentContext, resolve: SettingsResolver? = nil,
         cgroup: ConfirmationKey? = nil
@@ -160,11 +167,13 @@ public struct ConfirmationStage: Sendable {
             let level = watched.history.firstTime >= 0 ? watched.history.latest : Double(context.usage)
             let peak = watched.history.peakBefore(seconds: s.fastSpanSeconds)
             if let peak, level <= peak + GrowthTest(settings: s).tolerance(level: level) { return }
+            // urgency overrides patience: a limit nearer than the wait would be met unannounced
+            let headroom = context.limit.map { Double($0) - Double(context.usage) } ?? .infinity
             watched.fast = FastCandidate(
                 since: context.timeNanoseconds, level: level, low: level, rate: rate, context: context,
                 detectors: DetectorKind.allCases.filter { verdict.hasFired($0) }.map(\.name),
                 reasons: verdict.reasons.names, confidence: Assessor.confidence(verdict),
-                fit: Double(verdict.raw.level_r2) / 1000)
+                fit: Double(verdict.raw.level_r2) / 1000, wait: min(s.fastConfirmSeconds, headroom / rate / 2))
             // the limit comes before the next samples could confirm: now or never
             if let limit = context.limit, (Double(limit) - Double(context.usage)) / rate / 2 <= 1, let fast = watched.fast {
                 event = Self.confirmFast(
@@ -217,14 +226,26 @@ public struct ConfirmationStage: Sendable {
     ) -> LeakEvent? {
         let s = watched.settings ?? node
         let waited = Double(time - fast.since) / 1e9
-        // urgency overrides patience: a limit nearer than the wait would be met unannounced
-        let headroom = fast.context.limit.map { Double($0) - Double(fast.context.usage) } ?? .infinity
-        guard now || waited >= min(s.fastConfirmSeconds, headroom / fast.rate / 2) else {
+        guard now || waited >= fast.wait else {
             watched.fast?.low = min(fast.low, held)
+            if waited <= fast.wait / 2 { watched.fast?.midway = (time, held) }
             return nil
         }
         watched.fast = nil
         guard held - fast.level >= 0.5 * fast.rate * waited else { return nil }
+        // a step or a heap resize that ends within the wait still adds up to
+        // half the rate over all of it; a leak goes on growing to its end, and
+        // does not slow down within seconds (the kernel's window asks the same)
+        if !now {
+            let midway = fast.midway ?? (fast.since, fast.level)
+            let second = Double(time - midway.time) / 1e9
+            guard held - midway.level >= 0.5 * fast.rate * second else { return nil }
+            let first = Double(midway.time - fast.since) / 1e9
+            if first >= fast.wait / 4, second > 0 {
+                let firstRate = (midway.level - fast.level) / first
+                guard (held - midway.level) / second >= 0.5 * firstRate else { return nil }
+            }
+        }
         // allocate/free churn climbs as fast between its frees: a fall back
         // below where the candidate opened is no leak
         guard min(fast.low, held) >= fast.level - GrowthTest(settings: s).tolerance(level: fast.level) else { return nil }
