@@ -587,6 +587,41 @@ def main() -> int:
                                 and uids["leak"] in identity_values(e)][:10]
         facts["samples"] = [{**s, "t": round(s["t"] - leak_started, 1)} for s in sampler.samples[:: max(1, len(sampler.samples) // 100)]]
 
+    def no_bpf(facts: dict[str, Any]) -> None:
+        # the chart's pod without CAP_BPF and CAP_PERFMON: the agent must exit 2 with its
+        # one-line reason in the pod log, and the pod crash-loop with that exit code
+        daemonset = next(m for m in load_manifests(options.input / "chart-defaults.json") if m["kind"] == "DaemonSet")
+        spec = json.loads(json.dumps(daemonset["spec"]["template"]["spec"]))
+        container = spec["containers"][0]
+        container["securityContext"]["capabilities"]["add"] = []
+        # its own state file: the real agent's is on the same hostPath
+        container["args"] = [a if not a.startswith("--state-file=") else "--state-file=/tmp/state.json" for a in container["args"]]
+        container.pop("livenessProbe", None)
+        container.pop("readinessProbe", None)
+        name = "memwarden-no-bpf"
+        api.call("POST", f"/api/v1/namespaces/{namespace}/pods", {
+            "apiVersion": "v1", "kind": "Pod", "metadata": {"name": name, "namespace": namespace},
+            "spec": {**spec, "nodeName": NODE}})
+
+        def crash_looping() -> dict[str, Any] | None:
+            statuses = pod_state(api, namespace, name)["containers"]
+            if not statuses:
+                return None
+            status = statuses[0]
+            terminated = status.get("lastState", {}).get("terminated") or status.get("state", {}).get("terminated")
+            facts["container_status"] = status
+            if terminated and status.get("state", {}).get("waiting", {}).get("reason") == "CrashLoopBackOff":
+                return terminated
+            return None
+
+        try:
+            terminated, waited = wait_for(f"pod {name} to crash-loop", crash_looping, 240, 1)
+            facts["exit_code"] = terminated.get("exitCode")
+            facts["seconds_to_crash_loop"] = round(waited, 1)
+        finally:
+            facts["log"] = pod_log(namespace, name, "memwarden", 10)
+            api.delete(f"/api/v1/namespaces/{namespace}/pods/{name}")
+
     def uninstall(facts: dict[str, Any]) -> None:
         if not state.get("groups"):
             raise RuntimeError("nothing was throttled (see the throttle check)")
@@ -610,6 +645,7 @@ def main() -> int:
     if results.check("node", node):
         results.check("agent-ready", agent_ready)
         results.check("throttle", throttle)
+        results.check("no-bpf", no_bpf)
         results.check("uninstall", uninstall)
     for app in ("leak", "healthy"):
         try:

@@ -196,6 +196,12 @@ def test_throttle_through_the_chart_writes_memory_high_and_slows_the_leak(cluste
     assert facts["healthy_high_values"] == ["max"], brief(facts)
 
 
+def test_agent_pod_without_bpf_capabilities_exits_2_and_crash_loops_with_its_reason(cluster: Guest) -> None:
+    facts = cluster.check("no-bpf")
+    assert facts["exit_code"] == 2, brief(facts)
+    assert "CAP_BPF" in facts["log"], f"the pod log does not name the missing capability:\n{facts['log']}"
+
+
 def test_uninstall_restores_memory_high(cluster: Guest) -> None:
     facts = cluster.check("uninstall")
     assert set(facts["leak_memory_high"].values()) <= {"max", None}, brief(facts)
