@@ -183,6 +183,30 @@ struct ReplayShapeTests {
         #expect(events.anySuspected.isEmpty, "\(ramp) s at \(rate) MiB/s: \(events.summary)")
     }
 
+    /// Allocate/free churn that climbs as fast as a fast leak for a minute (like `stress-ng
+    /// --malloc 1 --malloc-bytes 64M`, which took 1 GiB in 5 s and 5 GiB in 2 minutes here, freeing
+    /// 25–75 % of what it took every few seconds): the kernel's fast path fires, the stage sees the
+    /// frees and does not believe it. The same climb without frees is a fast leak.
+    @Test(arguments: [true, false])
+    func fastClimbThatFreesAsItGoesIsNotAFastLeak(frees: Bool) throws {
+        var trace = TraceBuilder()
+        trace.process(pid: Self.pid, duration: 600, eventInterval: 0.5, limit: 16 * gib) { _ in
+            MemoryShape(anon: 200 * mib)
+        }
+        trace.process(pid: Self.pid, start: 600.01, duration: 60, eventInterval: 0.01, limit: 16 * gib) { t in
+            // 70 MiB/s taken; with frees, 12 MiB given back every half second: 46 MiB/s net
+            let freed = frees ? 12 * mib * (t / 0.5).rounded(.down) : 0
+            return MemoryShape(anon: 200 * mib + 70 * mib * t - freed)
+        }
+        let events = try trace.replay()
+        if frees {
+            #expect(events.anySuspected.isEmpty, "\(events.summary)")
+        } else {
+            let first = try #require(events.suspected(pid: Self.pid).first, "\(events.summary)")
+            #expect(first.t <= 611, "suspected at \(first.t)")
+        }
+    }
+
     @Test func cgroupOfChildrenEachLeakingALittleIsSuspectedAsACgroup() throws {
         var trace = TraceBuilder()
         let cgroup = "/kubepods.slice/pod-a.slice/cri-containerd-abc.scope"

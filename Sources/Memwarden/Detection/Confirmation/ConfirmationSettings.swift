@@ -37,6 +37,14 @@ public struct ConfirmationSettings: Sendable, Hashable {
     public var fastSpanSeconds: Double = 10
     /// ...and the limit is this close at that rate (or unknown).
     public var fastHorizonSeconds: Double = 15 * 60
+    /// ...and it gave back at most this share of what it gained over the
+    /// wait, counting runs of falling samples deeper than
+    /// `fastChurnRunBytes`: allocate/free churn gives back 10–75 % of it in
+    /// runs of 4–90 MiB (a recorded `stress-ng --malloc 1 --malloc-bytes
+    /// 64M`: median run 11 MiB, 97 % of its falls in runs over 4 MiB); a
+    /// leak's noise falls less than that in a run.
+    public var fastChurnShare: Double = 0.1
+    public var fastChurnRunBytes: Double = 4 * 1_048_576
     /// A suspicion clears when growth over the clear window (see
     /// `clearWindow`: longer for slow leaks) fell below a quarter of the
     /// suspected rate.

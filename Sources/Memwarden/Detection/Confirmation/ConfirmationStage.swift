@@ -84,6 +84,19 @@ public struct ConfirmationStage: Sendable {
         /// half too, not only add up over the whole wait.
         var wait: Double = 0
         var midway: (time: Int64, level: Double)?
+        /// What the target gave back on the way: a leak does not free,
+        /// allocate/free churn frees a good part of what it takes. Counted in
+        /// runs of falling samples, each deeper than noise can fall (see
+        /// `ConfirmationSettings.fastChurnShare`).
+        var fell: Double = 0
+        var falling: Double = 0
+        var last: Double = 0
+
+        /// `fell` with the sample `held` taken in, and the run it ends or extends.
+        func churn(after held: Double, settings: ConfirmationSettings) -> (fell: Double, falling: Double) {
+            if held < last { return (fell, falling + last - held) }
+            return (fell + (falling > settings.fastChurnRunBytes ? falling : 0), 0)
+        }
     }
 
     /// Per-target settings: nil, the node's.
@@ -173,7 +186,8 @@ public struct ConfirmationStage: Sendable {
                 since: context.timeNanoseconds, level: level, low: level, rate: rate, context: context,
                 detectors: DetectorKind.allCases.filter { verdict.hasFired($0) }.map(\.name),
                 reasons: verdict.reasons.names, confidence: Assessor.confidence(verdict),
-                fit: Double(verdict.raw.level_r2) / 1000, wait: min(s.fastConfirmSeconds, headroom / rate / 2))
+                fit: Double(verdict.raw.level_r2) / 1000, wait: min(s.fastConfirmSeconds, headroom / rate / 2),
+                last: level)
             // the limit comes before the next samples could confirm: now or never
             if let limit = context.limit, (Double(limit) - Double(context.usage)) / rate / 2 <= 1, let fast = watched.fast {
                 event = Self.confirmFast(
@@ -226,8 +240,12 @@ public struct ConfirmationStage: Sendable {
     ) -> LeakEvent? {
         let s = watched.settings ?? node
         let waited = Double(time - fast.since) / 1e9
+        let churn = fast.churn(after: held, settings: s)
         guard now || waited >= fast.wait else {
             watched.fast?.low = min(fast.low, held)
+            watched.fast?.fell = churn.fell
+            watched.fast?.falling = churn.falling
+            watched.fast?.last = held
             if waited <= fast.wait / 2 { watched.fast?.midway = (time, held) }
             return nil
         }
@@ -249,6 +267,11 @@ public struct ConfirmationStage: Sendable {
         // allocate/free churn climbs as fast between its frees: a fall back
         // below where the candidate opened is no leak
         guard min(fast.low, held) >= fast.level - GrowthTest(settings: s).tolerance(level: fast.level) else { return nil }
+        // nor is churn that frees as it climbs: a malloc stress gives back a
+        // quarter to most of what it takes within seconds (stress-ng --malloc,
+        // docs/detectors.md); a leak's own drops are noise
+        let fell = churn.fell + (churn.falling > s.fastChurnRunBytes ? churn.falling : 0)
+        guard fell <= s.fastChurnShare * max(0, held - fast.level) else { return nil }
         let ctx = context()
         let rate = waited > 0 ? (held - fast.level) / waited : fast.rate
         var forecast: GrowthForecast?
