@@ -43,12 +43,16 @@ struct PolicyValidationTests {
             "unknown key in a rule", header + "rules:\n  - name: a\n    match: {namespace: x}\n    budgt: 1Gi\n",
             [(5, 5, "rules[0].budgt", "unknown key 'budgt'; did you mean 'budget'?")]),
         BadPolicy(
-            "YAML merge key",
+            "YAML merge key through an alias",
             header + "x: &base {budget: 1Gi}\nrules:\n  - name: a\n    match: {namespace: a}\n    <<: *base\n",
             [
                 (2, 1, "x", "unknown key 'x'"),
                 (6, 5, "rules[0].<<", "YAML merge keys (<<) are not supported"),
             ]),
+        BadPolicy(
+            "YAML merge key",
+            header + "rules:\n  - name: a\n    match: {namespace: a}\n    <<: {budget: 1Gi}\n",
+            [(5, 5, "rules[0].<<", "YAML merge keys (<<) are not supported")]),
         BadPolicy(
             "YAML syntax error", header + "defaults:\n  budget: [1Gi\n",
             [(4, 1, "", "YAML syntax error: did not find expected ',' or ']'")]),
@@ -252,6 +256,26 @@ struct PolicyValidationTests {
                 #expect(problem.message.contains(expected.message), "\(problem)")
             }
         }
+    }
+
+    /// Nested aliases expand to 10^9 nodes ("billion laughs"): refused once the expansion passes
+    /// the cap, naming the first alias, after walking no more than the cap. One alias is fine.
+    @Test func aliasesThatExpandPastTheCapAreRefused() throws {
+        let laughs = Self.header + "a: &a [x, x, x, x, x, x, x, x, x, x]\n"
+            + (1...8).map { "l\($0): &l\($0) [" + Array(repeating: $0 == 1 ? "*a" : "*l\($0 - 1)", count: 10).joined(separator: ", ") + "]" }
+                .joined(separator: "\n") + "\n"
+        do {
+            let policy = try PolicyLoader.parse(laughs, file: "policy.yaml")
+            Issue.record("accepted, resolving to \(policy)")
+        } catch {
+            #expect(error.problems.count == 1, "\(error.problems)")
+            let problem = try #require(error.problems.first)
+            #expect(problem.message.contains("expands to more than 20000 YAML nodes through aliases"), "\(problem)")
+            #expect(problem.line == 2 && problem.column == 4, "the anchor of the first node used again: \(problem)")
+        }
+        let shared = Self.header + "defaults:\n  tiers: &strict {warning: 60%}\nrules:\n  - name: a\n    match: {namespace: x}\n    tiers: *strict\n"
+        let policy = try PolicyLoader.parse(shared, file: "policy.yaml")
+        #expect(policy.rules.count == 1)
     }
 
     @Test func problemsAreFormattedFileLineColumnPathMessage() {

@@ -60,6 +60,9 @@ public enum PolicyLoader {
                     message: "the file is empty (expected apiVersion: \(Policy.apiVersion), defaults, rules, outputs)")
             ])
         }
+        if let problem = aliasProblem(root, file: file) {
+            throw PolicyError(file: file, problems: [problem])
+        }
         var decoder = PolicyDecoder(reader: reader)
         let policy = decoder.document(root)
         reader = decoder.reader
@@ -68,6 +71,50 @@ public enum PolicyLoader {
             throw PolicyError(file: file, problems: problems)
         }
         return policy
+    }
+
+    /// The most nodes a policy may expand to through YAML aliases: 200 rules
+    /// of a dozen keys each hold fewer than 10,000.
+    static let maximumNodes = 20_000
+
+    /// Aliases (`&name` … `*name`) are welcome for sharing settings, but
+    /// nested ones expand into exponentially many nodes ("billion laughs")
+    /// that the checks would walk one by one. The composer hands an alias back
+    /// as a copy of the node it names, with that node's position, so the walk
+    /// counts the expanded tree and stops at the cap, naming the first node
+    /// used again (a position seen twice; a collection starts where its first
+    /// child does, so the kind tells them apart).
+    static func aliasProblem(_ root: Node, file: String) -> PolicyProblem? {
+        var seen = Set<Int64>()
+        var firstAlias: Mark?
+        var count = 0
+        var stack = [root]
+        while let node = stack.popLast() {
+            count += 1
+            let mark: Mark?
+            let kind: Int64
+            switch node {
+            case .scalar(let scalar): (mark, kind) = (scalar.mark, 0)
+            case .mapping(let mapping):
+                (mark, kind) = (mapping.mark, 1)
+                for (key, value) in mapping { stack.append(key); stack.append(value) }
+            case .sequence(let sequence):
+                (mark, kind) = (sequence.mark, 2)
+                stack.append(contentsOf: sequence)
+            }
+            if let mark, firstAlias == nil, !seen.insert(Int64(mark.line) << 34 | Int64(mark.column) << 2 | kind).inserted {
+                firstAlias = mark
+            }
+            if count > maximumNodes {
+                let at = firstAlias ?? root.mark
+                return PolicyProblem(
+                    file: file, line: at?.line, column: at?.column, path: "",
+                    message: "the policy expands to more than \(maximumNodes) YAML nodes"
+                        + (firstAlias == nil ? "" : " through aliases (*name) of the node here")
+                        + ": write fewer aliases, or split the policy")
+            }
+        }
+        return nil
     }
 
     static func syntaxProblem(_ error: any Error, text: String, file: String) -> PolicyProblem {
