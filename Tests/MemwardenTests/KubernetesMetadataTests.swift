@@ -436,7 +436,7 @@ struct KubernetesConfigurationTests {
         #expect(!KubernetesConfiguration.runningInCluster(environment: [:]))
     }
 
-    @Test func badInputIsNamed() {
+    @Test func badInputIsNamed() throws {
         #expect(throws: KubernetesConfiguration.ConfigurationError.self) {
             try KubernetesConfiguration.inCluster(environment: [:], serviceAccountDirectory: directory)
         }
@@ -455,6 +455,25 @@ struct KubernetesConfigurationTests {
         #expect(throws: KubernetesConfiguration.ConfigurationError.self) {
             try KubernetesConfiguration(apiURL: "https://x", nodeName: "")
         }
+        // a bearer token never travels over plain http:// off the node
+        let token = directory + "/token"
+        do {
+            _ = try KubernetesConfiguration(apiURL: "http://10.96.0.1:80", tokenFile: token, nodeName: "n")
+            Issue.record("a token over plain http accepted")
+        } catch {
+            #expect("\(error)".contains("plain http:// to 10.96.0.1"), "\(error)")
+        }
+        #expect(try KubernetesConfiguration(apiURL: "http://127.0.0.1:8080", tokenFile: token, nodeName: "n").tokenFile == token)
+        #expect(try KubernetesConfiguration(apiURL: "http://10.96.0.1:80", nodeName: "n").tokenFile == nil)
+    }
+
+    @Test(arguments: [
+        ("http://hooks.example.com/x", "hooks.example.com"), ("http://user:pw@10.0.0.1:8080/a", "10.0.0.1"),
+        ("http://[fd00::1]:80/", "fd00::1"), ("HTTP://Example.COM", "example.com"), ("https://hooks.example.com", nil),
+        ("http://localhost:9000", nil), ("http://127.0.0.1/", nil), ("http://[::1]:80", nil),
+    ] as [(String, String?)])
+    func plainHTTPToAnotherHost(_ url: String, _ host: String?) {
+        #expect(PlainHTTP.remoteHost(url) == host, "\(url)")
     }
 
     @Test func queryEncoding() {

@@ -202,6 +202,9 @@ struct PolicyValidationTests {
             "empty selector", header + "rules:\n  - name: a\n    match:\n      podSelector: {matchLabels: {}}\n",
             [(5, 20, "rules[0].match.podSelector", "an empty selector matches every pod")]),
         BadPolicy(
+            "bearer token over plain http", header + "outputs:\n  webhook:\n    url: http://hooks.example.com/x\n    bearerTokenFile: /run/token\n",
+            [(5, 22, "outputs.webhook.bearerTokenFile", "a bearer token is never sent over plain http:// (url is http:// to hooks.example.com)")]),
+        BadPolicy(
             "webhook URL", header + "outputs:\n  webhook:\n    url: ftp://hooks\n",
             [(4, 10, "outputs.webhook.url", "'ftp://hooks': expected an http:// or https:// URL with a host")]),
         BadPolicy(

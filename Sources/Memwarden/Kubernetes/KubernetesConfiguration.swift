@@ -32,6 +32,11 @@ public struct KubernetesConfiguration: Sendable, Hashable {
         guard url.hasPrefix("https://") || url.hasPrefix("http://"), url.count > "https://".count else {
             throw ConfigurationError(setting: "API URL", problem: "'\(apiURL)' is not an http(s) URL")
         }
+        if tokenFile != nil, let host = PlainHTTP.remoteHost(url) {
+            throw ConfigurationError(
+                setting: "API URL",
+                problem: "'\(apiURL)' is plain http:// to \(host): the bearer token would travel in clear text; use https:// (plain http:// is for loopback only)")
+        }
         guard !nodeName.isEmpty else {
             throw ConfigurationError(setting: "node name", problem: "empty (set NODE_NAME from the downward API or --node-name)")
         }

@@ -46,6 +46,11 @@ struct HTTPDelivery: Sendable {
             }
             tls.trustRoots = .file(caFile)
         }
+        if bearerTokenFile != nil, let host = PlainHTTP.remoteHost(url) {
+            throw OutputConfigurationError(
+                sink: sink, field: "url", value: url,
+                problem: "plain http:// to \(host) with a bearer token: the token would travel in clear text; use https://")
+        }
         if let bearerTokenFile, (try? readText(bearerTokenFile)) == nil {
             throw OutputConfigurationError(
                 sink: sink, field: "bearer_token_file", value: bearerTokenFile, problem: "cannot read this file")

@@ -606,7 +606,14 @@ struct PolicyDecoder {
         if let node = fields["queueSize"] {
             settings.queueSize = reader.integer(node, fields.path("queueSize"), in: 1...1_000_000) ?? settings.queueSize
         }
-        if let node = fields["bearerTokenFile"] { settings.bearerTokenFile = reader.filePath(node, fields.path("bearerTokenFile")) }
+        if let node = fields["bearerTokenFile"] {
+            settings.bearerTokenFile = reader.filePath(node, fields.path("bearerTokenFile"))
+            if let url, let host = PlainHTTP.remoteHost(url) {
+                reader.report(
+                    node, fields.path("bearerTokenFile"),
+                    "a bearer token is never sent over plain http:// (url is http:// to \(host)): use an https:// url")
+            }
+        }
         if let node = fields["hmacSecretFile"] { settings.hmacSecretFile = reader.filePath(node, fields.path("hmacSecretFile")) }
         if let node = fields["caFile"] { settings.caFile = reader.filePath(node, fields.path("caFile")) }
         if let node = fields["minSeverity"],
@@ -630,7 +637,14 @@ struct PolicyDecoder {
         if let node = fields["queueSize"] {
             settings.queueSize = reader.integer(node, fields.path("queueSize"), in: 1...1_000_000) ?? settings.queueSize
         }
-        if let node = fields["bearerTokenFile"] { settings.bearerTokenFile = reader.filePath(node, fields.path("bearerTokenFile")) }
+        if let node = fields["bearerTokenFile"] {
+            settings.bearerTokenFile = reader.filePath(node, fields.path("bearerTokenFile"))
+            if let url, let host = PlainHTTP.remoteHost(url) {
+                reader.report(
+                    node, fields.path("bearerTokenFile"),
+                    "a bearer token is never sent over plain http:// (url is http:// to \(host)): use an https:// url")
+            }
+        }
         if let node = fields["caFile"] { settings.caFile = reader.filePath(node, fields.path("caFile")) }
         return url == nil ? nil : settings
     }
