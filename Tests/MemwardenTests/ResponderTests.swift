@@ -339,6 +339,46 @@ import Testing
         #expect(try tree.read(path, "memory.high") == "max\n")
     }
 
+    @Test("a cgroup path that leaves the cgroup root ('..', a symlink out) is never opened, nor a state-file record outside it")
+    func pathsOutsideTheRootAreRefused() throws {
+        defer { tree.remove() }
+        // a cgroup-shaped directory outside the root, which a path could reach
+        let outside = try FakeCgroupTree()
+        defer { outside.remove() }
+        let victim = try outside.v2Group(
+            "/victim", current: 900 * mebibyte, max: String(1024 * mebibyte),
+            stat: ["anon": 800 * mebibyte, "file": 100 * mebibyte])
+        try leakingGroup("/kubepods/pod1/app")
+        try FileManager.default.createSymbolicLink(atPath: tree.root + "/kubepods/pod1/link", withDestinationPath: victim)
+        let escape = "/kubepods/../.." + outside.root + "/victim"
+        var r = responder()
+        for path in [escape, "/kubepods/pod1/link"] {
+            let events = startThrottle(&r, path)
+            #expect(events.contains { $0.response?.reason == "unsafe_path" }, "\(path): \(events.map { $0.response?.reason ?? "-" })")
+            #expect(!events.contains { $0.type == .responseThrottle }, "\(path)")
+        }
+        #expect(try outside.read("/victim", "memory.high") == "max\n")
+        #expect(stateRecords().isEmpty)
+
+        // a state file that names a directory outside the root, or a value memory.high cannot hold
+        var crashed = responder()
+        _ = startThrottle(&crashed, "/kubepods/pod1/app")
+        var records = stateRecords()
+        #expect(records.count == 1)
+        var forged = try #require(records.first)
+        forged.cgroup = "/victim"
+        forged.directory = victim
+        forged.inode = try CgroupMemoryFiles(directory: victim).inode()
+        try outside.write("/victim", "memory.high", "943718400\n")
+        forged.pending = "943718400"
+        records[0].original = "not a value"
+        try ResponseStateFile(path: statePath).save(records + [forged])
+        var restarted = responder()
+        let reasons = restarted.start().compactMap { $0.response?.reason }
+        #expect(reasons.sorted() == ["state_invalid", "unsafe_path"], "\(reasons)")
+        #expect(try outside.read("/victim", "memory.high") == "943718400\n")
+    }
+
     @Test("dry run: says what it would write, writes nothing, keeps no state")
     func dryRun() throws {
         defer { tree.remove() }

@@ -107,6 +107,9 @@ public struct CgroupFileError: Error, CustomStringConvertible, Sendable, Hashabl
         case unreadable
         case malformed
         case unwritable
+        /// A path that leaves the cgroup root (`..`, `.`, a symlink out):
+        /// never opened, whatever named it (an event, the state file).
+        case unsafePath = "unsafe_path"
     }
 
     public var code: Code
@@ -160,9 +163,33 @@ public struct CgroupMemoryFiles: Sendable, Hashable {
     }
 
     /// A group by its path relative to a hierarchy's mount point ("/kubepods/…").
+    /// Paths come from the kernel, but the files written are the host's: a
+    /// `.` or `..` component, or a directory that resolves outside `root`
+    /// (a symlink), is refused before anything is opened.
     public init(root: String, path: String) throws(CgroupFileError) {
         let base = root.hasSuffix("/") ? String(root.dropLast()) : root
-        try self.init(directory: path == "/" || path.isEmpty ? base : base + (path.hasPrefix("/") ? path : "/" + path))
+        if path.split(separator: "/").contains(where: { $0 == "." || $0 == ".." }) {
+            throw CgroupFileError(.unsafePath, path: path, detail: "a cgroup path with '.' or '..' in it")
+        }
+        let directory = path == "/" || path.isEmpty ? base : base + (path.hasPrefix("/") ? path : "/" + path)
+        try Self.requireInside(root: base, directory)
+        try self.init(directory: directory)
+    }
+
+    /// Refuses `directory` unless, symlinks resolved, it is `root` or below it.
+    /// A directory that does not exist is left to the caller (cgroup_missing).
+    public static func requireInside(root: String, _ directory: String) throws(CgroupFileError) {
+        guard let resolvedRoot = realPath(root), let resolved = realPath(directory) else { return }
+        guard resolved == resolvedRoot || resolved.hasPrefix(resolvedRoot == "/" ? "/" : resolvedRoot + "/") else {
+            throw CgroupFileError(
+                .unsafePath, path: directory, detail: "resolves to \(resolved), outside the cgroup root \(resolvedRoot)")
+        }
+    }
+
+    private static func realPath(_ path: String) -> String? {
+        guard let resolved = realpath(path, nil) else { return nil }
+        defer { free(resolved) }
+        return String(cString: resolved)
     }
 
     /// The directory's inode: the cgroup id on 64-bit kernels, and how a
@@ -213,7 +240,8 @@ public struct CgroupMemoryFiles: Sendable, Hashable {
         let file = try v2File("memory.high")
         // O_TRUNC: a no-op on cgroupfs (as for a shell's `echo >`), and what
         // keeps a regular file of a test tree from keeping a longer old value's tail
-        let fd = open(file, O_WRONLY | O_TRUNC | O_CLOEXEC)
+        // O_NOFOLLOW: a symlink planted in place of the knob is not followed
+        let fd = open(file, O_WRONLY | O_TRUNC | O_CLOEXEC | O_NOFOLLOW)
         guard fd >= 0 else {
             throw CgroupFileError(
                 errno == ENOENT ? .cgroupMissing : .unwritable, path: file,

@@ -163,15 +163,25 @@ public struct Responder: Sendable {
                 kept[record.key] = record
                 continue
             }
+            // the state file is trusted no further than the cgroup root, and
+            // only with a value memory.high could hold
+            guard MemoryKnob(parsing: record.original) != nil else {
+                logger.error("state file: record for \(record.cgroup) has no valid original memory.high ('\(record.original)'): not restored")
+                events.append(skipped(target, policy, reason: "state_invalid"))
+                continue
+            }
             let files: CgroupMemoryFiles
             do {
+                try CgroupMemoryFiles.requireInside(root: configuration.cgroupRoot, record.directory)
                 files = try CgroupMemoryFiles(directory: record.directory)
                 guard try files.inode() == record.inode else {
                     events.append(skipped(target, policy, reason: "cgroup_replaced"))
                     continue
                 }
             } catch {
-                events.append(skipped(target, policy, reason: "cgroup_gone"))
+                let unsafe = (error as? CgroupFileError)?.code == .unsafePath
+                if unsafe { logger.error("state file: \(error): not restored") }
+                events.append(skipped(target, policy, reason: unsafe ? "unsafe_path" : "cgroup_gone"))
                 continue
             }
             do {
@@ -360,7 +370,7 @@ public struct Responder: Sendable {
         do {
             files = try CgroupMemoryFiles(root: configuration.cgroupRoot, path: cgroup)
         } catch {
-            return say(key, "cgroup_gone")
+            return say(key, error.code == .unsafePath ? "unsafe_path" : "cgroup_gone")
         }
         switch files.kind {
         case .v1: return say(key, "cgroup_v1")
