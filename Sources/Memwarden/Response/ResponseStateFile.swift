@@ -148,7 +148,11 @@ public struct ResponseStateFile: Sendable {
         try makeDirectories(directory)
         // per process: `memwarden restore` may save while an agent does
         let temporary = path + ".tmp.\(getpid())"
-        let fd = open(temporary, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0o600)
+        // a leftover of a crashed run (the agent is pid 1 in its container, so the name
+        // repeats) goes first, and what is opened must be a new file: a symlink planted
+        // in its place is removed by unlink, never followed
+        unlink(temporary)
+        let fd = open(temporary, O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC, 0o600)
         guard fd >= 0 else { throw failure("open \(temporary)") }
         var bytes = [UInt8](data)
         bytes.append(UInt8(ascii: "\n"))
