@@ -47,8 +47,12 @@ import Testing
         #expect(received.map { $0.headers["x-memwarden-event"] } == events.map { $0.type.rawValue })
         #expect(received.map { $0.headers["authorization"] } == ["Bearer first-token", "Bearer first-token", "Bearer second-token"])
         // the receiver checks the signature with the shared key, as a real one would
+        // over "<timestamp>.<body>", the timestamp recent (a receiver refuses old ones: no replay)
         for request in received {
-            let expected = HMAC<SHA256>.authenticationCode(for: Array(request.body.utf8), using: SymmetricKey(data: Array("s3cret-key".utf8)))
+            let timestamp = try #require(request.headers["x-memwarden-timestamp"].flatMap { Int64($0) })
+            #expect(abs(Double(timestamp) - Date().timeIntervalSince1970) < 300, "timestamp \(timestamp)")
+            let message = Array("\(timestamp).".utf8) + Array(request.body.utf8)
+            let expected = HMAC<SHA256>.authenticationCode(for: message, using: SymmetricKey(data: Array("s3cret-key".utf8)))
             let hex = expected.map { String(format: "%02x", $0) }.joined()
             #expect(request.headers["x-memwarden-signature"] == "sha256=" + hex)
         }
@@ -310,9 +314,10 @@ import Testing
 
     @Test func signatureMatchesOpenSSL() throws {
         let body = Array(#"{"type":"agent.started"}"#.utf8)
-        let signature = WebhookSink.signature(body: body, key: Array("k".utf8))
-        // HMAC-SHA256("k", body) as `openssl dgst -sha256 -hmac k` computes it
-        let result = try run("/usr/bin/openssl", ["dgst", "-sha256", "-hmac", "k"], input: String(decoding: body, as: UTF8.self))
+        let signature = WebhookSink.signature(body: body, timestamp: 1_764_000_000, key: Array("k".utf8))
+        // HMAC-SHA256("k", "<timestamp>.<body>") as `openssl dgst -sha256 -hmac k` computes it (docs/events.md)
+        let result = try run(
+            "/usr/bin/openssl", ["dgst", "-sha256", "-hmac", "k"], input: "1764000000." + String(decoding: body, as: UTF8.self))
         let hex = result.stdout.split(separator: " ").last.map { $0.trimmingCharacters(in: .whitespacesAndNewlines) } ?? ""
         #expect(signature == "sha256=" + hex)
     }

@@ -1,3 +1,9 @@
+#if canImport(Glibc)
+import Glibc
+#elseif canImport(Musl)
+import Musl
+#endif
+
 import AsyncHTTPClient
 import Crypto
 import Logging
@@ -12,7 +18,8 @@ import ServiceLifecycle
 ///
 /// Headers: `Content-Type: application/json`, `X-Memwarden-Event: <type>`,
 /// `Authorization: Bearer <token>` (token file), and with an HMAC key file
-/// `X-Memwarden-Signature: sha256=<hex HMAC-SHA256 of the body>`.
+/// `X-Memwarden-Timestamp: <Unix seconds>` and `X-Memwarden-Signature:
+/// sha256=<hex HMAC-SHA256 of "<timestamp>.<body>">`.
 public struct WebhookSink: CountingSink, Service {
     public let name: String
     public let settings: WebhookSettings
@@ -69,9 +76,13 @@ public struct WebhookSink: CountingSink, Service {
 
     public var statistics: SinkStatistics { counters.snapshot(queueDepth: queue.count) }
 
-    /// The signature header's value for a body: `sha256=` and the hex HMAC.
-    public static func signature(body: [UInt8], key: [UInt8]) -> String {
-        let code = HMAC<SHA256>.authenticationCode(for: body, using: SymmetricKey(data: key))
+    /// The signature header's value: `sha256=` and the hex HMAC of
+    /// `<timestamp>.<body>`. The timestamp (`X-Memwarden-Timestamp`, Unix
+    /// seconds of the attempt) is signed with the body, so a receiver that
+    /// refuses old timestamps cannot be fed a captured request again.
+    public static func signature(body: [UInt8], timestamp: Int64, key: [UInt8]) -> String {
+        let message = Array("\(timestamp).".utf8) + body
+        let code = HMAC<SHA256>.authenticationCode(for: message, using: SymmetricKey(data: key))
         return "sha256=" + hex(Array(code))
     }
 
@@ -107,12 +118,17 @@ public struct WebhookSink: CountingSink, Service {
     /// interrupted by the shutdown goes back to the queue for the flush.
     private func deliver(_ event: AgentEvent, client: HTTPClient, until deadline: ContinuousClock.Instant?) async {
         let body = Array(event.jsonLine().utf8)
-        var headers = [("X-Memwarden-Event", event.type.rawValue)]
-        if let signingKey {
-            headers.append(("X-Memwarden-Signature", Self.signature(body: body, key: signingKey)))
-        }
         var attempt = 0
         while true {
+            var headers = [("X-Memwarden-Event", event.type.rawValue)]
+            if let signingKey {
+                // signed per attempt: a retry is a new request with its own time
+                var now = timespec()
+                clock_gettime(CLOCK_REALTIME, &now)
+                let timestamp = Int64(now.tv_sec)
+                headers.append(("X-Memwarden-Timestamp", String(timestamp)))
+                headers.append(("X-Memwarden-Signature", Self.signature(body: body, timestamp: timestamp, key: signingKey)))
+            }
             var timeout = settings.timeout
             if let deadline {
                 let left = deadline - ContinuousClock.now
