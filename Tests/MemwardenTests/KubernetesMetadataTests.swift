@@ -193,6 +193,24 @@ struct PodRecordTests {
         #expect(record.memoryRequest == 100 << 20)
     }
 
+    /// A tenant can make cgroups inside its own pod's: one named like another pod's
+    /// container must get its own pod's identity, never the other's.
+    @Test func containerOfAnotherPodUnderThisPodsCgroupIsNotBorrowed() throws {
+        let mine = "11111111-1c1a-4c55-9d1e-2a1f3c4d5e6f"
+        let theirs = "22222222-1c1a-4c55-9d1e-2a1f3c4d5e6f"
+        let theirContainer = String(repeating: "ab", count: 32)
+        let index = PodIndex()
+        index.replaceAll(with: [
+            try PodRecord(PodJSON.decode(PodJSON.pod(uid: mine, name: "tenant-a", namespace: "a"))),
+            try PodRecord(PodJSON.decode(PodJSON.pod(
+                uid: theirs, name: "payments", namespace: "b", statuses: [("app", "containerd://\(theirContainer)")]))),
+        ])
+        let spoofed = try #require(index.metadata(podUID: mine, containerID: theirContainer))
+        #expect(spoofed.name == "tenant-a" && spoofed.namespace == "a" && spoofed.container == nil)
+        let real = try #require(index.metadata(podUID: theirs, containerID: theirContainer))
+        #expect(real.name == "payments" && real.container == "app")
+    }
+
     @Test func unknownContainerIDFallsBackToThePod() throws {
         let index = PodIndex()
         index.replaceAll(with: [try PodRecord(PodJSON.decode(PodJSON.pod(statuses: [("app", "containerd://\(Self.appID)")])))])

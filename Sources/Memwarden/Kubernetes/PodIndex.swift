@@ -53,7 +53,12 @@ public final class PodIndex: PodMetadataSource, Sendable {
         let container = containerID.flatMap(ContainerReference.init)?.id
         let uid = podUID?.lowercased()
         return state.withLock { (state: inout State) -> PodMetadata? in
-            if let container, let owner = state.containers[container], let pod = state.pods[owner] {
+            // the container counts only under its own pod: a nested cgroup named like
+            // another pod's container (a tenant can create one inside its own) must not
+            // borrow that pod's identity, labels or policy
+            if let container, let owner = state.containers[container], uid == nil || owner == uid,
+                let pod = state.pods[owner]
+            {
                 return pod.metadata(container: pod.containerIDs[container])
             }
             if let uid, let pod = state.pods[uid] { return pod.metadata(container: nil) }
