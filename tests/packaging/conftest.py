@@ -106,10 +106,9 @@ def release_binary() -> Path:
 
 
 def run_flags(binary: Path) -> set[str]:
-    """The options `memwarden run --help` lists (e.g. {"--policy", "--dry-run"}); skips
-    while the run command lacks the deployment flags (--policy is the first of them)."""
+    """The options `memwarden run --help` lists (e.g. {"--policy", "--dry-run"}); the
+    deployment flags (--policy the first of them) must be there."""
     help_text = subprocess.run([str(binary), "run", "--help"], capture_output=True, text=True, timeout=30).stdout
     flags = set(re.findall(r"(?<![\w-])(--[a-z][a-z0-9-]*)", help_text))
-    if "--policy" not in flags:
-        pytest.skip("`memwarden run` has no --policy yet: the deployment flags are not wired")
+    assert "--policy" in flags, f"`memwarden run --help` lists no --policy: {sorted(flags)}"
     return flags
