@@ -79,10 +79,18 @@ let package = Package(
             swiftSettings: strictSettings,
             plugins: ["BPFObjectPlugin"]
         ),
+        // Facts and events: the values every stage shares, the event schema, the seams
+        // (EventSink, PodMetadataSource) and the small system helpers. Imports no other stage.
+        .target(
+            name: "MemwardenModel",
+            dependencies: ["CMemwarden"],
+            swiftSettings: strictSettings
+        ),
         .target(
             name: "Memwarden",
             dependencies: [
                 "CMemwarden",
+                "MemwardenModel",
                 "CSystemd",
                 "MemwardenBPF",
                 .product(name: "Logging", package: "swift-log"),
@@ -104,6 +112,7 @@ let package = Package(
             name: "memwarden",
             dependencies: [
                 "Memwarden",
+                "MemwardenModel",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
                 .product(name: "Logging", package: "swift-log"),
                 .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
@@ -125,6 +134,7 @@ let package = Package(
             name: "MemwardenTests",
             dependencies: [
                 "Memwarden",
+                "MemwardenModel",
                 "MemwardenTestSupport",
                 .product(name: "Logging", package: "swift-log"),
                 .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
@@ -136,6 +146,7 @@ let package = Package(
             name: "MemwardenOutputTests",
             dependencies: [
                 "Memwarden",
+                "MemwardenModel",
                 "MemwardenTestSupport",
                 .product(name: "AsyncHTTPClient", package: "async-http-client"),
                 .product(name: "Crypto", package: "swift-crypto"),
@@ -153,7 +164,7 @@ let package = Package(
         .testTarget(
             name: "MemwardenKernelTests",
             dependencies: [
-                "Memwarden", "leaksim", "memwarden",
+                "Memwarden", "MemwardenModel", "leaksim", "memwarden",
                 .product(name: "Logging", package: "swift-log"),
                 .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
             ],

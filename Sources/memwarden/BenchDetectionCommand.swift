@@ -9,6 +9,7 @@ import Foundation
 #if canImport(Glibc)
 import Glibc
 #endif
+import MemwardenModel
 
 /// Detection quality on the labelled corpus: recall, false alarms, delay, lead
 /// and forecast accuracy per scenario class (docs/detection-corpus.md).

@@ -4,6 +4,7 @@ import Memwarden
 #if canImport(Glibc)
 import Glibc
 #endif
+import MemwardenModel
 
 /// Measures the kernel hot path against an empty program on the same
 /// tracepoint, and the agent's own CPU and memory, under a page-fault storm.

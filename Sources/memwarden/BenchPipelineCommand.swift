@@ -2,6 +2,7 @@ import ArgumentParser
 import Foundation
 import Logging
 import Memwarden
+import MemwardenModel
 
 /// What the userspace stages cost per item, on one core: identity of a cgroup
 /// path (parse and cached), a policy decision, an event's JSON line, a sink's

@@ -4,6 +4,7 @@ import Memwarden
 #if canImport(Glibc)
 import Glibc
 #endif
+import MemwardenModel
 
 /// `memwarden check-config FILE`: the same validation `run` and a reload do,
 /// for CI and for editing by hand. Exit 0 when valid; 1 with every problem as

@@ -5,6 +5,7 @@ import Memwarden
 #if canImport(Glibc)
 import Glibc
 #endif
+import MemwardenModel
 
 /// `memwarden identify --pid PID | --cgroup-path PATH`: what the agent would
 /// say about a process's or a cgroup's owner, as one JSON object.

@@ -5,6 +5,7 @@ import Memwarden
 #if canImport(Glibc)
 import Glibc
 #endif
+import MemwardenModel
 
 @main
 struct MemwardenCommand: AsyncParsableCommand {

@@ -5,6 +5,7 @@ import Memwarden
 #if canImport(Glibc)
 import Glibc
 #endif
+import MemwardenModel
 
 /// `--policy FILE` for `run` (an `@OptionGroup`): opens the policy store, or
 /// ends the command with exit code 1 and every problem of an invalid file on

@@ -4,6 +4,7 @@ import Memwarden
 #if canImport(Glibc)
 import Glibc
 #endif
+import MemwardenModel
 
 /// `memwarden replay FILE`: a recorded (or generated) trace through exactly the
 /// kernel's detector code, printing the events `run` would print.

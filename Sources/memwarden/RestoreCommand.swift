@@ -1,6 +1,7 @@
 import ArgumentParser
 import Logging
 import Memwarden
+import MemwardenModel
 
 #if canImport(Glibc)
 import Glibc

@@ -2,6 +2,7 @@ import ArgumentParser
 import Foundation
 import Logging
 import Memwarden
+import MemwardenModel
 
 struct RunCommand: AsyncParsableCommand {
     static let configuration = CommandConfiguration(

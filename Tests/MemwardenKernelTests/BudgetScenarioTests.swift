@@ -5,6 +5,7 @@ import Testing
 #if canImport(Glibc)
 import Glibc
 #endif
+import MemwardenModel
 
 /// The agent with a policy, end to end: a process in a scratch memory cgroup
 /// grows through the tiers of a 100 MiB budget and shrinks back; the policy

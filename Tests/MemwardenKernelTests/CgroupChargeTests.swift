@@ -4,6 +4,7 @@ import Testing
 #if canImport(Glibc)
 import Glibc
 #endif
+import MemwardenModel
 
 /// A child memory cgroup below the test's own (never anything else in the
 /// hierarchy), removed afterwards.

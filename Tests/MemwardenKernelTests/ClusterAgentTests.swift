@@ -6,6 +6,7 @@ import Testing
 #if canImport(Glibc)
 import Glibc
 #endif
+import MemwardenModel
 
 /// The whole agent in a (kubelet-less) cluster: a real kube-apiserver knows a pod whose
 /// container is a scratch cgroup shaped like the kubelet's (cgroupfs driver) below the

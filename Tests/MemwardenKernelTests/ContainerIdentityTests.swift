@@ -5,6 +5,7 @@ import Testing
 #if canImport(Glibc)
 import Glibc
 #endif
+import MemwardenModel
 
 /// containerd, ctr, runc and a static busybox: the real container tests need
 /// all four (scripts/setup installs them). Elsewhere the tests skip with the

@@ -5,6 +5,7 @@ import Testing
 #if canImport(Glibc)
 import Glibc
 #endif
+import MemwardenModel
 
 /// `memwarden identify` and the identity on `memwarden replay`'s events, run
 /// as a user runs them. No privileges needed: host roots are faked in temp dirs.

@@ -6,6 +6,7 @@ import Testing
 #if canImport(Glibc)
 import Glibc
 #endif
+import MemwardenModel
 
 /// The real-API tests need etcd (Debian's etcd-server), a kube-apiserver built by
 /// scripts/kube-apiserver, openssl and curl. Elsewhere they skip and say why; with CI=true they

@@ -6,6 +6,7 @@ import Testing
 #if canImport(Glibc)
 import Glibc
 #endif
+import MemwardenModel
 
 /// The responder's file access on this machine's real cgroups: a v1 memory
 /// group below the test's own (usage, limit, stat; throttling unsupported),

@@ -1,5 +1,6 @@
 import Foundation
 import Memwarden
+import MemwardenModel
 import Testing
 
 /// `memwarden restore` on a cgroupfs-shaped temp tree, as an operator runs it

@@ -5,6 +5,7 @@ import Testing
 #if canImport(Glibc)
 import Glibc
 #endif
+import MemwardenModel
 
 /// `memwarden run` under systemd's notify protocol: the test plays systemd,
 /// listening on a Unix datagram socket named by NOTIFY_SOCKET.

@@ -2,6 +2,7 @@ import AsyncHTTPClient
 import Foundation
 import Logging
 @testable import Memwarden
+@testable import MemwardenModel
 import MemwardenTestSupport
 import Testing
 

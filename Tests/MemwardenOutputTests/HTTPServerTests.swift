@@ -2,6 +2,7 @@ import AsyncHTTPClient
 import Foundation
 import Logging
 import Memwarden
+import MemwardenModel
 import MemwardenTestSupport
 import Testing
 

@@ -2,6 +2,7 @@ import Crypto
 import Foundation
 import Logging
 import Memwarden
+import MemwardenModel
 import MemwardenTestSupport
 import NIOSSL
 import Testing

@@ -2,6 +2,7 @@ import Foundation
 import Testing
 
 @testable import Memwarden
+@testable import MemwardenModel
 
 /// The index against a cgroupfs-shaped directory tree in a temp dir (ids are
 /// the directories' inode numbers, as on a real cgroupfs).

@@ -8,6 +8,7 @@ import Synchronization
 import Testing
 
 @testable import Memwarden
+@testable import MemwardenModel
 
 /// Host roots as a container sees them (/host/proc, /host/sys/fs/cgroup),
 /// faked in a temp dir: procfs files written by the test, cgroupfs as

@@ -4,6 +4,7 @@ import Glibc
 #endif
 
 @testable import Memwarden
+@testable import MemwardenModel
 
 struct JSONLineTests {
     @Test func buildsOneObjectOnOneLine() {

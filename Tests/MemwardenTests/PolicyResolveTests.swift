@@ -2,6 +2,7 @@ import Foundation
 import Testing
 
 @testable import Memwarden
+@testable import MemwardenModel
 
 struct PolicyResolveTests {
     static let yaml = """

@@ -6,6 +6,7 @@ import Synchronization
 import Testing
 
 @testable import Memwarden
+@testable import MemwardenModel
 
 /// The store's hot reload against real files in a temp directory: edits in
 /// place, renames over, a Kubernetes ConfigMap `..data` swap, bad content and

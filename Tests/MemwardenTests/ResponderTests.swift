@@ -1,5 +1,6 @@
 import Foundation
 import Memwarden
+import MemwardenModel
 import Testing
 
 /// The responder against cgroupfs-shaped temp trees: step-down, back-off,

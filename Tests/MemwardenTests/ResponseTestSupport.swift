@@ -1,6 +1,7 @@
 import Foundation
 import Logging
 import Memwarden
+import MemwardenModel
 import Synchronization
 import Testing
 

@@ -1,3 +1,5 @@
+import MemwardenModel
+
 /// What the assessor knows about a target besides its verdict.
 public struct AssessmentContext: Sendable {
     public var timeNanoseconds: Int64

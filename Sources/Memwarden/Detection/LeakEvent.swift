@@ -1,8 +1,4 @@
-/// Where a verdict applies: one process, or one memory cgroup's aggregate.
-public enum LeakScope: String, Sendable, Hashable {
-    case process
-    case cgroup
-}
+import MemwardenModel
 
 /// A change of the combined verdict: the start or the end of a suspicion.
 public struct LeakEvent: Sendable, Hashable {
@@ -76,4 +72,34 @@ public struct LeakEvent: Sendable, Hashable {
     }
 
     static func array(_ values: [String]) -> String { JSONLine.array(values) }
+}
+
+extension AgentEvent {
+    /// A leak event of the assessor, on the wall clock, with its target's identity.
+    public init(leak: LeakEvent, epochNanoseconds epoch: UInt64, node: String?, identity: TargetIdentity? = nil) {
+        let wall = Int64(bitPattern: epoch) &+ leak.timeNanoseconds
+        var resolved = identity ?? TargetIdentity(cgroup: leak.cgroup)
+        resolved.cgroup = leak.cgroup
+        self.init(
+            type: leak.kind.eventType,
+            severity: leak.kind == .cleared ? .info : .warning,
+            epochNanoseconds: UInt64(max(0, wall)), t: leak.t, node: node,
+            target: EventTarget(scope: leak.scope, pid: leak.pid, comm: leak.comm, identity: resolved),
+            details: .leak(
+                LeakDetails(
+                    detectors: leak.detectors, confidence: leak.confidence,
+                    growthBytesPerSecond: leak.growthBytesPerSecond, secondsToLimit: leak.secondsToLimit,
+                    limit: leak.limit, reasons: leak.reasons, suspectedSeconds: leak.suspectedSeconds,
+                    forecastInterval: leak.forecastInterval, forecastModel: leak.forecastModel)))
+    }
+}
+
+extension LeakEvent.Kind {
+    var eventType: AgentEvent.EventType {
+        switch self {
+        case .suspected: .leakSuspected
+        case .cleared: .leakCleared
+        case .updated: .leakUpdated
+        }
+    }
 }

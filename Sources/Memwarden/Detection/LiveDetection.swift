@@ -1,3 +1,5 @@
+import MemwardenModel
+
 /// Turns the kernel's records into leak events for the live agent: every
 /// process and cgroup sample goes to the confirmation stage with its target's
 /// identity, limit and usage, verdict changes go there as the fast path, and

@@ -1,4 +1,5 @@
 import CMemwarden
+import MemwardenModel
 
 /// A change of one target's detector verdict, as the kernel would send it.
 public struct VerdictChange: Sendable {

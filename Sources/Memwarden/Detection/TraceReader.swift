@@ -3,6 +3,7 @@ import Glibc
 #elseif canImport(Musl)
 import Musl
 #endif
+import MemwardenModel
 
 /// Reads a trace line by line, strictly: every line must be one flat JSON
 /// object with the trace fields (unknown fields are skipped, nested or not),

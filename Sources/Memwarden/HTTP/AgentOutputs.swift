@@ -1,4 +1,5 @@
 import Logging
+import MemwardenModel
 import ServiceLifecycle
 
 /// Everything downstream of the assessor in one value, for Agent.swift to

@@ -1,3 +1,4 @@
+import MemwardenModel
 import Synchronization
 
 /// The last events, for /api/v1/events: a ring of their JSON lines. Also a

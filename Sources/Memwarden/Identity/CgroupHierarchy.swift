@@ -1,3 +1,5 @@
+import MemwardenModel
+
 /// Where the memory controller's cgroup hierarchy is mounted: cgroup v2's
 /// unified tree, or on v1 and hybrid nodes the v1 `memory` hierarchy. Limits
 /// and charges live there, so paths and limits are read there.

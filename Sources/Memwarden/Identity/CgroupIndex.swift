@@ -3,6 +3,7 @@ import Glibc
 #elseif canImport(Musl)
 import Musl
 #endif
+import MemwardenModel
 
 /// Maps the kernel's memory cgroup ids (the cgroup directory's inode number on
 /// 64-bit kernels) to paths in the memory hierarchy, by walking cgroupfs.

@@ -1,3 +1,5 @@
+import MemwardenModel
+
 /// What a memory cgroup's path says about its owner, from the names that
 /// container runtimes, the kubelet and systemd give their cgroups
 /// (docs/identity.md lists every shape). Pure: no file is read.

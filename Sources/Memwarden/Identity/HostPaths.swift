@@ -3,6 +3,7 @@ import Glibc
 #elseif canImport(Musl)
 import Musl
 #endif
+import MemwardenModel
 
 /// Where the host's procfs and cgroupfs are mounted. On the host itself:
 /// /proc and /sys/fs/cgroup. In a container (a DaemonSet pod), the host's are

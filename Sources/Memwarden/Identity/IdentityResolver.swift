@@ -1,3 +1,5 @@
+import MemwardenModel
+
 /// Turns cgroup paths (and pids) into identities for the pipeline: the path's
 /// own identity (CgroupPathIdentity), cached per path since a path's name
 /// never changes meaning, and the pod's metadata from a PodMetadataSource,

@@ -1,3 +1,5 @@
+import MemwardenModel
+
 /// Reads a process's memory cgroup from /proc/PID/cgroup: the v1 `memory`
 /// line on v1 and hybrid nodes, the `0::` line on cgroup v2. Used when the
 /// kernel's cgroup id is not (yet) known for a record, and by `identify --pid`.

@@ -5,6 +5,7 @@ import Glibc
 #elseif canImport(Musl)
 import Musl
 #endif
+import MemwardenModel
 
 /// One BPF object opened from memory, loaded and attached. Holds libbpf
 /// handles, so it is not Sendable: it lives on the one thread that made it,

@@ -1,4 +1,5 @@
 import CMemwarden
+import MemwardenModel
 
 /// Load-time settings of the kernel program.
 public struct KernelConfiguration: Sendable {

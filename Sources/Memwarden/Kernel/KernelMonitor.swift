@@ -6,6 +6,7 @@ import Glibc
 #elseif canImport(Musl)
 import Musl
 #endif
+import MemwardenModel
 
 /// The loaded and attached kernel program, its ring buffer and its counters.
 /// Not Sendable: create, poll and drop it on one thread (BPFSource does that

@@ -3,6 +3,7 @@ import Glibc
 #elseif canImport(Musl)
 import Musl
 #endif
+import MemwardenModel
 
 /// Checks what the kernel program needs before trying to load it, so that a
 /// missing piece is named in one line instead of surfacing as a libbpf errno.

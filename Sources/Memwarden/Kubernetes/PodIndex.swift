@@ -1,3 +1,4 @@
+import MemwardenModel
 import Synchronization
 
 /// The pods of this node as the API server last said, indexed by pod UID and container id, for

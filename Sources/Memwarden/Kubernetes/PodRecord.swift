@@ -1,4 +1,5 @@
 import Foundation
+import MemwardenModel
 
 /// A container id as the kubelet reports it in a pod's status: "containerd://64hex",
 /// "cri-o://64hex", "docker://64hex". The cgroup path carries only the hex id, so the index
@@ -146,12 +147,5 @@ public struct PodRecord: Sendable, Equatable {
             for (key, request) in requests where limits[key] != request { guaranteed = false }
         }
         return guaranteed && requests.count == limits.count ? .guaranteed : .burstable
-    }
-}
-
-extension KubernetesQuantity {
-    fileprivate init(text: String, value: Decimal) {
-        self.text = text
-        self.value = value
     }
 }

@@ -1,4 +1,5 @@
 import CoreMetrics
+import MemwardenModel
 import Prometheus
 import Synchronization
 

@@ -1,5 +1,6 @@
 import AsyncHTTPClient
 import Logging
+import MemwardenModel
 import ServiceLifecycle
 import Synchronization
 

@@ -1,5 +1,6 @@
 import AsyncHTTPClient
 import Logging
+import MemwardenModel
 import NIOCore
 import NIOHTTP1
 import NIOSSL

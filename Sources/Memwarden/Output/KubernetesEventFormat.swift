@@ -1,3 +1,5 @@
+import MemwardenModel
+
 /// What the Kubernetes sink writes for one AgentEvent: the Event's reason, action, type and
 /// note, and the pod annotations to set (a value) or remove (nil). Pure, so tests check the
 /// mapping without a server.

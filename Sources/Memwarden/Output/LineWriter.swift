@@ -3,6 +3,7 @@ import Glibc
 #elseif canImport(Musl)
 import Musl
 #endif
+import MemwardenModel
 
 /// Writes whole lines to a file descriptor, a batch per write(2), so lines
 /// from one writer are never interleaved or split.

@@ -1,3 +1,5 @@
+import MemwardenModel
+
 /// Turns kernel records into the agent's JSON lines and into trace lines,
 /// resolving cgroup ids to paths and limits to the effective limit.
 public struct SampleFormatter: Sendable {

@@ -1,3 +1,4 @@
+import MemwardenModel
 import Synchronization
 
 /// What a sink did with the events it was given, since it started. Every

@@ -1,4 +1,5 @@
 import Logging
+import MemwardenModel
 import ServiceLifecycle
 
 /// Events as JSON lines on stdout (or any descriptor), one object a line,

@@ -1,6 +1,7 @@
 import AsyncHTTPClient
 import Crypto
 import Logging
+import MemwardenModel
 import ServiceLifecycle
 
 /// POSTs each event, as the same JSON object stdout prints, to a URL.

@@ -1,3 +1,5 @@
+import MemwardenModel
+
 /// What the pipeline tells the budget evaluator and the responder: each
 /// cgroup's usage with the policy that applies to it, leak events, targets
 /// that went, and targets whose policy changed on a reload.

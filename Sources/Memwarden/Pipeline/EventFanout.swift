@@ -1,3 +1,4 @@
+import MemwardenModel
 import Synchronization
 
 /// Hands each event to every sink, in order. Sinks never block, so neither does this.

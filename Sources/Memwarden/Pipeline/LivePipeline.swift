@@ -1,5 +1,6 @@
 import Foundation
 import Logging
+import MemwardenModel
 import ServiceLifecycle
 
 /// What `memwarden run` prints besides the events themselves.

@@ -1,3 +1,5 @@
+import MemwardenModel
+
 /// Keeps /api/v1/targets and the per-target metrics current: usage from the
 /// pipeline's cgroup samples, everything else from the events themselves
 /// (it is a sink): verdict and growth from leak events, the tier and the

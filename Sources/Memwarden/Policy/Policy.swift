@@ -1,3 +1,5 @@
+import MemwardenModel
+
 /// A validated policy file: the defaults, the rules in file order, and where
 /// events go. Immutable; `PolicyStore` swaps whole values on reload.
 public struct Policy: Sendable, Hashable {

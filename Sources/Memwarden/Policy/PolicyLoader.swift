@@ -5,6 +5,7 @@ import Glibc
 #elseif canImport(Musl)
 import Musl
 #endif
+import MemwardenModel
 
 /// Reads a policy file (YAML, `apiVersion: memwarden.io/v1`) into a `Policy`,
 /// or fails with every problem in it: YAML syntax, unknown keys, wrong types,

@@ -7,6 +7,7 @@ import Glibc
 #elseif canImport(Musl)
 import Musl
 #endif
+import MemwardenModel
 
 /// The current policy, shared by every stage that asks "what applies to this
 /// target", and a Service that keeps it in step with the file: each second it

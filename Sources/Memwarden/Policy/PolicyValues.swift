@@ -1,3 +1,5 @@
+import MemwardenModel
+
 /// The scalar forms a policy file uses besides plain strings and numbers:
 /// Kubernetes quantities for bytes, Go-style durations, shares, URLs. Each
 /// parser returns nil or a reason, never throws: the loader turns reasons into

@@ -1,3 +1,5 @@
+import MemwardenModel
+
 /// What a rule applies to. Every selector that is set must match (AND); a list
 /// within one selector matches any of its entries (OR). A rule matches
 /// nothing about Kubernetes (namespace, labels, container) when the target

@@ -1,3 +1,5 @@
+import MemwardenModel
+
 /// When an event happens, on both clocks: monotonic nanoseconds for
 /// cooldowns and intervals, wall-clock nanoseconds for the event's time.
 public struct ClockReading: Sendable, Hashable {
@@ -13,7 +15,7 @@ public struct ClockReading: Sendable, Hashable {
     }
 
     public static func system(start: UInt64? = nil) -> ClockReading {
-        let now = Memwarden.monotonicNanoseconds()
+        let now = MemwardenModel.monotonicNanoseconds()
         return ClockReading(
             monotonicNanoseconds: now, epochNanoseconds: realtimeNanoseconds(),
             t: start.map { Double(now &- $0) / 1e9 })

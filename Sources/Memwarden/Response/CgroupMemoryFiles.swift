@@ -3,6 +3,7 @@ import Glibc
 #elseif canImport(Musl)
 import Musl
 #endif
+import MemwardenModel
 
 /// A memory knob's value as cgroupfs spells it: a byte count or "max".
 public enum MemoryKnob: Sendable, Hashable, CustomStringConvertible {

@@ -1,3 +1,5 @@
+import MemwardenModel
+
 /// The memory.high of a cgroup whose growth the kernel cannot reclaim:
 /// anonymous memory on a node without swap, the Kubernetes default. There the
 /// PSI controller has no room to work in: everything reclaimable is gone, and

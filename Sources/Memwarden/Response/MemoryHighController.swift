@@ -1,3 +1,5 @@
+import MemwardenModel
+
 /// The memory.high control loop of one throttled cgroup, after Meta's
 /// senpai: every tick adds the PSI "some" stall time since the last tick to
 /// an integral. Over the target, it backs off at once (memory.high up, the

@@ -1,4 +1,5 @@
 import Logging
+import MemwardenModel
 
 /// The responder's settings: where the memory hierarchy is, the state file,
 /// dry-run.
@@ -22,7 +23,7 @@ public struct ResponderConfiguration: Sendable {
         self.version = version
         self.stateFile = stateFile
         self.dryRun = dryRun
-        self.pageSize = pageSize ?? UInt64(Memwarden.pageSize)
+        self.pageSize = pageSize ?? UInt64(MemwardenModel.pageSize)
         self.node = node
     }
 

@@ -1,4 +1,5 @@
 import Logging
+import MemwardenModel
 import ServiceLifecycle
 import Synchronization
 

@@ -1,3 +1,4 @@
+import MemwardenModel
 import Synchronization
 
 /// The pipeline's one entry to budgets and responses: it hands over facts

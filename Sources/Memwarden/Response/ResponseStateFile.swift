@@ -8,6 +8,7 @@ import Glibc
 #elseif canImport(Musl)
 import Musl
 #endif
+import MemwardenModel
 
 /// One cgroup whose memory.high the responder changed: enough to put it back
 /// after a crash, and to tell whether what is there now is still ours.

@@ -3,6 +3,7 @@ import Glibc
 #elseif canImport(Musl)
 import Musl
 #endif
+import MemwardenModel
 
 /// A child process started with posix_spawn, with optional pipes to its
 /// stdin and from its stdout/stderr. Used by the benchmarks and the kernel
@@ -211,9 +212,4 @@ public final class LineReader {
         while let _ = readLine(deadline: monotonicNanoseconds()) { lines += 1 }
         return lines
     }
-}
-
-/// Seconds from now, as a monotonic deadline in nanoseconds.
-public func deadline(seconds: Double) -> UInt64 {
-    monotonicNanoseconds() + UInt64(seconds * 1e9)
 }

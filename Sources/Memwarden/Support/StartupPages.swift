@@ -3,6 +3,7 @@ import Glibc
 #elseif canImport(Musl)
 import Musl
 #endif
+import MemwardenModel
 
 /// Gives back the pages of the agent's own executable that only starting it
 /// touched.

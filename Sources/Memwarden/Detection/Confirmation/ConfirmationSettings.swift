@@ -1,3 +1,5 @@
+import MemwardenModel
+
 /// The confirmation stage's thresholds (docs/detectors.md explains each).
 /// A policy rule's `detectors` section can change them per target.
 public struct ConfirmationSettings: Sendable, Hashable {

@@ -1,4 +1,5 @@
 import CMemwarden
+import MemwardenModel
 
 /// A target the confirmation stage keeps history for: a process, or a memory
 /// cgroup (the kernel's cgroup id live, the trace's string id in replay). One

@@ -3,6 +3,7 @@ import FoundationEssentials
 #else
 import Foundation
 #endif
+import MemwardenModel
 
 /// The truth about one corpus trace: a line of `labels.jsonl`
 /// (docs/detection-corpus.md). Times are seconds on the trace's clock.

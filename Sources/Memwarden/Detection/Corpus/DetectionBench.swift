@@ -1,3 +1,5 @@
+import MemwardenModel
+
 /// Replays a corpus through the detectors and scores every trace: what
 /// `memwarden bench detection` runs.
 public enum DetectionBench {

@@ -1,3 +1,5 @@
+import MemwardenModel
+
 /// How the detectors did on one corpus trace (docs/detection-corpus.md,
 /// "Scoring"). Times are seconds on the trace's clock.
 public struct TraceScore: Sendable, Codable, Hashable {

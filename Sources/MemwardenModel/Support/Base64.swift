@@ -1,6 +1,6 @@
 /// Standard base64 decoding without Foundation (the agent keeps Foundation out
 /// of its steady-state paths to stay small).
-enum Base64 {
+package enum Base64 {
     private static let table: [UInt8] = {
         var table = [UInt8](repeating: 0xFF, count: 256)
         for (i, c) in "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/".utf8.enumerated() {
@@ -9,7 +9,7 @@ enum Base64 {
         return table
     }()
 
-    static func decode(_ text: String) -> [UInt8]? {
+    package static func decode(_ text: String) -> [UInt8]? {
         var output: [UInt8] = []
         output.reserveCapacity(text.utf8.count / 4 * 3)
         var buffer: UInt32 = 0

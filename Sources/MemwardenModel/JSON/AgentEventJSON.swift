@@ -20,7 +20,7 @@ extension AgentEvent {
         return line.finish()
     }
 
-    static func add(_ target: EventTarget, to line: inout JSONLine, nullProcess: Bool) {
+    package static func add(_ target: EventTarget, to line: inout JSONLine, nullProcess: Bool) {
         line.add("scope", target.scope.rawValue)
         if nullProcess || target.pid != nil { line.add("pid", target.pid) }
         if nullProcess || target.comm != nil { line.add("comm", target.comm) }
@@ -95,36 +95,6 @@ extension AgentEvent {
         if let value = agent.message { line.add("message", value) }
         if !agent.lost.isEmpty {
             line.addRaw("lost", JSONLine.object(agent.lost.mapValues { String($0) }, raw: true))
-        }
-    }
-}
-
-extension AgentEvent {
-    /// A leak event of the assessor, on the wall clock, with its target's identity.
-    public init(leak: LeakEvent, epochNanoseconds epoch: UInt64, node: String?, identity: TargetIdentity? = nil) {
-        let wall = Int64(bitPattern: epoch) &+ leak.timeNanoseconds
-        var resolved = identity ?? TargetIdentity(cgroup: leak.cgroup)
-        resolved.cgroup = leak.cgroup
-        self.init(
-            type: leak.kind.eventType,
-            severity: leak.kind == .cleared ? .info : .warning,
-            epochNanoseconds: UInt64(max(0, wall)), t: leak.t, node: node,
-            target: EventTarget(scope: leak.scope, pid: leak.pid, comm: leak.comm, identity: resolved),
-            details: .leak(
-                LeakDetails(
-                    detectors: leak.detectors, confidence: leak.confidence,
-                    growthBytesPerSecond: leak.growthBytesPerSecond, secondsToLimit: leak.secondsToLimit,
-                    limit: leak.limit, reasons: leak.reasons, suspectedSeconds: leak.suspectedSeconds,
-                    forecastInterval: leak.forecastInterval, forecastModel: leak.forecastModel)))
-    }
-}
-
-extension LeakEvent.Kind {
-    var eventType: AgentEvent.EventType {
-        switch self {
-        case .suspected: .leakSuspected
-        case .cleared: .leakCleared
-        case .updated: .leakUpdated
         }
     }
 }

@@ -6,14 +6,14 @@ import Musl
 
 /// Runs blocking work (epoll on the ring buffer) on its own OS thread, so it
 /// never holds one of the cooperative pool's few threads.
-enum DedicatedThread {
+package enum DedicatedThread {
     private final class Box {
         let body: () -> Void
         init(_ body: @escaping () -> Void) { self.body = body }
     }
 
     /// Starts `body` on a new detached thread.
-    static func start(_ body: @escaping @Sendable () -> Void) {
+    package static func start(_ body: @escaping @Sendable () -> Void) {
         let box = Unmanaged.passRetained(Box(body)).toOpaque()
         var thread = pthread_t()
         let result = pthread_create(&thread, nil, { argument in

@@ -52,7 +52,7 @@ public struct Backoff: Sendable, Hashable {
 
 extension Duration {
     /// Seconds as a Double (Duration has no such accessor).
-    var secondsDouble: Double {
+    package var secondsDouble: Double {
         let parts = components
         return Double(parts.seconds) + Double(parts.attoseconds) / 1e18
     }

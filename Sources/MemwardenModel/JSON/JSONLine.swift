@@ -94,7 +94,7 @@ public struct JSONLine: Sendable {
         }
     }
 
-    static func format(_ value: Double, decimals: Int) -> String {
+    package static func format(_ value: Double, decimals: Int) -> String {
         guard value.isFinite else { return "null" }
         var scale = 1.0
         for _ in 0..<decimals { scale *= 10 }
@@ -138,7 +138,7 @@ public struct JSONLine: Sendable {
     }
 
     /// The quoted form of a string, as text (for tests and callers building raw JSON).
-    static func quoted(_ value: String) -> String {
+    package static func quoted(_ value: String) -> String {
         var bytes: [UInt8] = []
         appendQuoted(value, to: &bytes)
         return String(decoding: bytes, as: UTF8.self)

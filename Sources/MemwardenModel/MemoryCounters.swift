@@ -22,7 +22,7 @@ public enum MemoryLimit: Sendable, Hashable {
     case unlimited
     case unknown
 
-    init(kernelValue: UInt64) {
+    package init(kernelValue: UInt64) {
         switch kernelValue {
         case 0: self = .unknown
         case .max: self = .unlimited

@@ -39,7 +39,7 @@ public final class TargetTable: Sendable {
     }
 
     /// One target as a JSON object (docs/http-api.md).
-    static func json(_ target: TargetSnapshot) -> String {
+    package static func json(_ target: TargetSnapshot) -> String {
         var line = JSONLine()
         line.add("key", target.key)
         AgentEvent.add(

@@ -32,7 +32,7 @@ public struct WallClock: Sendable {
     }
 
     /// "2026-11-22T01:02:03." for a second since the epoch.
-    static func secondPrefix(epochSeconds: UInt64) -> String {
+    package static func secondPrefix(epochSeconds: UInt64) -> String {
         var seconds = time_t(epochSeconds)
         var parts = tm()
         gmtime_r(&seconds, &parts)
@@ -45,7 +45,7 @@ public struct WallClock: Sendable {
     }
 
     /// "456Z" for the milliseconds of a time.
-    static func millisecondSuffix(_ epochNanoseconds: UInt64) -> String {
+    package static func millisecondSuffix(_ epochNanoseconds: UInt64) -> String {
         let millis = Int((epochNanoseconds / 1_000_000) % 1000)
         return (millis < 10 ? "00" : millis < 100 ? "0" : "") + String(millis) + "Z"
     }

@@ -52,19 +52,6 @@ public struct DetectorOverrides: Sendable, Hashable {
     }
 }
 
-extension TargetPolicy {
-    /// The confirmation stage's settings for a target under this policy:
-    /// the rule's profile (else the agent's), then the rule's overrides.
-    public func confirmationSettings(agentProfile: DetectorConfiguration.Profile) -> ConfirmationSettings {
-        let profile = detectorProfile ?? agentProfile
-        var settings = ConfirmationSettings(profile: profile)
-        if let value = detectorOverrides.grace { settings.graceSeconds = value.seconds }
-        if let value = detectorOverrides.patience { settings.patienceSeconds = value.seconds }
-        if let value = detectorOverrides.horizon { settings.horizonSeconds = value.seconds }
-        return settings
-    }
-}
-
 public enum Budget: Sendable, Hashable {
     case bytes(UInt64)
     /// The cgroup's own (effective) limit: memory.max, or the v1 limit.

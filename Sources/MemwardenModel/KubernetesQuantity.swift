@@ -95,3 +95,11 @@ public struct KubernetesQuantity: Sendable, Equatable, CustomStringConvertible {
     /// Equal values, whatever the spelling ("1Gi" == "1073741824").
     public static func == (a: Self, b: Self) -> Bool { a.value == b.value }
 }
+
+extension KubernetesQuantity {
+    /// A computed quantity (a sum of a pod's container resources), with no text of its own.
+    package init(text: String, value: Decimal) {
+        self.text = text
+        self.value = value
+    }
+}

@@ -10,12 +10,18 @@ public struct FileError: Error, CustomStringConvertible, Sendable {
     public var operation: String
     public var errno: Int32
 
+    package init(path: String, operation: String, errno: Int32) {
+        self.path = path
+        self.operation = operation
+        self.errno = errno
+    }
+
     public var description: String { "\(operation) \(path): \(String(cString: strerror(errno)))" }
 }
 
 /// Reads a whole file with plain POSIX calls: procfs and cgroupfs files report
 /// a size of 0, and these reads sit on paths that run every few seconds.
-func readText(_ path: String, limit: Int = 1 << 22) throws(FileError) -> String {
+package func readText(_ path: String, limit: Int = 1 << 22) throws(FileError) -> String {
     let fd = open(path, O_RDONLY | O_CLOEXEC)
     guard fd >= 0 else { throw FileError(path: path, operation: "open", errno: errno) }
     defer { close(fd) }
@@ -34,7 +40,7 @@ func readText(_ path: String, limit: Int = 1 << 22) throws(FileError) -> String 
 }
 
 /// Writes a short value to a control file (cgroupfs, procfs) in one write(2).
-func writeText(_ text: String, to path: String) throws(FileError) {
+package func writeText(_ text: String, to path: String) throws(FileError) {
     let fd = open(path, O_WRONLY | O_CLOEXEC)
     guard fd >= 0 else { throw FileError(path: path, operation: "open", errno: errno) }
     defer { close(fd) }
@@ -43,7 +49,7 @@ func writeText(_ text: String, to path: String) throws(FileError) {
 }
 
 /// The running kernel's page size.
-let pageSize = Int(sysconf(Int32(_SC_PAGESIZE)))
+package let pageSize = Int(sysconf(Int32(_SC_PAGESIZE)))
 
 /// CLOCK_MONOTONIC now, in nanoseconds: the clock of the kernel's records.
 public func monotonicNanoseconds() -> UInt64 {
@@ -57,4 +63,9 @@ public func realtimeNanoseconds() -> UInt64 {
     var ts = timespec()
     clock_gettime(CLOCK_REALTIME, &ts)
     return UInt64(ts.tv_sec) * 1_000_000_000 + UInt64(ts.tv_nsec)
+}
+
+/// Seconds from now, as a monotonic deadline in nanoseconds.
+public func deadline(seconds: Double) -> UInt64 {
+    monotonicNanoseconds() + UInt64(seconds * 1e9)
 }
