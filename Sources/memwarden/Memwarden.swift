@@ -1,10 +1,10 @@
 import ArgumentParser
 import Logging
-import Memwarden
 
 #if canImport(Glibc)
 import Glibc
 #endif
+import MemwardenKernel
 import MemwardenModel
 
 @main

@@ -1,5 +1,6 @@
 import Foundation
-import Memwarden
+import MemwardenAgent
+import MemwardenDetection
 import MemwardenModel
 import Testing
 

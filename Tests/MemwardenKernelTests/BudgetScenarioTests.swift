@@ -1,10 +1,10 @@
 import Foundation
-import Memwarden
 import Testing
 
 #if canImport(Glibc)
 import Glibc
 #endif
+import MemwardenAgent
 import MemwardenModel
 
 /// The agent with a policy, end to end: a process in a scratch memory cgroup

@@ -1,11 +1,12 @@
 import Foundation
 import Logging
-import Memwarden
 import Testing
 
 #if canImport(Glibc)
 import Glibc
 #endif
+import MemwardenAgent
+import MemwardenKubernetes
 import MemwardenModel
 
 /// The whole agent in a (kubelet-less) cluster: a real kube-apiserver knows a pod whose

@@ -1,10 +1,11 @@
 import Foundation
-import Memwarden
 import Testing
 
 #if canImport(Glibc)
 import Glibc
 #endif
+import MemwardenAgent
+import MemwardenIdentity
 import MemwardenModel
 
 /// containerd, ctr, runc and a static busybox: the real container tests need

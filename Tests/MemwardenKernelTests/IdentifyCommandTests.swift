@@ -1,10 +1,10 @@
 import Foundation
-import Memwarden
 import Testing
 
 #if canImport(Glibc)
 import Glibc
 #endif
+import MemwardenAgent
 import MemwardenModel
 
 /// `memwarden identify` and the identity on `memwarden replay`'s events, run

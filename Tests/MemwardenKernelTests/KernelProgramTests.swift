@@ -1,9 +1,10 @@
-import Memwarden
 import Testing
 
 #if canImport(Glibc)
 import Glibc
 #endif
+import MemwardenAgent
+import MemwardenKernel
 import MemwardenModel
 
 /// The BPF program on this machine's real kernel. Serialized: each test loads

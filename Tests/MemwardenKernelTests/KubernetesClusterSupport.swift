@@ -1,11 +1,12 @@
 import Foundation
 import Logging
-import Memwarden
 import Testing
 
 #if canImport(Glibc)
 import Glibc
 #endif
+import MemwardenAgent
+import MemwardenKubernetes
 import MemwardenModel
 
 /// The real-API tests need etcd (Debian's etcd-server), a kube-apiserver built by

@@ -1,5 +1,5 @@
 import Foundation
-import Memwarden
+import MemwardenAgent
 import MemwardenModel
 import Testing
 

@@ -1,6 +1,6 @@
 import Foundation
 import Logging
-import Memwarden
+import MemwardenKubernetes
 import MemwardenModel
 import ServiceLifecycle
 import Testing

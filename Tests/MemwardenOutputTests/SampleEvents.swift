@@ -1,4 +1,3 @@
-import Memwarden
 import MemwardenModel
 
 /// Events as the agent makes them, for every type: the schema test, the

@@ -1,5 +1,5 @@
 import Foundation
-import Memwarden
+import MemwardenDetection
 import MemwardenModel
 import Testing
 

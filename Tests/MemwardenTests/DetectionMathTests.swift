@@ -1,5 +1,5 @@
 import CMemwarden
-import Memwarden
+import MemwardenDetection
 import MemwardenModel
 import Testing
 

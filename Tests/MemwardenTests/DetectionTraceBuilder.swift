@@ -1,4 +1,4 @@
-import Memwarden
+import MemwardenDetection
 import MemwardenModel
 
 /// Memory of one process at one moment, bytes.

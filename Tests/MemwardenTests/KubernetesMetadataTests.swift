@@ -1,7 +1,7 @@
 import Foundation
 import Testing
 
-@testable import Memwarden
+@testable import MemwardenKubernetes
 @testable import MemwardenModel
 
 struct KubernetesQuantityTests {

@@ -1,5 +1,5 @@
 import Glibc
-import Memwarden
+import MemwardenAgent
 import MemwardenModel
 import Testing
 

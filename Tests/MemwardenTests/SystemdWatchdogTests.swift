@@ -1,5 +1,5 @@
 import Logging
-import Memwarden
+import MemwardenAgent
 import MemwardenModel
 import MemwardenTestSupport
 import ServiceLifecycle

@@ -2,6 +2,7 @@ import HTTPTypes
 import Hummingbird
 import Logging
 import MemwardenModel
+import MemwardenOutput
 import NIOCore
 import ServiceLifecycle
 

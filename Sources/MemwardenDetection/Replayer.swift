@@ -9,6 +9,14 @@ public struct VerdictChange: Sendable {
     public var cgroup: String
     public var verdict: DetectorVerdict
 
+    package init(timeNanoseconds: Int64, scope: LeakScope, pid: Int32? = nil, cgroup: String, verdict: DetectorVerdict) {
+        self.timeNanoseconds = timeNanoseconds
+        self.scope = scope
+        self.pid = pid
+        self.cgroup = cgroup
+        self.verdict = verdict
+    }
+
     /// One JSON line: the verdict's fields, for `replay --verdicts` and for
     /// comparing with the kernel's verdict records.
     public func jsonLine() -> String {

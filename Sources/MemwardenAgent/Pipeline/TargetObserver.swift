@@ -1,4 +1,6 @@
+import MemwardenDetection
 import MemwardenModel
+import MemwardenOutput
 
 /// Keeps /api/v1/targets and the per-target metrics current: usage from the
 /// pipeline's cgroup samples, everything else from the events themselves

@@ -1,5 +1,6 @@
 import Foundation
 import Logging
+import MemwardenKubernetes
 import MemwardenModel
 import ServiceLifecycle
 import Synchronization

@@ -1,5 +1,11 @@
 import Logging
+import MemwardenIdentity
+import MemwardenKernel
+import MemwardenKubernetes
 import MemwardenModel
+import MemwardenOutput
+import MemwardenPolicy
+import MemwardenResponse
 import ServiceLifecycle
 import Synchronization
 import UnixSignals

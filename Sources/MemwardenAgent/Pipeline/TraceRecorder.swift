@@ -1,5 +1,8 @@
 import Logging
+import MemwardenDetection
+import MemwardenKernel
 import MemwardenModel
+import MemwardenOutput
 import ServiceLifecycle
 
 /// Which processes a trace keeps.

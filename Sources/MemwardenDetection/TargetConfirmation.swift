@@ -8,9 +8,9 @@ extension TargetPolicy {
     public func confirmationSettings(agentProfile: DetectorConfiguration.Profile) -> ConfirmationSettings {
         let profile = detectorProfile ?? agentProfile
         var settings = ConfirmationSettings(profile: profile)
-        if let value = detectorOverrides.grace { settings.graceSeconds = value.seconds }
-        if let value = detectorOverrides.patience { settings.patienceSeconds = value.seconds }
-        if let value = detectorOverrides.horizon { settings.horizonSeconds = value.seconds }
+        if let value = detectorOverrides.grace { settings.graceSeconds = value.secondsDouble }
+        if let value = detectorOverrides.patience { settings.patienceSeconds = value.secondsDouble }
+        if let value = detectorOverrides.horizon { settings.horizonSeconds = value.secondsDouble }
         return settings
     }
 }

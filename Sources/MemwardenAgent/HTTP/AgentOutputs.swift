@@ -1,5 +1,6 @@
 import Logging
 import MemwardenModel
+import MemwardenOutput
 import ServiceLifecycle
 
 /// Everything downstream of the assessor in one value, for Agent.swift to

@@ -1,6 +1,11 @@
 import Foundation
 import Logging
+import MemwardenDetection
+import MemwardenKernel
 import MemwardenModel
+import MemwardenOutput
+import MemwardenPolicy
+import MemwardenResponse
 import ServiceLifecycle
 
 /// What `memwarden run` prints besides the events themselves.

@@ -1,3 +1,4 @@
+import MemwardenIdentity
 import MemwardenModel
 
 /// Turns kernel records into the agent's JSON lines and into trace lines,

@@ -1,4 +1,5 @@
 import Logging
+import MemwardenIdentity
 import MemwardenModel
 
 /// The responder's settings: where the memory hierarchy is, the state file,

@@ -1,4 +1,6 @@
 import MemwardenModel
+import MemwardenPolicy
+import MemwardenResponse
 
 /// What the pipeline tells the budget evaluator and the responder: each
 /// cgroup's usage with the policy that applies to it, leak events, targets
