@@ -151,7 +151,7 @@ let package = Package(
         .target(
             name: "MemwardenOutput",
             dependencies: [
-                "MemwardenIdentity", "MemwardenKubernetes", "MemwardenModel", "MemwardenPolicy",
+                "MemwardenIdentity", "MemwardenKubernetes", "MemwardenModel",
                 .product(name: "AsyncHTTPClient", package: "async-http-client"),
                 .product(name: "CoreMetrics", package: "swift-metrics"),
                 .product(name: "Crypto", package: "swift-crypto"),
