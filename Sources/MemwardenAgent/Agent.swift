@@ -74,16 +74,17 @@ public enum Agent {
         if formatter.cgroups == nil {
             logger.warning("no memory cgroup hierarchy found: samples will name no cgroup")
         }
-        let sink: any Service
-        var helpers: [any Service] = []
-        var first: [any Service] = []
+        // The parts of the one service list below, filled in per output.
+        let pipeline: any Service
+        var sinks: [any Service] = []
+        var stages: [any Service] = []
         switch output {
         case .events(let settings, let setup):
             let outputs = try AgentOutputs(
                 settings: setup.outputs, listen: setup.listen, inCluster: kubernetes != nil, node: settings.node,
                 logger: logger)
             let observer = TargetObserver(table: outputs.targets, metrics: outputs.metrics)
-            var sinks: [any EventSink] = [outputs, observer]
+            var eventSinks: [any EventSink] = [outputs, observer]
             var clusterServices: [any Service] = []
             var kubernetesLosses: (@Sendable () -> UInt64)?
             if let kubernetes {
@@ -92,12 +93,12 @@ public enum Agent {
                 if setup.outputs.kubernetes.events || setup.outputs.kubernetes.annotations {
                     let sink = KubernetesSink(
                         client: kubernetes.client, settings: .init(output: setup.outputs.kubernetes), logger: logger)
+                    eventSinks.append(sink)
                     sinks.append(sink)
-                    first.append(sink)
                     kubernetesLosses = { sink.statistics.lost }
                 }
             }
-            let events = EventFanout(sinks)
+            let events = EventFanout(eventSinks)
             setup.policyEvents.connect(events)
             outputs.status.markReady(.policy)
             let clock: @Sendable () -> ClockReading = { [origin = formatter.origin] in ClockReading.system(start: origin) }
@@ -109,7 +110,7 @@ public enum Agent {
                     clock: clock, logger: logger),
                 sink: events)
             let stage = ResponseStage(responder: responder, sink: events, node: settings.node, clock: clock)
-            sink = LivePipeline(
+            pipeline = LivePipeline(
                 input: source.output, formatter: formatter,
                 outputs: PipelineOutputs(
                     events: events, stdout: outputs.sinks.stdout, metrics: outputs.metrics, targets: observer,
@@ -120,31 +121,30 @@ public enum Agent {
                         return lost
                     }),
                 settings: settings, responses: PipelineResponses(policy: setup.policy, stage: stage), logger: logger)
-            // Shutdown runs in reverse order: the HTTP API and the policy store stop,
-            // the responder restores, the pipeline says agent.stopping, and the sinks
-            // (first in the list) flush last.
-            first = outputs.sinks.services + first
-            helpers = [responder, setup.policy] + (outputs.server.map { [$0] } ?? []) + clusterServices
+            sinks = outputs.sinks.services + sinks
+            stages = [responder, setup.policy] + (outputs.server.map { [$0] } ?? []) + clusterServices
         case .trace(let writer, let filter, let verdicts):
-            sink = TraceRecorder(
+            pipeline = TraceRecorder(
                 input: source.output, formatter: formatter, writer: writer, filter: filter, verdictWriter: verdicts,
                 logger: logger)
         }
-        // Graceful shutdown runs in reverse order: the timer, then the source (which
-        // finishes its stream), then the sink once it has written everything.
-        var services: [ServiceGroupConfiguration.ServiceConfiguration] = first.map {
-            .init(service: $0, successTerminationBehavior: .gracefullyShutdownGroup)
-        }
-        services.append(.init(service: sink, successTerminationBehavior: .gracefullyShutdownGroup))
-        services += helpers.map { .init(service: $0, successTerminationBehavior: .gracefullyShutdownGroup) }
-        services.append(.init(service: source, successTerminationBehavior: .gracefullyShutdownGroup))
-        if let duration {
-            services.append(.init(service: Countdown(duration: duration), successTerminationBehavior: .gracefullyShutdownGroup))
-        }
-        // last, so that graceful shutdown (reverse order) reaches it first: STOPPING=1 goes out
-        // as shutdown begins
-        services.append(.init(service: SystemdWatchdog(notifier: systemd)))
-        var configuration = ServiceGroupConfiguration(services: services, logger: logger)
+        let countdown: [any Service] = duration.map { [Countdown(duration: $0)] } ?? []
+        let watchdog = SystemdWatchdog(notifier: systemd)
+        // Every service of the agent, in start order. Graceful shutdown runs the list backwards,
+        // so each stops before what it feeds: the watchdog (STOPPING=1 goes out as shutdown
+        // begins), the timer, the source (which finishes its stream), the pod watch, the HTTP API,
+        // the policy store and the responder (which restores), the pipeline (which writes what the
+        // stream held and says agent.stopping), and the sinks, which flush last.
+        let services: [any Service] = sinks + [pipeline] + stages + [source] + countdown + [watchdog]
+        var configuration = ServiceGroupConfiguration(
+            services: services.map { service in
+                // one that ends by itself ends the run, gracefully; the watchdog, which ends
+                // only once shutdown has begun, keeps the group's default
+                service is SystemdWatchdog
+                    ? .init(service: service)
+                    : .init(service: service, successTerminationBehavior: .gracefullyShutdownGroup)
+            },
+            logger: logger)
         configuration.gracefulShutdownSignals = [.sigterm, .sigint]
         do {
             try await ServiceGroup(configuration: configuration).run()
