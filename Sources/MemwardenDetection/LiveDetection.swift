@@ -7,8 +7,10 @@ import MemwardenModel
 /// `Replayer` follows over a trace.
 public struct LiveDetection: Sendable {
     public private(set) var confirmation: ConfirmationStage
-    /// Monotonic nanoseconds of t = 0 (the events' "t").
-    public let origin: UInt64
+    /// The clock of the events' "t", the trace's: replay and run agree to the digit.
+    public let traceClock: TraceClock
+    /// Monotonic nanoseconds of t = 0.
+    public var origin: UInt64 { traceClock.origin }
     /// The newest resident memory of each cgroup: what a process's forecast
     /// compares with its cgroup's limit.
     private var cgroupUsage: [UInt64: UInt64] = [:]
@@ -17,7 +19,7 @@ public struct LiveDetection: Sendable {
     public let nodeMemory: UInt64?
 
     public init(origin: UInt64, settings: ConfirmationSettings = ConfirmationSettings(), nodeMemory: UInt64? = nil) {
-        self.origin = origin
+        traceClock = TraceClock(origin: origin)
         self.nodeMemory = nodeMemory
         confirmation = ConfirmationStage(settings: settings)
     }
@@ -35,7 +37,8 @@ public struct LiveDetection: Sendable {
         case .verdict(let verdict):
             let (path, limit) = lookup(verdict.cgroupID, verdict.pid, verdict.limit)
             let context = AssessmentContext(
-                timeNanoseconds: time(verdict.monotonicNanoseconds), scope: verdict.pid == nil ? .cgroup : .process,
+                timeNanoseconds: traceClock.nanoseconds(verdict.monotonicNanoseconds),
+                scope: verdict.pid == nil ? .cgroup : .process,
                 pid: verdict.pid, comm: verdict.pid == nil ? nil : verdict.comm, cgroup: path, limit: limit ?? nodeMemory,
                 usage: verdict.cgroupRSS)
             let key: ConfirmationKey = verdict.pid.map { .process($0) } ?? .cgroup(verdict.cgroupID)
@@ -45,7 +48,7 @@ public struct LiveDetection: Sendable {
                 events.append(event)
             }
         case .process(let process):
-            let t = time(process.monotonicNanoseconds)
+            let t = traceClock.nanoseconds(process.monotonicNanoseconds)
             let usage = cgroupUsage[process.cgroupID] ?? process.memory.rss
             func context() -> AssessmentContext {
                 let (path, limit) = lookup(process.cgroupID, process.pid, process.limit)
@@ -68,7 +71,7 @@ public struct LiveDetection: Sendable {
                     resolve: resolve, cgroup: .cgroup(process.cgroupID))
             }
         case .cgroup(let cgroup):
-            let t = time(cgroup.monotonicNanoseconds)
+            let t = traceClock.nanoseconds(cgroup.monotonicNanoseconds)
             func context() -> AssessmentContext {
                 let (path, limit) = lookup(cgroup.cgroupID, nil, cgroup.limit)
                 return AssessmentContext(
@@ -89,12 +92,6 @@ public struct LiveDetection: Sendable {
             }
         }
         return events
-    }
-
-    /// Whole microseconds since the origin, as the trace writes t: replay and
-    /// run agree to the digit.
-    func time(_ monotonic: UInt64) -> Int64 {
-        monotonic > origin ? Int64((monotonic - origin) / 1_000) * 1_000 : 0
     }
 }
 

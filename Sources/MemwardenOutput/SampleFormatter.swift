@@ -10,8 +10,10 @@ public struct SampleFormatter: Sendable {
     public let hostPaths: HostPaths
     /// Names the owner of each line's cgroup (container, pod, systemd unit).
     public private(set) var identities: IdentityResolver
+    /// The clock of `t`.
+    public let traceClock: TraceClock
     /// Monotonic nanoseconds at which `t` is 0.
-    public let origin: UInt64
+    public var origin: UInt64 { traceClock.origin }
     private var timestamps: TimestampCache
     /// Effective limits by (cgroup id, the kernel's own-limit value), refreshed
     /// on the index's schedule: walking ancestors per record is too slow.
@@ -21,10 +23,7 @@ public struct SampleFormatter: Sendable {
         var own: MemoryLimit
     }
 
-    /// The origin is rounded down to a whole millisecond, and `t` is written
-    /// truncated to the microsecond: then whole milliseconds of `t` are exactly
-    /// the kernel's milliseconds minus a constant, and replaying a trace feeds
-    /// the detectors the very times the kernel fed them.
+    /// `t` counts from `origin` on the trace's clock (TraceClock says why it rounds).
     public init(
         hierarchy: CgroupHierarchy?, hostPaths: HostPaths = HostPaths(), metadata: (any PodMetadataSource)? = nil,
         clock: WallClock = WallClock(), origin: UInt64 = monotonicNanoseconds()
@@ -35,19 +34,19 @@ public struct SampleFormatter: Sendable {
         // the resolver maps back through the same hierarchy
         identities = IdentityResolver(hostPaths: hostPaths, hierarchy: hierarchy, metadata: metadata)
         self.clock = clock
-        self.origin = origin / 1_000_000 * 1_000_000
+        traceClock = TraceClock(origin: origin)
         timestamps = TimestampCache(clock: clock)
     }
 
     /// Nanoseconds since the origin, truncated to whole microseconds like `t`.
     public func traceNanoseconds(_ monotonic: UInt64) -> Int64 {
-        monotonic > origin ? Int64((monotonic - origin) / 1_000) * 1_000 : 0
+        traceClock.nanoseconds(monotonic)
     }
 
     /// Seconds since the origin, truncated to microseconds (never negative:
     /// records from before the origin are at 0).
     public func traceTime(_ monotonic: UInt64) -> Double {
-        monotonic > origin ? Double((monotonic - origin) / 1_000) / 1e6 : 0
+        traceClock.seconds(monotonic)
     }
 
     /// The memory cgroup's path; "" when neither the id nor /proc can tell (the process is gone).
