@@ -27,7 +27,6 @@ let package = Package(
     products: [
         .executable(name: "memwarden", targets: ["memwarden"]),
         .executable(name: "leaksim", targets: ["leaksim"]),
-        .library(name: "Memwarden", targets: ["Memwarden"]),
     ],
     dependencies: [
         .package(url: "https://github.com/apple/swift-argument-parser.git", from: "1.8.2"),
@@ -79,31 +78,113 @@ let package = Package(
             swiftSettings: strictSettings,
             plugins: ["BPFObjectPlugin"]
         ),
+        // The modules run in the direction of the data (docs/architecture.md): Model; then the
+        // stages that produce facts and verdicts (Kernel, Identity, Kubernetes, Detection,
+        // Policy); then those that act on them (Response, Output); then Agent, the wiring. Each
+        // imports only modules before it, which ArchitectureTests checks.
+        // Facts and events: the values every stage shares, the event schema, the seams
+        // (EventSink, PodMetadataSource) and the small system helpers.
         .target(
-            name: "Memwarden",
+            name: "MemwardenModel",
+            dependencies: ["CMemwarden"],
+            swiftSettings: strictSettings
+        ),
+        // The BPF program: load, attach, drain the ring buffer, the kernel's counters.
+        .target(
+            name: "MemwardenKernel",
             dependencies: [
-                "CMemwarden",
-                "CSystemd",
-                "MemwardenBPF",
+                "CMemwarden", "MemwardenBPF", "MemwardenModel",
                 .product(name: "Logging", package: "swift-log"),
                 .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
-                .product(name: "UnixSignals", package: "swift-service-lifecycle"),
-                .product(name: "Yams", package: "Yams"),
+            ],
+            swiftSettings: strictSettings
+        ),
+        // pid → cgroup → container → pod: cgroup paths, /proc, the cgroup index.
+        .target(
+            name: "MemwardenIdentity",
+            dependencies: ["MemwardenModel"],
+            swiftSettings: strictSettings
+        ),
+        // The API server: client, pod watch and index (pod metadata), used by Identity's seam
+        // and by the Kubernetes sink.
+        .target(
+            name: "MemwardenKubernetes",
+            dependencies: [
+                "MemwardenModel",
                 .product(name: "AsyncHTTPClient", package: "async-http-client"),
-                .product(name: "Crypto", package: "swift-crypto"),
-                .product(name: "CoreMetrics", package: "swift-metrics"),
-                .product(name: "Prometheus", package: "swift-prometheus"),
-                .product(name: "Hummingbird", package: "hummingbird"),
+                .product(name: "Logging", package: "swift-log"),
                 .product(name: "NIOCore", package: "swift-nio"),
                 .product(name: "NIOHTTP1", package: "swift-nio"),
                 .product(name: "NIOSSL", package: "swift-nio-ssl"),
+                .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
+            ],
+            swiftSettings: strictSettings
+        ),
+        // Traces, the detectors' userspace build, the assessor and the confirmation stage.
+        .target(
+            name: "MemwardenDetection",
+            dependencies: ["CMemwarden", "MemwardenModel"],
+            swiftSettings: strictSettings
+        ),
+        // The policy file: parsing, validation, rule matching, the hot-reloading store.
+        .target(
+            name: "MemwardenPolicy",
+            dependencies: [
+                "MemwardenModel",
+                .product(name: "Logging", package: "swift-log"),
+                .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
+                .product(name: "Yams", package: "Yams"),
+            ],
+            swiftSettings: strictSettings
+        ),
+        // Budgets and the memory.high ladder, the cgroup files it writes, its state file.
+        .target(
+            name: "MemwardenResponse",
+            dependencies: [
+                "MemwardenIdentity", "MemwardenModel",
+                .product(name: "Logging", package: "swift-log"),
+                .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
+            ],
+            swiftSettings: strictSettings
+        ),
+        // Where events go: stdout, webhook, Alertmanager, Kubernetes; metrics.
+        .target(
+            name: "MemwardenOutput",
+            dependencies: [
+                "MemwardenIdentity", "MemwardenKubernetes", "MemwardenModel",
+                .product(name: "AsyncHTTPClient", package: "async-http-client"),
+                .product(name: "CoreMetrics", package: "swift-metrics"),
+                .product(name: "Crypto", package: "swift-crypto"),
+                .product(name: "Logging", package: "swift-log"),
+                .product(name: "NIOCore", package: "swift-nio"),
+                .product(name: "NIOHTTP1", package: "swift-nio"),
+                .product(name: "NIOSSL", package: "swift-nio-ssl"),
+                .product(name: "Prometheus", package: "swift-prometheus"),
+                .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
+            ],
+            swiftSettings: strictSettings
+        ),
+        // The wiring: the pipeline, the HTTP API, systemd, the one ServiceGroup.
+        .target(
+            name: "MemwardenAgent",
+            dependencies: [
+                "CSystemd",
+                "MemwardenDetection", "MemwardenIdentity", "MemwardenKernel", "MemwardenKubernetes",
+                "MemwardenModel", "MemwardenOutput", "MemwardenPolicy", "MemwardenResponse",
+                .product(name: "Logging", package: "swift-log"),
+                .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
+                .product(name: "UnixSignals", package: "swift-service-lifecycle"),
+                .product(name: "Hummingbird", package: "hummingbird"),
+                .product(name: "NIOCore", package: "swift-nio"),
             ],
             swiftSettings: strictSettings
         ),
         .executableTarget(
             name: "memwarden",
             dependencies: [
-                "Memwarden",
+                "MemwardenAgent", "MemwardenDetection", "MemwardenIdentity", "MemwardenKernel",
+                "MemwardenKubernetes", "MemwardenModel", "MemwardenOutput", "MemwardenPolicy",
+                "MemwardenResponse",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
                 .product(name: "Logging", package: "swift-log"),
                 .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
@@ -124,7 +205,9 @@ let package = Package(
         .testTarget(
             name: "MemwardenTests",
             dependencies: [
-                "Memwarden",
+                "MemwardenAgent", "MemwardenDetection", "MemwardenIdentity", "MemwardenKernel",
+                "MemwardenKubernetes", "MemwardenModel", "MemwardenOutput", "MemwardenPolicy",
+                "MemwardenResponse",
                 "MemwardenTestSupport",
                 .product(name: "Logging", package: "swift-log"),
                 .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
@@ -135,7 +218,8 @@ let package = Package(
         .testTarget(
             name: "MemwardenOutputTests",
             dependencies: [
-                "Memwarden",
+                "MemwardenAgent", "MemwardenDetection", "MemwardenIdentity", "MemwardenModel", "MemwardenOutput",
+                "MemwardenResponse",
                 "MemwardenTestSupport",
                 .product(name: "AsyncHTTPClient", package: "async-http-client"),
                 .product(name: "Crypto", package: "swift-crypto"),
@@ -153,7 +237,9 @@ let package = Package(
         .testTarget(
             name: "MemwardenKernelTests",
             dependencies: [
-                "Memwarden", "leaksim", "memwarden",
+                "MemwardenAgent", "MemwardenDetection", "MemwardenIdentity", "MemwardenKernel",
+                "MemwardenKubernetes", "MemwardenModel", "MemwardenOutput", "MemwardenResponse",
+                "leaksim", "memwarden",
                 .product(name: "Logging", package: "swift-log"),
                 .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
             ],

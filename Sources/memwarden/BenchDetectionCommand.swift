@@ -1,5 +1,4 @@
 import ArgumentParser
-import Memwarden
 
 #if canImport(FoundationEssentials)
 import FoundationEssentials
@@ -9,6 +8,8 @@ import Foundation
 #if canImport(Glibc)
 import Glibc
 #endif
+import MemwardenDetection
+import MemwardenModel
 
 /// Detection quality on the labelled corpus: recall, false alarms, delay, lead
 /// and forecast accuracy per scenario class (docs/detection-corpus.md).

@@ -1,9 +1,12 @@
 import ArgumentParser
-import Memwarden
 
 #if canImport(Glibc)
 import Glibc
 #endif
+import MemwardenAgent
+import MemwardenDetection
+import MemwardenKernel
+import MemwardenModel
 
 /// Measures the kernel hot path against an empty program on the same
 /// tracepoint, and the agent's own CPU and memory, under a page-fault storm.

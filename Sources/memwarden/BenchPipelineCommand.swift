@@ -1,7 +1,11 @@
 import ArgumentParser
 import Foundation
 import Logging
-import Memwarden
+import MemwardenDetection
+import MemwardenIdentity
+import MemwardenModel
+import MemwardenOutput
+import MemwardenPolicy
 
 /// What the userspace stages cost per item, on one core: identity of a cgroup
 /// path (parse and cached), a policy decision, an event's JSON line, a sink's

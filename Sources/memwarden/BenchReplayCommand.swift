@@ -1,9 +1,9 @@
 import ArgumentParser
-import Memwarden
 
 #if canImport(Glibc)
 import Glibc
 #endif
+import MemwardenDetection
 
 /// Replay throughput: a synthetic trace in memory, parsed alone and then
 /// parsed and run through the detectors (per process and per cgroup), best of

@@ -1,9 +1,10 @@
 import ArgumentParser
-import Memwarden
 
 #if canImport(Glibc)
 import Glibc
 #endif
+import MemwardenModel
+import MemwardenPolicy
 
 /// `memwarden check-config FILE`: the same validation `run` and a reload do,
 /// for CI and for editing by hand. Exit 0 when valid; 1 with every problem as

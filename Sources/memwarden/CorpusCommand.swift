@@ -1,5 +1,5 @@
 import ArgumentParser
-import Memwarden
+import MemwardenDetection
 
 /// `memwarden corpus`: writes the labelled scenario corpus (docs/detection-corpus.md).
 struct CorpusCommand: ParsableCommand {

@@ -1,9 +1,9 @@
 import ArgumentParser
-import Memwarden
 
 #if canImport(Glibc)
 import Glibc
 #endif
+import MemwardenIdentity
 
 /// Where the host's procfs and cgroupfs are, for an agent running in a
 /// container (the Helm chart mounts them under /host).

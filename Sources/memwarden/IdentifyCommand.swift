@@ -1,10 +1,11 @@
 import ArgumentParser
 import Logging
-import Memwarden
 
 #if canImport(Glibc)
 import Glibc
 #endif
+import MemwardenIdentity
+import MemwardenModel
 
 /// `memwarden identify --pid PID | --cgroup-path PATH`: what the agent would
 /// say about a process's or a cgroup's owner, as one JSON object.

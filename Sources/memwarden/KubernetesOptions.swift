@@ -1,11 +1,11 @@
 import ArgumentParser
 import Foundation
 import Logging
-import Memwarden
 
 #if canImport(Glibc)
 import Glibc
 #endif
+import MemwardenKubernetes
 
 /// Where pod metadata comes from (`run`, `identify`): the API server, in a
 /// cluster or named by flags.

@@ -1,10 +1,11 @@
 import ArgumentParser
 import Logging
-import Memwarden
 
 #if canImport(Glibc)
 import Glibc
 #endif
+import MemwardenKernel
+import MemwardenModel
 
 @main
 struct MemwardenCommand: AsyncParsableCommand {

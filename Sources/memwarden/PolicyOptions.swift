@@ -1,10 +1,11 @@
 import ArgumentParser
 import Logging
-import Memwarden
 
 #if canImport(Glibc)
 import Glibc
 #endif
+import MemwardenModel
+import MemwardenPolicy
 
 /// `--policy FILE` for `run` (an `@OptionGroup`): opens the policy store, or
 /// ends the command with exit code 1 and every problem of an invalid file on

@@ -1,5 +1,6 @@
 import ArgumentParser
-import Memwarden
+import MemwardenAgent
+import MemwardenOutput
 
 struct RecordCommand: AsyncParsableCommand {
     static let configuration = CommandConfiguration(

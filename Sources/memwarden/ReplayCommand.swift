@@ -1,9 +1,12 @@
 import ArgumentParser
-import Memwarden
 
 #if canImport(Glibc)
 import Glibc
 #endif
+import MemwardenDetection
+import MemwardenIdentity
+import MemwardenModel
+import MemwardenOutput
 
 /// `memwarden replay FILE`: a recorded (or generated) trace through exactly the
 /// kernel's detector code, printing the events `run` would print.

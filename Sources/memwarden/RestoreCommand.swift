@@ -1,10 +1,11 @@
 import ArgumentParser
 import Logging
-import Memwarden
+import MemwardenModel
 
 #if canImport(Glibc)
 import Glibc
 #endif
+import MemwardenResponse
 
 /// `memwarden restore`: puts back every memory.high the agent recorded in its
 /// state file, without running the agent. What `run` does at startup after a

@@ -1,7 +1,10 @@
 import ArgumentParser
 import Foundation
 import Logging
-import Memwarden
+import MemwardenAgent
+import MemwardenModel
+import MemwardenPolicy
+import MemwardenResponse
 
 struct RunCommand: AsyncParsableCommand {
     static let configuration = CommandConfiguration(

@@ -1,5 +1,7 @@
 import Foundation
-import Memwarden
+import MemwardenAgent
+import MemwardenDetection
+import MemwardenModel
 import Testing
 
 /// The `memwarden` executable itself, as a user runs it.

@@ -1,10 +1,11 @@
 import Foundation
-import Memwarden
 import Testing
 
 #if canImport(Glibc)
 import Glibc
 #endif
+import MemwardenAgent
+import MemwardenModel
 
 /// The agent with a policy, end to end: a process in a scratch memory cgroup
 /// grows through the tiers of a 100 MiB budget and shrinks back; the policy

@@ -1,9 +1,12 @@
-import Memwarden
 import Testing
 
 #if canImport(Glibc)
 import Glibc
 #endif
+import MemwardenIdentity
+import MemwardenKernel
+import MemwardenModel
+import MemwardenOutput
 
 /// A child memory cgroup below the test's own (never anything else in the
 /// hierarchy), removed afterwards.

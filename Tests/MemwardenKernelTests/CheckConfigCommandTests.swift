@@ -1,5 +1,6 @@
 import Foundation
-import Memwarden
+import MemwardenAgent
+import MemwardenModel
 import Testing
 
 /// `memwarden check-config` as a user runs it. It needs no privileges; it

@@ -1,11 +1,13 @@
 import Foundation
 import Logging
-import Memwarden
 import Testing
 
 #if canImport(Glibc)
 import Glibc
 #endif
+import MemwardenAgent
+import MemwardenKubernetes
+import MemwardenModel
 
 /// The whole agent in a (kubelet-less) cluster: a real kube-apiserver knows a pod whose
 /// container is a scratch cgroup shaped like the kubelet's (cgroupfs driver) below the

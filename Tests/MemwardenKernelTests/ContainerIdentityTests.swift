@@ -1,10 +1,12 @@
 import Foundation
-import Memwarden
 import Testing
 
 #if canImport(Glibc)
 import Glibc
 #endif
+import MemwardenAgent
+import MemwardenIdentity
+import MemwardenModel
 
 /// containerd, ctr, runc and a static busybox: the real container tests need
 /// all four (scripts/setup installs them). Elsewhere the tests skip with the

@@ -1,10 +1,11 @@
 import Foundation
-import Memwarden
 import Testing
 
 #if canImport(Glibc)
 import Glibc
 #endif
+import MemwardenAgent
+import MemwardenModel
 
 /// `memwarden identify` and the identity on `memwarden replay`'s events, run
 /// as a user runs them. No privileges needed: host roots are faked in temp dirs.

@@ -1,9 +1,11 @@
-import Memwarden
 import Testing
 
 #if canImport(Glibc)
 import Glibc
 #endif
+import MemwardenAgent
+import MemwardenKernel
+import MemwardenModel
 
 /// The BPF program on this machine's real kernel. Serialized: each test loads
 /// its own copy of the program and watches its own child processes by pid.

@@ -1,9 +1,11 @@
-import Memwarden
 import Testing
 
 #if canImport(Glibc)
 import Glibc
 #endif
+import MemwardenAgent
+import MemwardenKernel
+import MemwardenModel
 
 /// Kernel tests need root (or CAP_BPF + CAP_PERFMON), kernel BTF and tracefs.
 /// Elsewhere they skip and say why; with CI=true they never skip: they run and

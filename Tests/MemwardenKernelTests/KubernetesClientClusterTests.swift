@@ -1,6 +1,6 @@
 import Foundation
 import Logging
-import Memwarden
+import MemwardenKubernetes
 import Testing
 
 /// KubernetesClient against a real kube-apiserver: the server's certificate is verified, the

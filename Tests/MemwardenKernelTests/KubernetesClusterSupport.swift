@@ -1,11 +1,13 @@
 import Foundation
 import Logging
-import Memwarden
 import Testing
 
 #if canImport(Glibc)
 import Glibc
 #endif
+import MemwardenAgent
+import MemwardenKubernetes
+import MemwardenModel
 
 /// The real-API tests need etcd (Debian's etcd-server), a kube-apiserver built by
 /// scripts/kube-apiserver, openssl and curl. Elsewhere they skip and say why; with CI=true they

@@ -1,6 +1,8 @@
 import Foundation
 import Logging
-import Memwarden
+import MemwardenKubernetes
+import MemwardenModel
+import MemwardenOutput
 import ServiceLifecycle
 import Testing
 

@@ -1,5 +1,6 @@
 import Foundation
-import Memwarden
+import MemwardenAgent
+import MemwardenModel
 import Testing
 
 /// The leak simulators under the real agent: the kernel's detectors on the real

@@ -1,6 +1,7 @@
 import Foundation
 import Logging
-import Memwarden
+import MemwardenKubernetes
+import MemwardenModel
 import ServiceLifecycle
 import Testing
 

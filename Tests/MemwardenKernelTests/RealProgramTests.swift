@@ -1,5 +1,6 @@
 import Foundation
-import Memwarden
+import MemwardenAgent
+import MemwardenModel
 import Testing
 
 /// Programs nobody here wrote, under the real agent with its standard

@@ -1,11 +1,13 @@
 import Foundation
 import Logging
-import Memwarden
 import Testing
 
 #if canImport(Glibc)
 import Glibc
 #endif
+import MemwardenIdentity
+import MemwardenModel
+import MemwardenResponse
 
 /// The responder's file access on this machine's real cgroups: a v1 memory
 /// group below the test's own (usage, limit, stat; throttling unsupported),

@@ -1,5 +1,7 @@
 import Foundation
-import Memwarden
+import MemwardenAgent
+import MemwardenModel
+import MemwardenResponse
 import Testing
 
 /// `memwarden restore` on a cgroupfs-shaped temp tree, as an operator runs it

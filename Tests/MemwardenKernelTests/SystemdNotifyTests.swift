@@ -1,10 +1,11 @@
 import Foundation
-import Memwarden
 import Testing
 
 #if canImport(Glibc)
 import Glibc
 #endif
+import MemwardenAgent
+import MemwardenModel
 
 /// `memwarden run` under systemd's notify protocol: the test plays systemd,
 /// listening on a Unix datagram socket named by NOTIFY_SOCKET.

@@ -1,7 +1,8 @@
 import AsyncHTTPClient
 import Foundation
 import Logging
-@testable import Memwarden
+@testable import MemwardenModel
+@testable import MemwardenOutput
 import MemwardenTestSupport
 import Testing
 

@@ -1,6 +1,10 @@
 import Foundation
 import Logging
-import Memwarden
+import MemwardenDetection
+import MemwardenIdentity
+import MemwardenModel
+import MemwardenOutput
+import MemwardenResponse
 import Synchronization
 import Testing
 

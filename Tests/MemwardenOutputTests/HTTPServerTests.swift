@@ -1,7 +1,9 @@
 import AsyncHTTPClient
 import Foundation
 import Logging
-import Memwarden
+import MemwardenAgent
+import MemwardenModel
+import MemwardenOutput
 import MemwardenTestSupport
 import Testing
 

@@ -1,5 +1,5 @@
 import Foundation
-import Memwarden
+import MemwardenOutput
 import Testing
 
 /// The Prometheus rules and the Grafana dashboard that ship in deploy/.

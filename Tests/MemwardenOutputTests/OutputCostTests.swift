@@ -1,5 +1,6 @@
 import Logging
-import Memwarden
+import MemwardenModel
+import MemwardenOutput
 import Testing
 
 /// Full queues and the metrics' target cap: what is kept and what is counted.

@@ -1,5 +1,4 @@
 import Foundation
-import Memwarden
 import Testing
 
 /// The real programs the output tests run: python3 with the jsonschema

@@ -1,4 +1,4 @@
-import Memwarden
+import MemwardenModel
 
 /// Events as the agent makes them, for every type: the schema test, the
 /// sinks' tests and the HTTP tests share them.

@@ -1,6 +1,7 @@
 import Foundation
 import Logging
-@testable import Memwarden
+@testable import MemwardenModel
+@testable import MemwardenOutput
 import MemwardenTestSupport
 import Testing
 

@@ -1,4 +1,4 @@
-@testable import Memwarden
+@testable import MemwardenAgent
 import Testing
 
 @Suite struct TimeParameterTests {

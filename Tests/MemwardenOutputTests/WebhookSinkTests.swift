@@ -1,7 +1,9 @@
 import Crypto
 import Foundation
 import Logging
-import Memwarden
+import MemwardenAgent
+import MemwardenModel
+import MemwardenOutput
 import MemwardenTestSupport
 import NIOSSL
 import Testing

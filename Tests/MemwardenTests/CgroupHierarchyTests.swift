@@ -1,6 +1,6 @@
 import Testing
 
-@testable import Memwarden
+@testable import MemwardenIdentity
 
 struct CgroupHierarchyTests {
     static let hybrid = """

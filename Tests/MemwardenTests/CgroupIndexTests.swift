@@ -1,7 +1,8 @@
 import Foundation
 import Testing
 
-@testable import Memwarden
+@testable import MemwardenIdentity
+@testable import MemwardenModel
 
 /// The index against a cgroupfs-shaped directory tree in a temp dir (ids are
 /// the directories' inode numbers, as on a real cgroupfs).

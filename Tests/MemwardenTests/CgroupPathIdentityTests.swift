@@ -1,7 +1,8 @@
 import Foundation
 import Testing
 
-@testable import Memwarden
+@testable import MemwardenIdentity
+@testable import MemwardenModel
 
 /// The path shapes of real systems, each with the identity it must give. The
 /// shapes come from the issue trackers and docs cited beside each case; the

@@ -1,4 +1,5 @@
-import Memwarden
+import MemwardenDetection
+import MemwardenModel
 import Testing
 
 /// The confirmation stage on its own: samples in, leak events out.

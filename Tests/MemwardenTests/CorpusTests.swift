@@ -1,5 +1,6 @@
 import Foundation
-import Memwarden
+import MemwardenDetection
+import MemwardenModel
 import Testing
 
 struct CorpusTests {

@@ -1,5 +1,6 @@
 import CMemwarden
-import Memwarden
+import MemwardenDetection
+import MemwardenModel
 import Testing
 
 /// The C detector code through its public API, as the kernel calls it.

@@ -1,4 +1,5 @@
-import Memwarden
+import MemwardenDetection
+import MemwardenModel
 
 /// Memory of one process at one moment, bytes.
 struct MemoryShape {

@@ -1,4 +1,5 @@
-import Memwarden
+import MemwardenModel
+import MemwardenResponse
 import Testing
 
 /// The growth cap's arithmetic, stepped by hand: where it starts, how fast it

@@ -1,5 +1,6 @@
 import Foundation
-import Memwarden
+import MemwardenModel
+import MemwardenResponse
 import Testing
 
 /// The growth cap in the responder, against cgroupfs-shaped temp trees: a

@@ -7,7 +7,9 @@ import MemwardenTestSupport
 import Synchronization
 import Testing
 
-@testable import Memwarden
+@testable import MemwardenIdentity
+@testable import MemwardenModel
+@testable import MemwardenOutput
 
 /// Host roots as a container sees them (/host/proc, /host/sys/fs/cgroup),
 /// faked in a temp dir: procfs files written by the test, cgroupfs as

@@ -3,7 +3,8 @@ import Testing
 import Glibc
 #endif
 
-@testable import Memwarden
+@testable import MemwardenModel
+@testable import MemwardenOutput
 
 struct JSONLineTests {
     @Test func buildsOneObjectOnOneLine() {

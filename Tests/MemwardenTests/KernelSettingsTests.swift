@@ -1,7 +1,10 @@
 import Foundation
 import Testing
 
-@testable import Memwarden
+@testable import MemwardenAgent
+@testable import MemwardenKernel
+@testable import MemwardenModel
+@testable import MemwardenOutput
 
 struct KernelSettingsTests {
     @Test func defaultsAreValid() throws {

@@ -1,6 +1,7 @@
 import Testing
 
-@testable import Memwarden
+@testable import MemwardenModel
+@testable import MemwardenOutput
 
 struct KubernetesEventFormatTests {
     static let pod = PodMetadata(name: "web-0", namespace: "shop", uid: "u-1", container: "app")

@@ -1,7 +1,8 @@
 import Foundation
 import Testing
 
-@testable import Memwarden
+@testable import MemwardenKubernetes
+@testable import MemwardenModel
 
 struct KubernetesQuantityTests {
     @Test(arguments: [

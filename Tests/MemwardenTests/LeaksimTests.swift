@@ -1,5 +1,6 @@
 import Glibc
-import Memwarden
+import MemwardenAgent
+import MemwardenModel
 import Testing
 
 /// leaksim's command line and serve protocol, run as the real binary next to the test bundle.

@@ -1,6 +1,9 @@
 import Foundation
 import Logging
-import Memwarden
+import MemwardenAgent
+import MemwardenKernel
+import MemwardenModel
+import MemwardenOutput
 import ServiceLifecycle
 import Testing
 

@@ -1,7 +1,9 @@
 import Foundation
 import Testing
 
-@testable import Memwarden
+@testable import MemwardenDetection
+@testable import MemwardenModel
+@testable import MemwardenPolicy
 
 struct PolicyResolveTests {
     static let yaml = """

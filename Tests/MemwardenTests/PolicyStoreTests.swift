@@ -5,7 +5,8 @@ import ServiceLifecycle
 import Synchronization
 import Testing
 
-@testable import Memwarden
+@testable import MemwardenModel
+@testable import MemwardenPolicy
 
 /// The store's hot reload against real files in a temp directory: edits in
 /// place, renames over, a Kubernetes ConfigMap `..data` swap, bad content and

@@ -1,6 +1,6 @@
 import Testing
 
-@testable import Memwarden
+@testable import MemwardenPolicy
 
 /// A bad policy file and the problems it must produce: line, column, field
 /// path, and a part of the message that says what was expected.

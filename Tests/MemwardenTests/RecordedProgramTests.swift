@@ -1,4 +1,5 @@
-import Memwarden
+import MemwardenDetection
+import MemwardenModel
 import Testing
 
 #if canImport(FoundationEssentials)

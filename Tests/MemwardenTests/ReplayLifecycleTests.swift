@@ -1,4 +1,5 @@
-import Memwarden
+import MemwardenDetection
+import MemwardenModel
 import Testing
 
 /// Processes that exec, exit, share and change cgroups; the events' fields.

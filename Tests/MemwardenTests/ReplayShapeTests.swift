@@ -1,4 +1,5 @@
-import Memwarden
+import MemwardenDetection
+import MemwardenModel
 import Testing
 
 /// A leak shape and what memwarden must say about it.

@@ -1,6 +1,8 @@
 import Foundation
 import Logging
-import Memwarden
+import MemwardenIdentity
+import MemwardenModel
+import MemwardenResponse
 import MemwardenTestSupport
 import ServiceLifecycle
 import Synchronization

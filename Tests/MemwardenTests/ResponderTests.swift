@@ -1,5 +1,7 @@
 import Foundation
-import Memwarden
+import MemwardenIdentity
+import MemwardenModel
+import MemwardenResponse
 import Testing
 
 /// The responder against cgroupfs-shaped temp trees: step-down, back-off,

@@ -1,5 +1,6 @@
 import Foundation
-import Memwarden
+import MemwardenModel
+import MemwardenResponse
 import Testing
 
 @Suite struct MemoryHighControllerTests {

@@ -1,6 +1,6 @@
 import Testing
 
-import Memwarden
+import MemwardenAgent
 
 struct StartupPagesTests {
     /// Dropping this test process's own executable pages must leave it working: the

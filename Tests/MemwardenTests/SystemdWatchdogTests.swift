@@ -1,5 +1,6 @@
 import Logging
-import Memwarden
+import MemwardenAgent
+import MemwardenModel
 import MemwardenTestSupport
 import ServiceLifecycle
 import Synchronization

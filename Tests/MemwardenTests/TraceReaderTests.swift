@@ -1,4 +1,4 @@
-import Memwarden
+import MemwardenDetection
 import Testing
 
 struct TraceReaderTests {

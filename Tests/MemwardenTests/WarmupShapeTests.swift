@@ -1,6 +1,7 @@
 import Testing
 
-@testable import Memwarden
+@testable import MemwardenDetection
+@testable import MemwardenModel
 
 /// Warm-ups under the standard profile: a heap or a pool filling to its
 /// working size at start, then flat for twenty minutes. One that levels off

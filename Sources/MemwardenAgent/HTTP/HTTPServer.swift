@@ -1,0 +1,160 @@
+import HTTPTypes
+import Hummingbird
+import Logging
+import MemwardenModel
+import MemwardenOutput
+import NIOCore
+import ServiceLifecycle
+
+/// `--listen` that is not ADDR:PORT.
+public struct ListenAddressError: Error, CustomStringConvertible, Sendable {
+    public var value: String
+    public var description: String {
+        "--listen '\(value)': expected ADDR:PORT such as 127.0.0.1:9808, 0.0.0.0:9808 or [::]:9808"
+    }
+}
+
+/// The agent's HTTP endpoints (docs/http-api.md):
+/// - /metrics: Prometheus text exposition of AgentMetrics
+/// - /healthz: 200 while the process serves requests
+/// - /readyz: 200 when AgentStatus is ready, else 503 with a JSON body naming what is not
+/// - /api/v1/targets: the TargetTable (filters: scope, verdict, namespace)
+/// - /api/v1/events?since=…&limit=…: the RecentEvents ring
+/// A Service: it stops accepting on graceful shutdown.
+public struct HTTPServer: Service {
+    public let host: String
+    public let port: Int
+    let status: AgentStatus
+    let targets: TargetTable
+    let events: RecentEvents
+    let metrics: AgentMetrics
+    let logger: Logger
+    let onListening: @Sendable (Int) async -> Void
+
+    /// - Parameter onListening: called with the bound port once the server
+    ///   accepts connections (port 0 binds a free one).
+    public init(
+        listen: String, status: AgentStatus, targets: TargetTable, events: RecentEvents, metrics: AgentMetrics,
+        logger: Logger, onListening: @escaping @Sendable (Int) async -> Void = { _ in }
+    ) throws(ListenAddressError) {
+        (host, port) = try Self.parse(listen: listen)
+        self.status = status
+        self.targets = targets
+        self.events = events
+        self.metrics = metrics
+        self.logger = logger
+        self.onListening = onListening
+    }
+
+    /// "ADDR:PORT", "[v6]:PORT" or ":PORT" (all interfaces).
+    public static func parse(listen: String) throws(ListenAddressError) -> (host: String, port: Int) {
+        let error = ListenAddressError(value: listen)
+        var host: Substring
+        let portText: Substring
+        if listen.hasPrefix("[") {
+            guard let close = listen.firstIndex(of: "]"), listen[listen.index(after: close)...].hasPrefix(":") else {
+                throw error
+            }
+            host = listen[listen.index(after: listen.startIndex)..<close]
+            portText = listen[listen.index(close, offsetBy: 2)...]
+        } else {
+            guard let colon = listen.lastIndex(of: ":"), !listen[..<colon].contains(":") else { throw error }
+            host = listen[..<colon]
+            portText = listen[listen.index(after: colon)...]
+        }
+        if host.isEmpty { host = "0.0.0.0" }
+        guard let port = Int(portText), (0...65535).contains(port), !host.contains(where: \.isWhitespace) else { throw error }
+        return (String(host), port)
+    }
+
+    public func run() async throws {
+        let app = Application(
+            router: makeRouter(),
+            configuration: ApplicationConfiguration(address: .hostname(host, port: port), serverName: nil),
+            onServerRunning: { [logger, onListening, host] channel in
+                let bound = channel.localAddress?.port ?? 0
+                logger.info("HTTP server listening", metadata: ["address": "\(host):\(bound)"])
+                await onListening(bound)
+            },
+            logger: logger
+        )
+        try await app.run()
+    }
+
+    func makeRouter() -> Router<BasicRequestContext> {
+        let router = Router()
+        router.get("/metrics") { [metrics] _, _ -> Response in
+            Self.response(.ok, contentType: "text/plain; version=0.0.4; charset=utf-8", bytes: metrics.exposition())
+        }
+        router.get("/healthz") { [status] _, _ -> Response in
+            var line = JSONLine()
+            line.add("status", "ok")
+            line.add("version", MemwardenVersion.current)
+            line.add("started", WallClock.rfc3339(epochNanoseconds: status.startedAt))
+            return Self.json(.ok, line.finish())
+        }
+        router.get("/readyz") { [status] _, _ -> Response in
+            let missing = status.notReady
+            var line = JSONLine()
+            line.add("status", missing.isEmpty ? "ready" : "not_ready")
+            line.addRaw("not_ready", JSONLine.object(Dictionary(uniqueKeysWithValues: missing.map { ($0.check.rawValue, $0.reason) })))
+            return Self.json(missing.isEmpty ? .ok : .serviceUnavailable, line.finish())
+        }
+        router.get("/api/v1/targets") { [targets] request, _ -> Response in
+            let query = request.uri.queryParameters
+            var rows = targets.snapshots()
+            if let scope = query.get("scope") {
+                guard let value = LeakScope(rawValue: scope) else {
+                    return Self.badRequest("scope='\(scope)': expected process or cgroup")
+                }
+                rows = rows.filter { $0.scope == value }
+            }
+            if let verdict = query.get("verdict") {
+                guard let value = TargetSnapshot.Verdict(rawValue: verdict) else {
+                    return Self.badRequest("verdict='\(verdict)': expected ok or leak_suspected")
+                }
+                rows = rows.filter { $0.verdict == value }
+            }
+            if let namespace = query.get("namespace") {
+                rows = rows.filter { $0.identity.pod?.namespace == namespace }
+            }
+            let body = "{\"count\":\(rows.count),\"targets\":[" + rows.map(TargetTable.json).joined(separator: ",") + "]}"
+            return Self.json(.ok, body)
+        }
+        router.get("/api/v1/events") { [events] request, _ -> Response in
+            let query = request.uri.queryParameters
+            var since: UInt64?
+            if let text = query.get("since") {
+                do throws(TimeParameterError) {
+                    since = try TimeParameter.parse(text)
+                } catch {
+                    return Self.badRequest(error.description)
+                }
+            }
+            var limit: Int?
+            if let text = query.get("limit") {
+                guard let value = Int(text), value > 0 else { return Self.badRequest("limit='\(text)': expected a positive integer") }
+                limit = value
+            }
+            let lines = events.lines(since: since, limit: limit)
+            return Self.json(.ok, "{\"count\":\(lines.count),\"events\":[" + lines.joined(separator: ",") + "]}")
+        }
+        return router
+    }
+
+    static func response(_ status: HTTPResponse.Status, contentType: String, bytes: [UInt8]) -> Response {
+        var headers = HTTPFields()
+        headers[.contentType] = contentType
+        return Response(status: status, headers: headers, body: ResponseBody(byteBuffer: ByteBuffer(bytes: bytes)))
+    }
+
+    static func json(_ status: HTTPResponse.Status, _ text: String) -> Response {
+        response(status, contentType: "application/json", bytes: Array((text + "\n").utf8))
+    }
+
+    static func badRequest(_ message: String) -> Response {
+        var line = JSONLine()
+        line.add("error", message)
+        return json(.badRequest, line.finish())
+    }
+}

@@ -1,0 +1,227 @@
+import Foundation
+import Logging
+import MemwardenDetection
+import MemwardenKernel
+import MemwardenModel
+import MemwardenOutput
+import MemwardenPolicy
+import MemwardenResponse
+import ServiceLifecycle
+
+/// What `memwarden run` prints besides the events themselves.
+public struct PipelineSettings: Sendable {
+    /// The node name every event carries.
+    public var node: String?
+    /// The sample stream on stdout too (`sample`, `cgroup_sample`,
+    /// `process.exec`, `process.exit`): the trace of what the detectors saw.
+    public var samples = false
+    /// Each raw detector verdict change (`type: verdict`), as `replay --verdicts` prints it.
+    public var verdicts = false
+    /// The agent's detector profile (`--detector-profile`): the kernel's, and the
+    /// confirmation stage's for targets whose policy names none.
+    public var detectorProfile: DetectorConfiguration.Profile = .standard
+
+    public init(
+        node: String? = nil, samples: Bool = false, verdicts: Bool = false,
+        detectorProfile: DetectorConfiguration.Profile = .standard
+    ) {
+        self.node = node
+        self.samples = samples
+        self.verdicts = verdicts
+        self.detectorProfile = detectorProfile
+    }
+}
+
+/// Where the pipeline's output goes.
+public struct PipelineOutputs: Sendable {
+    /// Every event: the configured sinks (stdout among them), the HTTP ring,
+    /// the metrics, the target observer.
+    public var events: any EventSink
+    /// The stats lines and, on request, the sample stream (nil: stdout off).
+    public var stdout: StdoutSink?
+    public var metrics: AgentMetrics?
+    public var targets: TargetObserver?
+    public var status: AgentStatus?
+    /// What the sinks dropped since the last call, for agent.events_lost.
+    public var sinkLosses: @Sendable () -> [String: UInt64]
+
+    public init(
+        events: any EventSink, stdout: StdoutSink?, metrics: AgentMetrics? = nil, targets: TargetObserver? = nil,
+        status: AgentStatus? = nil, sinkLosses: @escaping @Sendable () -> [String: UInt64] = { [:] }
+    ) {
+        self.events = events
+        self.stdout = stdout
+        self.metrics = metrics
+        self.targets = targets
+        self.status = status
+        self.sinkLosses = sinkLosses
+    }
+}
+
+/// The live agent after the kernel source: turns records into leak events
+/// with their targets' identity, feeds cgroup usage to the budgets and the
+/// responder, keeps the target table and metrics current, hands every event
+/// to the sinks, and says when anything was lost. Runs until the source's
+/// stream ends, so that on shutdown everything the source drained is handled.
+public struct LivePipeline: Service {
+    let input: AsyncStream<SourceOutput>
+    var formatter: SampleFormatter
+    let outputs: PipelineOutputs
+    let settings: PipelineSettings
+    /// Budgets and responses (nil: detection only).
+    let responses: PipelineResponses?
+    let logger: Logger
+
+    public init(
+        input: AsyncStream<SourceOutput>, formatter: SampleFormatter, outputs: PipelineOutputs,
+        settings: PipelineSettings = PipelineSettings(), responses: PipelineResponses? = nil, logger: Logger
+    ) {
+        self.input = input
+        self.formatter = formatter
+        self.outputs = outputs
+        self.settings = settings
+        self.responses = responses
+        self.logger = logger
+    }
+
+    public func run() async throws {
+        await handleInput()
+        // The stream ends when the source stopped; the group shuts down in reverse
+        // order, so returning before our turn would count as an unexpected end.
+        // The responder restores on its own turn, before ours.
+        try? await gracefulShutdown()
+        finish()
+    }
+
+    /// Handles the source's output until its stream ends (the source stopped).
+    public func handleInput() async {
+        var formatter = formatter
+        let profile = settings.detectorProfile
+        var detection = LiveDetection(
+            origin: formatter.origin, settings: TargetPolicy.builtIn.confirmationSettings(agentProfile: profile),
+            nodeMemory: ProcessInfo.processInfo.physicalMemory)
+        let epoch = formatter.clock.realtime(fromMonotonic: formatter.origin)
+        var losses = LossTracker()
+        var budgets = responses.map(BudgetFeed.init)
+        for await output in input {
+            switch output {
+            case .attached:
+                outputs.status?.markReady(.bpf)
+                emit(agentEvent(.agentStarted, details: AgentDetails(version: MemwardenVersion.current)))
+            case .records(let records):
+                for record in records {
+                    if let stdout = outputs.stdout {
+                        switch record {
+                        case .process(let process) where settings.samples: stdout.submit(line: formatter.eventLine(process))
+                        case .cgroup(let cgroup) where settings.samples: stdout.submit(line: formatter.eventLine(cgroup))
+                        case .verdict(let verdict) where settings.verdicts: stdout.submit(line: formatter.verdictLine(verdict))
+                        default: break
+                        }
+                    }
+                    let leaks = detection.events(
+                        for: record, lookup: { formatter.cgroupAndLimit(id: $0, pid: $1, own: $2) },
+                        resolve: responses.map { responses in
+                            { context in
+                                responses.policy.resolve(for: formatter.identity(cgroupPath: context.cgroup))
+                                    .confirmationSettings(agentProfile: profile)
+                            }
+                        })
+                    for leak in leaks {
+                        let event = AgentEvent(
+                            leak: leak, epochNanoseconds: epoch, node: settings.node,
+                            identity: formatter.identity(cgroupPath: leak.cgroup))
+                        emit(event)
+                        budgets?.leak(event)
+                    }
+                    feed(record, to: &budgets, formatter: &formatter)
+                }
+            case .counters(var counters):
+                counters.stdoutDrops = outputs.stdout?.statistics.dropped ?? 0
+                let confirmation = detection.confirmation.statistics
+                outputs.stdout?.submit(line: formatter.statsLine(counters, confirmation: confirmation))
+                outputs.metrics?.record(kernelCounters: counters)
+                outputs.metrics?.record(confirmation: confirmation)
+                var lost = losses.update(counters)
+                lost.merge(outputs.sinkLosses()) { $0 + $1 }
+                if !lost.isEmpty {
+                    emit(agentEvent(.agentEventsLost, severity: .warning, details: AgentDetails(lost: lost)))
+                }
+            }
+        }
+    }
+
+    /// The last event: agent.stopping.
+    public func finish() {
+        emit(agentEvent(.agentStopping, details: AgentDetails(version: MemwardenVersion.current)))
+    }
+
+    /// Cgroup usage to the budget evaluator and the target table; targets that
+    /// went to the responder and out of the table.
+    private func feed(_ record: KernelRecord, to budgets: inout BudgetFeed?, formatter: inout SampleFormatter) {
+        switch record {
+        case .cgroup(let cgroup):
+            let (path, limit) = formatter.cgroupAndLimit(id: cgroup.cgroupID, pid: nil, own: cgroup.limit)
+            guard !path.isEmpty else { return }
+            let identity = formatter.identity(cgroupPath: path)
+            if cgroup.processCount == 0 {
+                let target = EventTarget(scope: .cgroup, identity: identity)
+                budgets?.gone(target)
+                outputs.targets?.gone(target)
+            } else {
+                let usage = cgroup.usage ?? cgroup.memory.rss
+                let policy = budgets?.usage(
+                    identity: identity, usage: usage, limit: limit, seconds: formatter.traceTime(cgroup.monotonicNanoseconds))
+                outputs.targets?.cgroupSample(
+                    identity: identity, usage: usage, limit: limit,
+                    budget: policy.flatMap { BudgetEvaluator.resolve($0.budget, limit: limit) }, rule: policy?.rule)
+            }
+        case .process(let process) where process.kind == .exit:
+            let path = formatter.cgroupPath(id: process.cgroupID, pid: nil)
+            budgets?.gone(
+                EventTarget(scope: .process, pid: process.pid, comm: process.comm, identity: formatter.identity(cgroupPath: path)))
+        default:
+            break
+        }
+    }
+
+    private func agentEvent(_ type: AgentEvent.EventType, severity: AgentEvent.Severity = .info, details: AgentDetails)
+        -> AgentEvent
+    {
+        AgentEvent(
+            type: type, severity: severity, epochNanoseconds: realtimeNanoseconds(), node: settings.node,
+            details: .agent(details))
+    }
+
+    private func emit(_ event: AgentEvent) {
+        outputs.events.submit(event)
+    }
+}
+
+/// Notices what was lost between two counter readings, for `agent.events_lost`.
+struct LossTracker {
+    private var last: [String: UInt64] = [:]
+
+    /// What grew since the last reading, by where it was lost (empty when nothing was).
+    mutating func update(_ counters: KernelCounters) -> [String: UInt64] {
+        let now: [String: UInt64] = [
+            "ring_buffer": counters.ringBufferDrops, "userspace": counters.userspaceDrops,
+            "stdout": counters.stdoutDrops, "map_full": counters.mapFull,
+        ]
+        var grown: [String: UInt64] = [:]
+        for (key, value) in now where value > last[key, default: 0] { grown[key] = value - last[key, default: 0] }
+        last = now
+        return grown
+    }
+}
+
+extension SampleFormatter {
+    /// A kernel verdict change in the form `memwarden replay --verdicts` prints,
+    /// on the trace's clock, so the two can be compared line for line.
+    mutating func verdictLine(_ record: VerdictRecord) -> String {
+        VerdictChange(
+            timeNanoseconds: traceNanoseconds(record.monotonicNanoseconds),
+            scope: record.pid == nil ? .cgroup : .process, pid: record.pid,
+            cgroup: cgroupPath(id: record.cgroupID, pid: record.pid), verdict: DetectorVerdict(raw: record.raw)
+        ).jsonLine()
+    }
+}

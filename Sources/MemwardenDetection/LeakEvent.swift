@@ -1,0 +1,105 @@
+import MemwardenModel
+
+/// A change of the combined verdict: the start or the end of a suspicion.
+public struct LeakEvent: Sendable, Hashable {
+    public enum Kind: String, Sendable, Hashable {
+        case suspected = "leak.suspected"
+        case cleared = "leak.cleared"
+        /// A suspicion's forecast moved (rate-limited): same target, new numbers.
+        case updated = "leak.updated"
+    }
+
+    public var kind: Kind
+    /// The target's clock: the trace's `t` in replay, time since the agent's
+    /// origin live, in nanoseconds.
+    public var timeNanoseconds: Int64
+    public var scope: LeakScope
+    /// The process (process scope only).
+    public var pid: Int32?
+    public var comm: String?
+    /// The memory cgroup's path ("" when unknown).
+    public var cgroup: String
+    /// The detectors that fired (suspected), in `DetectorKind` order.
+    public var detectors: [String]
+    /// 0...1; at least 0.5 while suspected.
+    public var confidence: Double
+    /// The rate of the evidence that fired, from the floor's trend (or the fast
+    /// window's floor for a fast leak), bytes per second.
+    public var growthBytesPerSecond: Int64
+    /// Seconds until the cgroup reaches its limit at that rate; nil when no
+    /// limit is known or nothing grows.
+    public var secondsToLimit: Double?
+    public var limit: UInt64?
+    /// The forecast's interval (`seconds_to_limit_low` / `_high`) and the growth
+    /// model it came from (`linear`, `quadratic`, `exponential`), when there is one.
+    public var forecastInterval: ClosedRange<Double>?
+    public var forecastModel: String?
+    /// Why (suspected: the detectors' reason codes; cleared: why it ended).
+    public var reasons: [String]
+    /// Cleared only: how long the suspicion lasted.
+    public var suspectedSeconds: Double?
+
+    public init(
+        kind: Kind, timeNanoseconds: Int64, scope: LeakScope, pid: Int32?, comm: String?, cgroup: String,
+        detectors: [String], confidence: Double, growthBytesPerSecond: Int64, secondsToLimit: Double?, limit: UInt64?,
+        reasons: [String], suspectedSeconds: Double? = nil, forecastInterval: ClosedRange<Double>? = nil,
+        forecastModel: String? = nil
+    ) {
+        self.forecastInterval = forecastInterval
+        self.forecastModel = forecastModel
+        self.kind = kind
+        self.timeNanoseconds = timeNanoseconds
+        self.scope = scope
+        self.pid = pid
+        self.comm = comm
+        self.cgroup = cgroup
+        self.detectors = detectors
+        self.confidence = confidence
+        self.growthBytesPerSecond = growthBytesPerSecond
+        self.secondsToLimit = secondsToLimit
+        self.limit = limit
+        self.reasons = reasons
+        self.suspectedSeconds = suspectedSeconds
+    }
+
+    /// Seconds on the target's clock.
+    public var t: Double { Double(timeNanoseconds) / 1e9 }
+
+    /// One JSON line (docs/events.md), with no identity beyond the cgroup
+    /// path. `epochNanoseconds` is the wall-clock time of t = 0.
+    public func jsonLine(epochNanoseconds: UInt64) -> String {
+        AgentEvent(leak: self, epochNanoseconds: epochNanoseconds, node: nil).jsonLine()
+    }
+
+    static func array(_ values: [String]) -> String { JSONLine.array(values) }
+}
+
+extension AgentEvent {
+    /// A leak event of the assessor, on the wall clock, with its target's identity.
+    public init(leak: LeakEvent, epochNanoseconds epoch: UInt64, node: String?, identity: TargetIdentity? = nil) {
+        let wall = Int64(bitPattern: epoch) &+ leak.timeNanoseconds
+        var resolved = identity ?? TargetIdentity(cgroup: leak.cgroup)
+        resolved.cgroup = leak.cgroup
+        self.init(
+            type: leak.kind.eventType,
+            severity: leak.kind == .cleared ? .info : .warning,
+            epochNanoseconds: UInt64(max(0, wall)), t: leak.t, node: node,
+            target: EventTarget(scope: leak.scope, pid: leak.pid, comm: leak.comm, identity: resolved),
+            details: .leak(
+                LeakDetails(
+                    detectors: leak.detectors, confidence: leak.confidence,
+                    growthBytesPerSecond: leak.growthBytesPerSecond, secondsToLimit: leak.secondsToLimit,
+                    limit: leak.limit, reasons: leak.reasons, suspectedSeconds: leak.suspectedSeconds,
+                    forecastInterval: leak.forecastInterval, forecastModel: leak.forecastModel)))
+    }
+}
+
+extension LeakEvent.Kind {
+    var eventType: AgentEvent.EventType {
+        switch self {
+        case .suspected: .leakSuspected
+        case .cleared: .leakCleared
+        case .updated: .leakUpdated
+        }
+    }
+}

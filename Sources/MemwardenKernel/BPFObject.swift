@@ -1,0 +1,129 @@
+import CMemwarden
+
+#if canImport(Glibc)
+import Glibc
+#elseif canImport(Musl)
+import Musl
+#endif
+import MemwardenModel
+
+/// One BPF object opened from memory, loaded and attached. Holds libbpf
+/// handles, so it is not Sendable: it lives on the one thread that made it,
+/// the way swift-nio keeps event-loop-bound state.
+final class BPFObject {
+    let name: String
+    private(set) var object: OpaquePointer
+    private var links: [OpaquePointer] = []
+    /// bpf_object__open_mem keeps pointing at the ELF bytes until close.
+    private let elf: UnsafeMutableRawBufferPointer
+
+    /// Opens an object embedded as base64 (see EmbeddedBPFObjects).
+    init(name: String, base64: StaticString) throws(KernelError) {
+        self.name = name
+        let text = base64.withUTF8Buffer { String(decoding: $0, as: UTF8.self) }
+        guard let bytes = Base64.decode(text) else {
+            throw KernelError(.openFailed, "embedded BPF object \(name) is not valid base64")
+        }
+        let elf = UnsafeMutableRawBufferPointer.allocate(byteCount: bytes.count, alignment: 8)
+        elf.copyBytes(from: bytes)
+        self.elf = elf
+        mw_capture_libbpf_log()
+        var options = bpf_object_open_opts()
+        options.sz = MemoryLayout<bpf_object_open_opts>.size
+        let opened: OpaquePointer? = name.withCString { cName in
+            options.object_name = cName
+            return bpf_object__open_mem(elf.baseAddress, elf.count, &options)
+        }
+        guard let opened, libbpf_get_error(UnsafeRawPointer(opened)) == 0 else {
+            elf.deallocate()
+            throw KernelError(.openFailed, "libbpf could not open \(name): \(Self.lastLog())")
+        }
+        object = opened
+    }
+
+    deinit {
+        for link in links.reversed() { bpf_link__destroy(link) }
+        bpf_object__close(object)
+        elf.deallocate()
+    }
+
+    /// Sets a `const volatile` global before load: an integer setting, or a
+    /// struct such as the detector thresholds (the sizes must match exactly).
+    func setGlobal<T>(_ variable: String, _ value: T) throws(KernelError) {
+        var copy = value
+        let result = withUnsafeBytes(of: &copy) { mw_set_rodata(object, variable, $0.baseAddress, $0.count) }
+        guard result == 0 else {
+            throw KernelError(.loadFailed, "cannot set \(variable) in \(name): \(String(cString: strerror(-result)))")
+        }
+    }
+
+    func setMaxEntries(map: String, _ entries: UInt32) throws(KernelError) {
+        guard let handle = bpf_object__find_map_by_name(object, map),
+            bpf_map__set_max_entries(handle, entries) == 0
+        else {
+            throw KernelError(.loadFailed, "cannot size map \(map) of \(name) to \(entries)")
+        }
+    }
+
+    /// Loads every program through the verifier; a rejection carries the log's tail.
+    func load() throws(KernelError) {
+        mw_clear_libbpf_log()
+        let result = bpf_object__load(object)
+        guard result == 0 else {
+            throw KernelError(
+                .loadFailed, "the kernel rejected \(name): \(String(cString: strerror(-result)))",
+                detail: Self.lastLog())
+        }
+    }
+
+    /// Attaches every program to the hook its SEC() names.
+    func attachAll() throws(KernelError) {
+        var program = bpf_object__next_program(object, nil)
+        while let current = program {
+            let programName = String(cString: bpf_program__name(current))
+            guard let link = bpf_program__attach(current), libbpf_get_error(UnsafeRawPointer(link)) == 0 else {
+                let error = errno
+                if error == EACCES || error == EPERM {
+                    // the load got through, so this is the attach's own privilege (perf_event_open
+                    // for tp/ programs) or a seccomp filter: say which hook and what to grant
+                    let paranoid = KernelPreflight.perfEventParanoid(procRoot: "/proc")
+                    let hint =
+                        paranoid.map { $0 > 2 ? KernelPreflight.paranoidMessage($0) : "" } ?? ""
+                    throw KernelError(
+                        .missingPrivileges,
+                        "cannot attach \(programName) of \(name) (\(String(cString: strerror(error)))): needs CAP_BPF and "
+                            + "CAP_PERFMON (or CAP_SYS_ADMIN), and perf_event_open and bpf allowed by any seccomp filter"
+                            + (hint.isEmpty ? "" : "; \(hint)"),
+                        detail: Self.lastLog())
+                }
+                throw KernelError(
+                    .attachFailed, "cannot attach \(programName) of \(name): \(String(cString: strerror(error)))",
+                    detail: Self.lastLog())
+            }
+            links.append(link)
+            program = bpf_object__next_program(object, current)
+        }
+    }
+
+    func mapFD(_ map: String) throws(KernelError) -> Int32 {
+        guard let handle = bpf_object__find_map_by_name(object, map) else {
+            throw KernelError(.mapFailed, "\(name) has no map \(map)")
+        }
+        return bpf_map__fd(handle)
+    }
+
+    func programFDs() -> [(name: String, fd: Int32)] {
+        var result: [(String, Int32)] = []
+        var program = bpf_object__next_program(object, nil)
+        while let current = program {
+            result.append((String(cString: bpf_program__name(current)), bpf_program__fd(current)))
+            program = bpf_object__next_program(object, current)
+        }
+        return result
+    }
+
+    static func lastLog() -> String {
+        let lines = String(cString: mw_libbpf_log()).split(separator: "\n")
+        return lines.suffix(12).joined(separator: "\n")
+    }
+}

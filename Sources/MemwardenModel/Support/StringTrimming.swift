@@ -1,0 +1,11 @@
+extension String {
+    /// Without leading and trailing whitespace (cgroup files and secret files
+    /// end in a newline), without Foundation.
+    package func trimmingWhitespace() -> String {
+        let scalars = unicodeScalars
+        guard let first = scalars.firstIndex(where: { !$0.properties.isWhitespace }),
+            let last = scalars.lastIndex(where: { !$0.properties.isWhitespace })
+        else { return "" }
+        return String(scalars[first...last])
+    }
+}
