@@ -25,6 +25,11 @@ struct RestoreCommand: ParsableCommand {
     @Option(help: "The responder's state file.")
     var stateFile: String = ResponseStateFile.defaultPath
 
+    @Option(help: ArgumentHelp(
+        "The cgroupfs the recorded directories must lie under (as the agent's --host-cgroup); a record outside it is not restored.",
+        valueName: "path"))
+    var hostCgroup: String = "/sys/fs/cgroup"
+
     @Flag(help: "Only say what would be restored; write nothing.")
     var dryRun = false
 
@@ -42,7 +47,8 @@ struct RestoreCommand: ParsableCommand {
         let file = ResponseStateFile(path: stateFile)
         let node = getenv("NODE_NAME").map { String(cString: $0) }
         var responder = Responder(
-            configuration: ResponderConfiguration(hierarchy: nil, stateFile: file, dryRun: dryRun, node: node),
+            configuration: ResponderConfiguration(
+                cgroupRoot: hostCgroup, version: nil, stateFile: file, dryRun: dryRun, node: node),
             clock: { ClockReading.system() }, logger: logger)
         for event in responder.recover() { print(event.jsonLine()) }
         let left = file.load().records.count

@@ -38,14 +38,14 @@ import Testing
             record("theirs", theirs, original: "max", written: "524288"),
         ])
 
-        let dry = try ChildProcess(memwarden, ["restore", "--state-file", stateFile.path, "--dry-run"], stdout: .pipe, stderr: .pipe)
+        let dry = try ChildProcess(memwarden, ["restore", "--host-cgroup", root, "--state-file", stateFile.path, "--dry-run"], stdout: .pipe, stderr: .pipe)
         var dryLines: [String] = []
         while let line = dry.stdout?.readLine(deadline: deadline(seconds: 30)) { dryLines.append(line) }
         #expect(dry.waitForExit() == 0)
         #expect(dryLines.count == 2 && dryLines.allSatisfy { $0.contains("\"reason\":\"dry_run\"") }, "\(dryLines)")
         #expect(try String(contentsOfFile: ours.directory + "/memory.high", encoding: .utf8) == "524288")
 
-        let run = try ChildProcess(memwarden, ["restore", "--state-file", stateFile.path], stdout: .pipe, stderr: .pipe)
+        let run = try ChildProcess(memwarden, ["restore", "--host-cgroup", root, "--state-file", stateFile.path], stdout: .pipe, stderr: .pipe)
         var lines: [String] = []
         while let line = run.stdout?.readLine(deadline: deadline(seconds: 30)) { lines.append(line) }
         #expect(run.waitForExit() == 0)
@@ -59,7 +59,7 @@ import Testing
         try FileManager.default.removeItem(atPath: broken.directory + "/memory.high")
         try FileManager.default.createDirectory(atPath: broken.directory + "/memory.high", withIntermediateDirectories: false)
         try stateFile.save([record("broken", broken, original: "max", written: "8192")])
-        let failing = try ChildProcess(memwarden, ["restore", "--state-file", stateFile.path], stdout: .pipe, stderr: .pipe)
+        let failing = try ChildProcess(memwarden, ["restore", "--host-cgroup", root, "--state-file", stateFile.path], stdout: .pipe, stderr: .pipe)
         while failing.stdout?.readLine(deadline: deadline(seconds: 30)) != nil {}
         #expect(failing.waitForExit() == 1)
         #expect(stateFile.load().records.count == 1)
