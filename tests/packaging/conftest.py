@@ -38,6 +38,26 @@ VALUE_SETS: dict[str, dict[str, Any]] = {
             "outputs": {"kubernetes": {"events": True, "annotations": True}},
         },
     },
+    # what tests/vm/test_cluster.py upgrades to on a real node: a throttle rule for one
+    # namespace with the accelerated detectors, Kubernetes Events and annotations
+    "cluster-vm": {
+        "image": {"repository": "localhost/memwarden/memwarden", "tag": "test", "pullPolicy": "Never"},
+        "features": {"throttle": True, "events": True, "annotations": True},
+        "policy": {
+            "apiVersion": "memwarden.io/v1",
+            "kind": "MemwardenPolicy",
+            "defaults": {"response": {"mode": "observe"}},
+            "outputs": {"kubernetes": {"events": True, "annotations": True}},
+            "rules": [{
+                "name": "leaky-throttle",
+                "match": {"namespace": "leaky"},
+                "budget": "limit",
+                "detectors": {"profile": "accelerated"},
+                "response": {"mode": "throttle", "throttle": {"fromTier": "warning", "minSuspected": "5s", "interval": "2s",
+                                                       "maxGrowthRate": "64Ki/s"}},
+            }],
+        },
+    },
     "monitoring": {
         "serviceMonitor": {"enabled": True, "labels": {"release": "prometheus"}},
         "prometheusRule": {"enabled": True},
