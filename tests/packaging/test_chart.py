@@ -368,24 +368,6 @@ def test_agent_arguments_are_flags_the_agent_knows(name: str, release_binary: Pa
     assert used <= known, f"unknown to `memwarden run`: {sorted(used - known)}"
 
 
-def test_cluster_vm_values_are_the_packaging_suites() -> None:
-    # tests/vm/test_cluster.py runs these values on a real node; the packaging suite lints,
-    # validates and checks them (VALUE_SETS["cluster-vm"]) so the two cannot drift apart
-    import ast
-
-    source = (ROOT / "tests" / "vm" / "test_cluster.py").read_text()
-    tree = ast.parse(source)
-    found = {}
-    for node in tree.body:
-        if isinstance(node, (ast.Assign, ast.AnnAssign)):
-            target = node.targets[0] if isinstance(node, ast.Assign) else node.target
-            if isinstance(target, ast.Name) and target.id in ("IMAGE", "THROTTLE_VALUES"):
-                found[target.id] = node.value
-    image = ast.literal_eval(found["IMAGE"])
-    values = ast.literal_eval(ast.unparse(found["THROTTLE_VALUES"]).replace("IMAGE", repr(image)))
-    assert values == VALUE_SETS["cluster-vm"]
-
-
 def test_service_account_token_and_state_dir_survive_a_container_restart() -> None:
     # the cluster VM's kill -9: the agent reads its token from the mounted service-account
     # Secret and its originals from a hostPath state file, both outside the container
