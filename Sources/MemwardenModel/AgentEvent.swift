@@ -195,6 +195,14 @@ public struct GrowthCapDetails: Sendable, Hashable {
     /// Where raises stop: memory.max, or a lower original memory.high (nil: none).
     public var ceilingBytes: UInt64?
 
+    /// The forecast under the cap: seconds until usage reaches the ceiling when it grows at
+    /// the cap's rate (nil: usage or ceiling unknown). A leak the cap holds grows at about
+    /// that rate, so this replaces the unthrottled forecast of its leak events.
+    public var secondsToCeiling: Double? {
+        guard let usageBytes, let ceilingBytes, rateBytesPerSecond > 0 else { return nil }
+        return Double(ceilingBytes > usageBytes ? ceilingBytes - usageBytes : 0) / Double(rateBytesPerSecond)
+    }
+
     public init(rateBytesPerSecond: UInt64, allowanceBytes: UInt64, usageBytes: UInt64? = nil, ceilingBytes: UInt64? = nil) {
         self.rateBytesPerSecond = rateBytesPerSecond
         self.allowanceBytes = allowanceBytes

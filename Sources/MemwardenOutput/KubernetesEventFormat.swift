@@ -68,6 +68,7 @@ public struct KubernetesEventFormat: Sendable, Hashable {
                 // what a reader of `kubectl describe pod` needs to know: the pod is slowed, not stopped, and how much
                 note += ": memory it cannot give back, growth slowed to \(Self.bytes(Int64(clamping: cap.rateBytesPerSecond)))/s"
                     + ", \(Self.bytes(Int64(clamping: cap.allowanceBytes))) allowed since the cap started"
+                if let seconds = cap.secondsToCeiling { note += "; at this rate the limit in \(Self.duration(seconds))" }
             }
             if !response.dryRun { annotations[Self.throttledAnnotation] = "true" }
         case (.responseRestore, .response(let response)):

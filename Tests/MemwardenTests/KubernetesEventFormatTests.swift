@@ -62,6 +62,19 @@ struct KubernetesEventFormatTests {
         #expect(format.note.hasSuffix(": memory it cannot give back, growth slowed to 128.0 KiB/s, 37.5 MiB allowed since the cap started"))
     }
 
+    /// The forecast under the cap: (ceiling − usage) / rate, in the event and in the note.
+    @Test func growthCapForecastsTheCeilingAtItsRate() {
+        let details = GrowthCapDetails(
+            rateBytesPerSecond: 128 << 10, allowanceBytes: 0, usageBytes: 346_030_080, ceilingBytes: 402_653_184)
+        #expect(details.secondsToCeiling == 432)
+        #expect(GrowthCapDetails(rateBytesPerSecond: 128 << 10, allowanceBytes: 0, usageBytes: 346_030_080).secondsToCeiling == nil)
+        #expect(GrowthCapDetails(rateBytesPerSecond: 1, allowanceBytes: 0, usageBytes: 9, ceilingBytes: 8).secondsToCeiling == 0)
+        let cap = ResponseDetails(mode: .throttle, rule: "r", memoryHighAfter: 346_034_176, reason: "growth_cap", growthCap: details)
+        let event = Self.event(.responseThrottle, .response(cap))
+        #expect(KubernetesEventFormat(event).note.hasSuffix("; at this rate the limit in \(KubernetesEventFormat.duration(432))"))
+        #expect(event.jsonLine().contains(#""seconds_to_ceiling":432}"#), "\(event.jsonLine())")
+    }
+
     @Test func throttleAndRestoreButNotInDryRun() {
         let throttle = ResponseDetails(mode: .throttle, rule: "r", memoryHighBefore: nil, memoryHighAfter: 768 << 20)
         let format = KubernetesEventFormat(Self.event(.responseThrottle, .response(throttle)))

@@ -57,6 +57,24 @@ VALUE_SETS: dict[str, dict[str, Any]] = {
 }
 
 
+def cluster_vm_values() -> dict[str, Any]:
+    """What tests/vm/test_cluster.py upgrades to on a real node (its THROTTLE_VALUES: a throttle
+    rule for one namespace with the accelerated detectors, Kubernetes Events and annotations),
+    read from that file so that this suite lints and validates exactly those values."""
+    import ast
+
+    assignments: dict[str, ast.expr] = {}
+    for node in ast.parse((ROOT / "tests" / "vm" / "test_cluster.py").read_text()).body:
+        target = node.targets[0] if isinstance(node, ast.Assign) else node.target if isinstance(node, ast.AnnAssign) else None
+        if isinstance(target, ast.Name) and node.value is not None:
+            assignments[target.id] = node.value
+    image = ast.literal_eval(assignments["IMAGE"])
+    return ast.literal_eval(ast.unparse(assignments["THROTTLE_VALUES"]).replace("IMAGE", repr(image)))
+
+
+VALUE_SETS["cluster-vm"] = cluster_vm_values()
+
+
 def render(values: dict[str, Any] | None = None) -> dict[str, str]:
     """The chart's templates rendered offline: template path -> manifest text."""
     with helm.Chart.load(str(CHART)) as chart:

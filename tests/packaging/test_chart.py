@@ -364,3 +364,16 @@ def test_agent_arguments_are_flags_the_agent_knows(name: str, release_binary: Pa
     assert arguments[0] == "run"
     used = {a.split("=", 1)[0] for a in arguments[1:] if a.startswith("--")}
     assert used <= known, f"unknown to `memwarden run`: {sorted(used - known)}"
+
+
+def test_service_account_token_and_state_dir_survive_a_container_restart() -> None:
+    # the cluster VM's kill -9: the agent reads its token from the mounted service-account
+    # Secret and its originals from a hostPath state file, both outside the container
+    objects = manifests(VALUE_SETS["cluster-vm"])
+    pod = one(objects, "DaemonSet")["spec"]["template"]["spec"]
+    assert pod["automountServiceAccountToken"] is True
+    assert pod["serviceAccountName"] == one(objects, "ServiceAccount")["metadata"]["name"]
+    state = next(v for v in pod["volumes"] if v["name"] == "state")
+    assert state["hostPath"] == {"path": "/var/lib/memwarden", "type": "DirectoryOrCreate"}
+    assert "--state-file=/var/lib/memwarden/state.json" in container(objects)["args"]
+    assert mounts(objects)["/var/lib/memwarden"].get("readOnly", False) is False

@@ -4,13 +4,14 @@ Kubernetes node and runs the chart on it, writing one JSON file per check into -
 
 The node: containerd (Debian's, CRI, systemd cgroup driver, the CNI bridge plugin), the kubelet
 built from Debian's kubernetes source (scripts/kube-build, shared in read-only as 9p tag
-`kube`), registering with the control plane (etcd + kube-apiserver, scripts/test-cluster) that
-runs on the host's loopback, reached as 10.0.2.2 through qemu's user-mode networking. No
-kube-proxy: one iptables DNAT rule sends the `kubernetes` Service's address to the API server.
-No controller-manager and no scheduler: this script does their two jobs the agent needs (a
-token Secret for the chart's ServiceAccount; the DaemonSet's one pod, made from its template
-with nodeName set and the DaemonSet as owner). The chart's manifests were rendered on the host
-with the Helm v4 SDK and are applied here with server-side apply.
+`kube`), registering with the control plane that runs on the host's loopback (etcd,
+kube-apiserver with RBAC, kube-controller-manager, kube-scheduler: scripts/test-cluster),
+reached as 10.0.2.2 through qemu's user-mode networking. No kube-proxy: one iptables DNAT rule
+sends the `kubernetes` Service's address to the API server. The controllers do their real jobs:
+the DaemonSet controller and the scheduler make and place the agent's pod, the token
+controller signs its service account's token, the garbage collector removes the pod on
+uninstall. `helm install`, `upgrade` and `uninstall` run on the host with the Helm v4 SDK:
+this script asks for them by writing a request file into --helm and waits for the reply.
 
 It asserts nothing itself: it does the steps, waits on conditions with deadlines and records
 what it saw; test_cluster.py judges. Python's standard library only.
@@ -22,7 +23,6 @@ import argparse
 import glob
 import json
 import os
-import re
 import ssl
 import subprocess
 import sys
@@ -115,29 +115,9 @@ class API:
     def get(self, path: str, ok: tuple[int, ...] = (200,)) -> Any:
         return self.call("GET", path, ok=ok)
 
-    def apply(self, manifest: dict[str, Any]) -> Any:
-        return self.call("PATCH", object_path(manifest), manifest, "application/apply-patch+yaml",
-                         {"fieldManager": "memwarden-vm", "force": "true"})
-
     def delete(self, path: str) -> None:
         self.call("DELETE", path, {"kind": "DeleteOptions", "apiVersion": "v1", "propagationPolicy": "Background"},
                   ok=(200, 202, 404))
-
-
-PLURALS = {"ServiceAccount": "serviceaccounts", "ConfigMap": "configmaps", "Service": "services",
-           "DaemonSet": "daemonsets", "ClusterRole": "clusterroles", "ClusterRoleBinding": "clusterrolebindings",
-           "Role": "roles", "RoleBinding": "rolebindings", "Namespace": "namespaces", "Pod": "pods", "Secret": "secrets"}
-CLUSTER_SCOPED = {"ClusterRole", "ClusterRoleBinding", "Namespace"}
-
-
-def object_path(manifest: dict[str, Any]) -> str:
-    version = manifest["apiVersion"]
-    base = f"/api/{version}" if "/" not in version else f"/apis/{version}"
-    plural = PLURALS[manifest["kind"]]
-    name = manifest["metadata"]["name"]
-    if manifest["kind"] in CLUSTER_SCOPED:
-        return f"{base}/{plural}/{name}"
-    return f"{base}/namespaces/{manifest['metadata']['namespace']}/{plural}/{name}"
 
 
 # ---------------------------------------------------------------------------------------
@@ -276,42 +256,72 @@ def load_manifests(path: Path) -> list[dict[str, Any]]:
     return json.loads(path.read_text())
 
 
-def install(api: API, manifests: list[dict[str, Any]], settings: dict[str, Any], facts: dict[str, Any]) -> dict[str, Any]:
-    """Applies the rendered chart, then does the controllers' part: the ServiceAccount's token
-    Secret (the token controller's) and the DaemonSet's pod on this node (the DaemonSet
-    controller's and the scheduler's). Returns the pod as created."""
-    namespace = settings["namespace"]
-    api.call("POST", "/api/v1/namespaces", {"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": namespace}},
-             ok=(201, 409))
-    for manifest in manifests:
-        manifest["metadata"].setdefault("namespace", namespace)
-        api.apply(manifest)
-    facts["applied"] = [f"{m['kind']}/{m['metadata']['name']}" for m in manifests]
-    accounts = [m for m in manifests if m["kind"] == "ServiceAccount"]
-    daemonset = next(m for m in manifests if m["kind"] == "DaemonSet")
-    template = daemonset["spec"]["template"]
-    account = template["spec"].get("serviceAccountName", "default")
-    if accounts:
-        secret_name = f"{account}-token"
-        api.call("POST", f"/api/v1/namespaces/{namespace}/secrets", {
-            "apiVersion": "v1", "kind": "Secret", "type": "kubernetes.io/service-account-token",
-            "metadata": {"name": secret_name, "annotations": {"kubernetes.io/service-account.name": account}},
-            "stringData": {"token": settings["token"], "ca.crt": settings["ca"], "namespace": namespace}}, ok=(201, 409))
-        api.call("PATCH", f"/api/v1/namespaces/{namespace}/serviceaccounts/{account}",
-                 {"secrets": [{"name": secret_name}]}, "application/merge-patch+json")
-    return create_daemon_pod(api, namespace, daemonset)
+class Helm:
+    """`helm install/upgrade/uninstall` on the host (test_cluster.py serves the requests with
+    the Helm v4 SDK against the same API server): a request file in, a reply file back."""
+
+    def __init__(self, directory: Path) -> None:
+        self.directory = directory
+        self.count = 0
+
+    def __call__(self, action: str, values: str | None = None, timeout: float = 300) -> dict[str, Any]:
+        self.count += 1
+        stem = f"{self.count:02d}-{action}"
+        request = self.directory / f"{stem}.request.json"
+        temporary = self.directory / f".{stem}.tmp"
+        temporary.write_text(json.dumps({"action": action, "values": values}))
+        temporary.rename(request)
+        reply_path = self.directory / f"{stem}.reply.json"
+
+        def replied() -> dict[str, Any] | None:
+            try:
+                return json.loads(reply_path.read_text())
+            except (FileNotFoundError, json.JSONDecodeError):
+                return None
+
+        reply, _ = wait_for(f"the host's reply to helm {action}", replied, timeout, 0.5)
+        if not reply.get("ok"):
+            raise RuntimeError(f"helm {action} failed on the host: {reply.get('error')}")
+        return reply
 
 
-def create_daemon_pod(api: API, namespace: str, daemonset: dict[str, Any]) -> dict[str, Any]:
-    live = api.get(f"/apis/apps/v1/namespaces/{namespace}/daemonsets/{daemonset['metadata']['name']}")
-    template = json.loads(json.dumps(daemonset["spec"]["template"]))
-    pod = {"apiVersion": "v1", "kind": "Pod",
-           "metadata": {**template.get("metadata", {}), "generateName": daemonset["metadata"]["name"] + "-",
-                        "namespace": namespace,
-                        "ownerReferences": [{"apiVersion": "apps/v1", "kind": "DaemonSet", "name": live["metadata"]["name"],
-                                             "uid": live["metadata"]["uid"], "controller": True, "blockOwnerDeletion": True}]},
-           "spec": {**template["spec"], "nodeName": NODE}}
-    return api.call("POST", f"/api/v1/namespaces/{namespace}/pods", pod)
+AGENT_SELECTOR = "app.kubernetes.io/name=memwarden,app.kubernetes.io/instance=mw"
+
+
+def agent_pods(api: API, namespace: str) -> list[dict[str, Any]]:
+    """The DaemonSet's pods (not being deleted), oldest first."""
+    pods = api.call("GET", f"/api/v1/namespaces/{namespace}/pods", params={"labelSelector": AGENT_SELECTOR})
+    live = [p for p in pods.get("items", []) if not p["metadata"].get("deletionTimestamp")]
+    return sorted(live, key=lambda p: p["metadata"]["creationTimestamp"])
+
+
+def daemon_pod(api: API, namespace: str, facts: dict[str, Any], timeout: float, not_uid: str | None = None) -> dict[str, Any]:
+    """Waits for the DaemonSet controller's pod on this node (scheduled by the scheduler), other
+    than NOT_UID; on timeout, what the DaemonSet's status and the namespace's Events say."""
+    def created() -> dict[str, Any] | None:
+        pods = [p for p in agent_pods(api, namespace) if p["metadata"]["uid"] != not_uid]
+        return pods[-1] if pods and pods[-1]["spec"].get("nodeName") == NODE else None
+
+    try:
+        pod, waited = wait_for("the DaemonSet controller and the scheduler to place the agent's pod", created, timeout, 1)
+    except TimeoutError:
+        facts["daemonset_status"] = _try(lambda: api.get(f"/apis/apps/v1/namespaces/{namespace}/daemonsets/mw-memwarden").get("status"))
+        facts["namespace_events"] = _try(lambda: [
+            f"{e.get('reason')}: {e.get('message')}" for e in api.get(f"/api/v1/namespaces/{namespace}/events").get("items", [])][-15:])
+        raise
+    facts["seconds_to_pod_created"] = round(waited, 1)
+    facts["owner"] = [f"{o['kind']}/{o['name']}" for o in pod["metadata"].get("ownerReferences", [])]
+    return pod
+
+
+def token_volume(pod: dict[str, Any]) -> str | None:
+    """The service-account token Secret the ServiceAccount admission plugin mounted (the token
+    controller made it)."""
+    for volume in pod["spec"].get("volumes", []):
+        secret = volume.get("secret", {}).get("secretName", "")
+        if "-token-" in secret:
+            return secret
+    return None
 
 
 def pod_state(api: API, namespace: str, name: str) -> dict[str, Any]:
@@ -339,10 +349,12 @@ def wait_pod_ready(api: API, namespace: str, name: str, timeout: float, facts: d
     return state
 
 
-def pod_log_lines(namespace: str, name: str, container: str) -> list[str]:
-    """What `kubectl logs` reads: the CRI log files under /var/log/pods, every restart."""
+def pod_log_lines(namespace: str, name: str, container: str, restart: int | None = None) -> list[str]:
+    """What `kubectl logs` reads: the CRI log files under /var/log/pods (N.log for the Nth
+    restart), every restart's or RESTART's only."""
     lines: list[str] = []
-    for path in sorted(glob.glob(f"/var/log/pods/{namespace}_{name}_*/{container}/*.log")):
+    paths = glob.glob(f"/var/log/pods/{namespace}_{name}_*/{container}/{'*' if restart is None else restart}.log")
+    for path in sorted(paths, key=lambda p: int(Path(p).stem) if Path(p).stem.isdigit() else -1):
         with open(path, errors="replace") as f:
             for line in f:
                 # CRI format: TIME STREAM TAG MESSAGE
@@ -355,9 +367,9 @@ def pod_log(namespace: str, name: str, container: str, lines: int) -> str:
     return "\n".join(pod_log_lines(namespace, name, container)[-lines:])
 
 
-def pod_events(namespace: str, name: str, container: str) -> list[dict[str, Any]]:
+def pod_events(namespace: str, name: str, container: str, restart: int | None = None) -> list[dict[str, Any]]:
     events = []
-    for line in pod_log_lines(namespace, name, container):
+    for line in pod_log_lines(namespace, name, container, restart):
         if line.startswith("{"):
             try:
                 events.append(json.loads(line))
@@ -367,10 +379,12 @@ def pod_events(namespace: str, name: str, container: str) -> list[dict[str, Any]
 
 
 def delete_and_wait(api: API, namespace: str, name: str, timeout: float = 180,
-                    container: str | None = None, seen: list[dict[str, Any]] | None = None) -> float:
-    """Deletes a pod and waits until it is gone. With CONTAINER, its log's events are read on
-    every poll into SEEN: the kubelet removes /var/log/pods/... with the pod."""
-    api.delete(f"/api/v1/namespaces/{namespace}/pods/{name}")
+                    container: str | None = None, seen: list[dict[str, Any]] | None = None, delete: bool = True) -> float:
+    """Deletes a pod (unless DELETE is false: a controller does) and waits until it is gone.
+    With CONTAINER, its log's events are read on every poll into SEEN: the kubelet removes
+    /var/log/pods/... with the pod."""
+    if delete:
+        api.delete(f"/api/v1/namespaces/{namespace}/pods/{name}")
 
     def gone() -> bool:
         if container is not None and seen is not None:
@@ -400,9 +414,9 @@ def app_pod(name: str, args: list[str], limit: str) -> dict[str, Any]:
                                                                  "requests": {"memory": "64Mi", "cpu": "50m"}}}]}}
 
 
-def container_cgroup(api: API, name: str) -> Path:
+def container_cgroup(api: API, name: str, namespace: str = APP_NAMESPACE) -> Path:
     """The container's cgroup on this node (systemd driver): the scope of its container id."""
-    pod = api.get(f"/api/v1/namespaces/{APP_NAMESPACE}/pods/{name}")
+    pod = api.get(f"/api/v1/namespaces/{namespace}/pods/{name}")
     statuses = pod.get("status", {}).get("containerStatuses", [])
     if not statuses or not statuses[0].get("containerID"):
         raise RuntimeError(f"{name} has no container id yet")
@@ -433,6 +447,10 @@ class Sampler:
                 sample[f"{label}_current"] = None
         self.samples.append(sample)
         return sample
+
+    def reached(self, level: int, label: str = "leak") -> float | None:
+        """When memory.current of LABEL first reached LEVEL bytes (a sample's time)."""
+        return next((s["t"] for s in self.samples if (s.get(f"{label}_current") or 0) >= level), None)
 
     def rate(self, start: float, end: float, label: str = "leak") -> float | None:
         """MiB/s of memory.current between two times (least squares)."""
@@ -467,26 +485,33 @@ def main() -> int:
     parser = argparse.ArgumentParser()
     parser.add_argument("--input", required=True, type=Path, help="settings.json, the rendered manifests, images/")
     parser.add_argument("--results", required=True, type=Path)
+    parser.add_argument("--helm", required=True, type=Path, help="where helm requests go and the host's replies come")
     options = parser.parse_args()
     results = Results(options.results)
+    options.helm.mkdir(parents=True, exist_ok=True)
+    helm = Helm(options.helm)
     settings = json.loads((options.input / "settings.json").read_text())
     run(["mkdir", "-p", str(KUBE)])
     run(["mount", "-t", "9p", "-o", "trans=virtio,version=9p2000.L,msize=262144,ro", "kube", str(KUBE)])
     api = API(f"https://{HOST}:{settings['api_port']}", settings["token"], str(options.input / "ca.crt"))
     namespace = settings["namespace"]
+    leak_limit = settings.get("leak_limit", "384Mi")
+    leak_base = int(settings.get("leak_base_mib", 160))
     state: dict[str, Any] = {}
 
     def node(facts: dict[str, Any]) -> None:
         setup_node(settings, Path(settings["images"]), facts, api)
 
     def agent_ready(facts: dict[str, Any]) -> None:
-        manifests = load_manifests(options.input / "chart-defaults.json")
+        # helm install with the chart's defaults (but the image), on the host
         started = now()
-        pod = install(api, manifests, settings, facts)
+        facts["helm"] = helm("install", "defaults")
+        pod = daemon_pod(api, namespace, facts, 300)
         name = pod["metadata"]["name"]
         state["agent_pod"] = name
         facts["pod"] = name
         facts["security_context"] = pod["spec"]["containers"][0].get("securityContext")
+        facts["token_secret"] = token_volume(pod)
         try:
             ready = wait_pod_ready(api, namespace, name, 900, facts, "pod_state")
         finally:
@@ -495,21 +520,22 @@ def main() -> int:
         text, waited = wait_for("/metrics to answer", lambda: _try(lambda: metrics(ready["podIP"], settings["port"])), 60, 1)
         facts["metrics_lines"] = len(text.splitlines())
         facts["metrics_sample"] = [line for line in text.splitlines() if line.startswith("memwarden_")][:15]
+        # the agent's own pod by name: its pod list came through the service account's token
+        facts["own_pod_series"] = [line for line in text.splitlines() if f'pod="{name}"' in line][:2]
 
     def throttle(facts: dict[str, Any]) -> None:
         if not state.get("agent_pod"):
             raise RuntimeError("the agent pod never became Ready (see agent-ready)")
-        # helm upgrade: the throttle values change the DaemonSet's template (the host cgroupfs
-        # read-write), so its pod is replaced, as the DaemonSet controller would
-        manifests = load_manifests(options.input / "chart-throttle.json")
+        # helm upgrade to the throttle values (and Events and annotations): the template
+        # changes (the host cgroupfs read-write), so the DaemonSet controller replaces the pod
         started = now()
-        for manifest in manifests:
-            manifest["metadata"].setdefault("namespace", namespace)
-            api.apply(manifest)
-        facts["old_pod_gone_seconds"] = round(delete_and_wait(api, namespace, state["agent_pod"]), 1)
-        pod = create_daemon_pod(api, namespace, next(m for m in manifests if m["kind"] == "DaemonSet"))
+        old = api.get(f"/api/v1/namespaces/{namespace}/pods/{state['agent_pod']}")
+        facts["helm"] = helm("upgrade", "throttle")
+        facts["old_pod_gone_seconds"] = round(delete_and_wait(api, namespace, state["agent_pod"], 300, delete=False), 1)
+        pod = daemon_pod(api, namespace, facts, 300, not_uid=old["metadata"]["uid"])
         name = state["agent_pod"] = pod["metadata"]["name"]
         facts["pod"] = name
+        facts["token_secret"] = token_volume(pod)
         try:
             wait_pod_ready(api, namespace, name, 900, facts, "pod_state")
         finally:
@@ -518,17 +544,20 @@ def main() -> int:
 
         api.call("POST", "/api/v1/namespaces", {"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": APP_NAMESPACE}},
                  ok=(201, 409))
-        # the ServiceAccount admission plugin wants the namespace's default account (the
-        # missing controller-manager would create it)
-        api.call("POST", f"/api/v1/namespaces/{APP_NAMESPACE}/serviceaccounts",
-                 {"apiVersion": "v1", "kind": "ServiceAccount", "metadata": {"name": "default"}}, ok=(201, 409))
-        # 1 MiB/s of anonymous memory from 160 MiB in a 384 MiB pod: the warning tier (70 %),
-        # where throttling starts, in about 110 s, the limit in about 220 s if nothing slows it.
-        # The detector forecasts only once a young target has a minute of history (before that
-        # leak.suspected carries no seconds_to_limit): the leak runs unthrottled long enough
-        # for a leak.updated with the forecast
+        # the ServiceAccount admission plugin wants the namespace's default account: the
+        # controller-manager's service-account controller makes it
+        wait_for(f"the service-account controller to make {APP_NAMESPACE}/default",
+                 lambda: api.call("GET", f"/api/v1/namespaces/{APP_NAMESPACE}/serviceaccounts/default", ok=(200, 404)).get("kind")
+                 == "ServiceAccount", 120, 0.5)
+        # 1 MiB/s of anonymous memory from LEAK_BASE MiB in a LEAK_LIMIT pod: the warning tier
+        # (70 %), where throttling starts, in about 110 s. The detector forecasts only once a
+        # young target has a minute of history (before that leak.suspected carries no
+        # seconds_to_limit): the leak runs unthrottled long enough for a leak.updated with the
+        # forecast. A small limit: the kernel's over-high penalty grows with the overage's share
+        # of memory.high, so a larger cgroup overshoots the cap longer (1 GiB: 3.5x slower in
+        # the minute after the write, 384 MiB: 7x).
         api.call("POST", f"/api/v1/namespaces/{APP_NAMESPACE}/pods",
-                 app_pod("leak", ["steady", "--base", "160", "--rate", "1", "--duration", "0"], "384Mi"))
+                 app_pod("leak", ["steady", "--base", str(leak_base), "--rate", "1", "--duration", "0"], leak_limit))
         api.call("POST", f"/api/v1/namespaces/{APP_NAMESPACE}/pods",
                  app_pod("healthy", ["stable", "--base", "64", "--noise", "1", "--duration", "0"], "384Mi"))
         for app in ("leak", "healthy"):
@@ -537,6 +566,7 @@ def main() -> int:
         leak_started = now()
         uids = {app: pod_state(api, APP_NAMESPACE, app)["uid"] for app in ("leak", "healthy")}
         facts["pod_uids"] = uids
+        state["uids"] = uids
         leak_group = container_cgroup(api, "leak")
         # the container's scope and its pod's slice: whichever the agent throttles
         groups = {"leak": leak_group, "leakpod": leak_group.parent, "healthy": container_cgroup(api, "healthy")}
@@ -544,6 +574,17 @@ def main() -> int:
         state["groups"] = groups
         sampler = Sampler(groups)
         state["sampler"] = sampler
+        annotations: dict[str, dict[str, list[str]]] = {"leak": {}, "healthy": {}}
+        state["annotations"] = annotations
+
+        def watch_annotations() -> None:
+            # every memwarden.io/ annotation each pod had at any poll (a cleared suspicion
+            # removes its annotation again)
+            for app in ("leak", "healthy"):
+                found = _try(lambda app=app: api.get(f"/api/v1/namespaces/{APP_NAMESPACE}/pods/{app}")["metadata"].get("annotations", {}))
+                for key, value in (found or {}).items():
+                    if key.startswith("memwarden.io/") and value not in annotations[app].setdefault(key, []):
+                        annotations[app][key].append(value)
 
         def suspected() -> dict[str, Any] | None:
             sampler.take()
@@ -565,20 +606,26 @@ def main() -> int:
             sample = sampler.take()
             if sample.get("leak_current") is None:
                 raise RuntimeError("the leak's cgroup went away (OOM-killed?) before memory.high was written")
+            if len(sampler.samples) % 6 == 0:
+                watch_annotations()
             return sample["leak_high"] != "max" or sample.get("leakpod_high") != "max"
 
         wait_for("memory.high of the leak pod's container to be written", throttled, 300, 0.5)
         first_write = now()
         facts["seconds_to_first_write"] = round(first_write - leak_started, 1)
         facts["first_memory_high"] = {"container": sampler.samples[-1]["leak_high"], "pod": sampler.samples[-1].get("leakpod_high")}
-        # from 10 s on: leaksim's base allocation is behind it
-        facts["rate_before"] = sampler.rate(leak_started + 10, first_write)
+        # from 10 s on and past the base: leaksim's base allocation is behind it
+        base_done = max(leak_started + 10, sampler.reached((leak_base + 2) * MIB) or leak_started)
+        facts["rate_before"] = sampler.rate(base_done, first_write)
         events_at_write = sampler.samples[-1]["leak_events_high"]
         window = 60.0
         while now() < first_write + window:
             if sampler.take().get("leak_current") is None:
                 break
+            if len(sampler.samples) % 6 == 0:
+                watch_annotations()
             time.sleep(0.5)
+        watch_annotations()
         facts["rate_first_20s"] = sampler.rate(first_write, first_write + 20)
         facts["rate_after"] = sampler.rate(first_write + window - 20, first_write + window)
         facts["memory_events_high_at_write"] = events_at_write
@@ -586,10 +633,91 @@ def main() -> int:
         facts["leak_memory_high_after"] = {"container": sampler.samples[-1].get("leak_high"), "pod": sampler.samples[-1].get("leakpod_high")}
         facts["healthy_high_values"] = sorted({s.get("healthy_high") for s in sampler.samples if s.get("healthy_high")})
         events = pod_events(namespace, name, "memwarden")
-        facts["responses"] = [e for e in events if str(e.get("type", "")).startswith("response.")][-20:]
-        facts["leak_events"] = [e for e in events if str(e.get("type", "")).startswith("leak.")
-                                and uids["leak"] in identity_values(e)][:10]
+        leak_events = [e for e in events if uids["leak"] in identity_values(e)]
+        facts["responses"] = [e for e in leak_events if str(e.get("type", "")).startswith("response.")][:3] + \
+            [e for e in leak_events if str(e.get("type", "")).startswith("response.")][-3:]
+        facts["leak_events"] = [e for e in leak_events if str(e.get("type", "")).startswith("leak.")][:12]
+        facts["first_write_time"] = next((e.get("time") for e in leak_events if e.get("type") == "response.throttle"), None)
         facts["samples"] = [{**s, "t": round(s["t"] - leak_started, 1)} for s in sampler.samples[:: max(1, len(sampler.samples) // 100)]]
+        facts["sink_warnings"] = [line[:400] for line in pod_log_lines(namespace, name, "memwarden")
+                                  if "kubernetes sink" in line or "403" in line][:5]
+        # the Kubernetes Events on each pod (events.k8s.io, by memwarden's reporting controller)
+        listed = api.get(f"/apis/events.k8s.io/v1/namespaces/{APP_NAMESPACE}/events").get("items", [])
+        facts["kube_events"] = {app: [{"reason": e.get("reason"), "type": e.get("type"), "action": e.get("action"),
+                                       "note": e.get("note"), "reportingController": e.get("reportingController"),
+                                       "series": e.get("series")}
+                                      for e in listed if e.get("regarding", {}).get("uid") == uids[app]
+                                      and e.get("reportingController") == "memwarden.io/agent"]
+                                for app in ("leak", "healthy")}
+        facts["annotations"] = annotations
+
+    def kill9(facts: dict[str, Any]) -> None:
+        # kill -9 of the agent's process while it throttles: the kubelet restarts the
+        # container in the same pod, the state file (hostPath) outlives it
+        if not state.get("groups"):
+            raise RuntimeError("nothing was throttled (see the throttle check)")
+        name = state["agent_pod"]
+        sampler: Sampler = state["sampler"]
+        leak_cgroup = "/" + str(state["groups"]["leak"].relative_to(CGROUP))
+        before = pod_state(api, namespace, name)["containers"][0]
+        restarts = before.get("restartCount", 0)
+        facts["restart_count_before"] = restarts
+        agent_group = container_cgroup(api, name, namespace)
+        state_file = Path("/var/lib/memwarden/state.json")
+        facts["state_before"] = json.loads(state_file.read_text()) if state_file.exists() else None
+        sample = sampler.take()
+        facts["leak_high_at_kill"] = sample.get("leak_high")
+        pids = [int(p) for p in (agent_group / "cgroup.procs").read_text().split()]
+        facts["killed_pids"] = pids
+        killed = now()
+        for pid in pids:
+            os.kill(pid, 9)
+
+        def restarted_ready() -> bool:
+            sampler.take()
+            current = pod_state(api, namespace, name)
+            status = current["containers"][0] if current["containers"] else {}
+            facts["container_status"] = status
+            return status.get("restartCount", 0) > restarts and current["conditions"].get("Ready") == "True"
+
+        try:
+            wait_for("the killed agent's container to restart and become Ready", restarted_ready, 600, 1)
+        finally:
+            facts["new_log_tail"] = pod_log(namespace, name, "memwarden", 25)
+        facts["seconds_to_ready_again"] = round(now() - killed, 1)
+        restart = restarts + 1
+        facts["last_termination"] = facts["container_status"].get("lastState", {}).get("terminated")
+
+        def restore_seen() -> dict[str, Any] | None:
+            sampler.take()
+            for event in pod_events(namespace, name, "memwarden", restart):
+                if event.get("type") == "response.restore" and event.get("cgroup") == leak_cgroup:
+                    return event
+            return None
+
+        restore, _ = wait_for("the restarted agent's response.restore of the leak's memory.high", restore_seen, 60, 0.5)
+        facts["restore"] = restore
+        facts["leak_high_after_restore"] = sampler.take().get("leak_high")
+        facts["state_after"] = json.loads(state_file.read_text()) if state_file.exists() else None
+
+        # the restarted agent, once attached, sees the leak again and throttles it again, unless
+        # the leak, free since the restore, reaches its limit first (the kernel OOM-kills it)
+        def rethrottled_or_gone() -> str | None:
+            sample = sampler.take()
+            if sample.get("leak_current") is None:
+                return "leak_gone"
+            return "throttled_again" if sample["leak_high"] != "max" else None
+
+        try:
+            facts["after_restart"], _ = wait_for("the restarted agent to throttle the leak again (or the leak to go)",
+                                                 rethrottled_or_gone, 300, 0.5)
+            facts["seconds_to_rethrottle"] = round(now() - killed, 1)
+        finally:
+            new_events = pod_events(namespace, name, "memwarden", restart)
+            facts["new_leak_events"] = [{k: e.get(k) for k in ("type", "time", "reason", "memory_high_after", "cgroup")}
+                                        for e in new_events if state["uids"]["leak"] in identity_values(e)][:12]
+            facts["leak_high_now"] = sampler.samples[-1].get("leak_high")
+            facts["leak_current_now"] = sampler.samples[-1].get("leak_current")
 
     def no_bpf(facts: dict[str, Any]) -> None:
         # the chart's pod without CAP_BPF and CAP_PERFMON: the agent must exit 2 with its
@@ -629,26 +757,33 @@ def main() -> int:
     def uninstall(facts: dict[str, Any]) -> None:
         if not state.get("groups"):
             raise RuntimeError("nothing was throttled (see the throttle check)")
-        manifests = load_manifests(options.input / "chart-throttle.json")
-        started = now()
-        # helm uninstall: the release's objects; the DaemonSet's pod goes with it
+        # every cgroup whose memory.high the agent changed, by any of its containers
         agent = state["agent_pod"]
-        for manifest in reversed(manifests):
-            manifest["metadata"].setdefault("namespace", namespace)
-            api.delete(object_path(manifest))
+        changed = {e.get("cgroup") for e in pod_events(namespace, agent, "memwarden")
+                   if e.get("type") == "response.throttle" and not e.get("dry_run")}
+        facts["changed_cgroups"] = sorted(c for c in changed if c)
+        facts["high_before"] = {c: _try(lambda c=c: (CGROUP / c.lstrip("/") / "memory.high").read_text().strip()) for c in changed if c}
+        started = now()
+        # helm uninstall on the host; the garbage collector deletes the DaemonSet's pod
+        facts["helm"] = helm("uninstall")
         seen: list[dict[str, Any]] = []
-        facts["pod_gone_seconds"] = round(delete_and_wait(api, namespace, agent, container="memwarden", seen=seen), 1)
+        facts["pod_gone_seconds"] = round(delete_and_wait(api, namespace, agent, 300, container="memwarden", seen=seen,
+                                                          delete=False), 1)
         facts["seconds"] = round(now() - started, 1)
+        facts["high_after"] = {c: _try(lambda c=c: (CGROUP / c.lstrip("/") / "memory.high").read_text().strip()) for c in changed if c}
         facts["leak_memory_high"] = {label: (group / "memory.high").read_text().strip() if group.exists() else None
                                      for label, group in state["groups"].items() if label != "healthy"}
         facts["healthy_memory_high"] = (state["groups"]["healthy"] / "memory.high").read_text().strip() \
             if state["groups"]["healthy"].exists() else None
         facts["restores"] = [e for e in seen if e.get("type") == "response.restore"]
         facts["last_event_types"] = [e.get("type") for e in seen[-8:]]
+        facts["state_after"] = _try(lambda: json.loads(Path("/var/lib/memwarden/state.json").read_text()))
+        facts["release_objects_left"] = [p["metadata"]["name"] for p in agent_pods(api, namespace)]
 
     if results.check("node", node):
         results.check("agent-ready", agent_ready)
         results.check("throttle", throttle)
+        results.check("kill9", kill9)
         results.check("no-bpf", no_bpf)
         results.check("uninstall", uninstall)
     for app in ("leak", "healthy"):

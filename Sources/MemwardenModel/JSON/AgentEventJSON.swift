@@ -80,6 +80,7 @@ extension AgentEvent {
             inner.add("allowance_bytes", cap.allowanceBytes)
             if let value = cap.usageBytes { inner.add("usage_bytes", value) }
             if let value = cap.ceilingBytes { inner.add("ceiling_bytes", value) }
+            if let value = cap.secondsToCeiling { inner.add("seconds_to_ceiling", value, decimals: 1) }
             line.addRaw("growth_cap", inner.finish())
         }
     }
