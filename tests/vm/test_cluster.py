@@ -357,7 +357,9 @@ def test_kill_9_of_the_agent_restores_from_its_state_file_and_it_throttles_again
     assert facts["restore"]["reason"] == "agent_restarted", brief(facts["restore"])
     # consistent: the original, or a value the restarted agent wrote itself
     written = {str(e["memory_high_after"]) for e in facts["new_leak_events"] if e.get("type") == "response.throttle"}
-    assert facts["leak_high_after_restore"] in ({"max"} | written), brief(facts)
+    # (read once the container is Ready: a leak OOM-killed meanwhile has no cgroup left to read)
+    gone = facts["leak_high_after_restore"] is None and facts["after_restart"] == "leak_gone"
+    assert gone or facts["leak_high_after_restore"] in ({"max"} | written), brief(facts)
     # then throttled again by the new agent, or, free since the restore, OOM-killed at its limit
     # before the new agent's program load (2 min under TCG) was done
     assert facts["after_restart"] in ("throttled_again", "leak_gone"), brief(facts)
