@@ -316,6 +316,8 @@ import Testing
         #expect(cap["allowance_bytes"] as? Int == 0)
         #expect(cap["usage_bytes"] as? Int == 330 * 1_048_576)
         #expect(cap["ceiling_bytes"] as? Int == 384 * 1_048_576)
-        #expect(cap.count == 4)
+        // (384 − 330) MiB left at 128 KiB/s: the forecast under the cap.
+        #expect(cap["seconds_to_ceiling"] as? Double == 432)
+        #expect(cap.count == 5)
     }
 }
