@@ -34,12 +34,15 @@ public enum Agent {
         public var dryRun: Bool
         /// The API server to learn pod metadata from (nil: not in a cluster).
         public var kubernetes: KubernetesConfiguration?
+        /// The cgroup subtrees a throttle may write under (empty: all).
+        public var writableCgroups: [String]
 
         public init(
             policy: PolicyStore, policyEvents: EventRelay, outputs: OutputSettings, listen: String?, stateFile: String,
-            dryRun: Bool, kubernetes: KubernetesConfiguration? = nil
+            dryRun: Bool, kubernetes: KubernetesConfiguration? = nil, writableCgroups: [String] = []
         ) {
             self.kubernetes = kubernetes
+            self.writableCgroups = writableCgroups
             self.policy = policy
             self.policyEvents = policyEvents
             self.outputs = outputs
@@ -106,7 +109,7 @@ public enum Agent {
                 responder: Responder(
                     configuration: ResponderConfiguration(
                         hierarchy: hierarchy, stateFile: ResponseStateFile(path: setup.stateFile), dryRun: setup.dryRun,
-                        node: settings.node),
+                        node: settings.node, writableSubtrees: setup.writableCgroups),
                     clock: clock, logger: logger),
                 sink: events)
             let stage = ResponseStage(responder: responder, sink: events, node: settings.node, clock: clock)

@@ -15,10 +15,16 @@ public struct ResponderConfiguration: Sendable {
     public var dryRun: Bool
     public var pageSize: UInt64
     public var node: String?
+    /// The subtrees a throttle may write under (cgroup paths such as
+    /// "/kubepods.slice"); empty: the whole hierarchy. The chart mounts only
+    /// the pods' subtree writable, and the responder refuses the rest itself,
+    /// so a system service or the node's own slices are never throttled
+    /// whatever a policy rule matches.
+    public var writableSubtrees: [String]
 
     public init(
         cgroupRoot: String, version: CgroupHierarchy.Version?, stateFile: ResponseStateFile = ResponseStateFile(),
-        dryRun: Bool = false, pageSize: UInt64? = nil, node: String? = nil
+        dryRun: Bool = false, pageSize: UInt64? = nil, node: String? = nil, writableSubtrees: [String] = []
     ) {
         self.cgroupRoot = cgroupRoot
         self.version = version
@@ -26,12 +32,42 @@ public struct ResponderConfiguration: Sendable {
         self.dryRun = dryRun
         self.pageSize = pageSize ?? UInt64(MemwardenModel.pageSize)
         self.node = node
+        self.writableSubtrees = writableSubtrees.map(Self.normalized)
     }
 
-    public init(hierarchy: CgroupHierarchy?, stateFile: ResponseStateFile = ResponseStateFile(), dryRun: Bool = false, node: String? = nil) {
+    public init(
+        hierarchy: CgroupHierarchy?, stateFile: ResponseStateFile = ResponseStateFile(), dryRun: Bool = false, node: String? = nil,
+        writableSubtrees: [String] = []
+    ) {
         self.init(
             cgroupRoot: hierarchy?.mountPoint ?? "/sys/fs/cgroup", version: hierarchy?.version, stateFile: stateFile,
-            dryRun: dryRun, node: node)
+            dryRun: dryRun, node: node, writableSubtrees: writableSubtrees)
+    }
+
+    /// Whether a throttle may write under `cgroup` (a path relative to the
+    /// hierarchy's root): it is a writable subtree or below one. Components
+    /// are compared whole, so "/kubepods.slice" does not admit "/kubepods.slice2".
+    public func mayWrite(_ cgroup: String) -> Bool {
+        guard !writableSubtrees.isEmpty else { return true }
+        let path = Self.normalized(cgroup)
+        return writableSubtrees.contains { subtree in
+            subtree == "/" || path == subtree || path.hasPrefix(subtree + "/")
+        }
+    }
+
+    /// "/a/b" for "a/b/", "/a//b" or "/a/b": one spelling to compare.
+    static func normalized(_ path: String) -> String {
+        "/" + path.split(separator: "/", omittingEmptySubsequences: true).joined(separator: "/")
+    }
+
+    /// Why a subtree cannot be one (nil: it can): it must be an absolute cgroup
+    /// path without "." or ".." components.
+    public static func subtreeProblem(_ path: String) -> String? {
+        guard path.hasPrefix("/") else { return "a cgroup path starting with '/' (\"/kubepods.slice\")" }
+        if path.split(separator: "/").contains(where: { $0 == "." || $0 == ".." }) {
+            return "a cgroup path without '.' or '..' components"
+        }
+        return nil
     }
 }
 
@@ -368,6 +404,7 @@ public struct Responder: Sendable {
         // an unknown cgroup resolves to the hierarchy's root: never a target
         let cgroup = entry.target.identity.cgroup
         guard !cgroup.isEmpty, cgroup != "/" else { return say(key, "cgroup_unknown") }
+        guard configuration.mayWrite(cgroup) else { return say(key, "outside_writable_subtree") }
         let files: CgroupMemoryFiles
         do {
             files = try CgroupMemoryFiles(root: configuration.cgroupRoot, path: cgroup)

@@ -22,6 +22,11 @@ struct RunCommand: AsyncParsableCommand {
         valueName: "file"))
     var stateFile: String = ResponseStateFile.defaultPath
 
+    @Option(help: ArgumentHelp(
+        "Throttle only cgroups under this one (a path as /proc/PID/cgroup shows it, such as /kubepods.slice); repeatable. Default: any cgroup a throttle rule matches.",
+        valueName: "cgroup"))
+    var writableCgroup: [String] = []
+
     @Option(help: ArgumentHelp("The HTTP API (/metrics, /healthz, /readyz, /api/v1/…); \"\" for none.", valueName: "addr:port"))
     var listen = "127.0.0.1:9808"
 
@@ -55,6 +60,11 @@ struct RunCommand: AsyncParsableCommand {
         if !listen.isEmpty {
             do { _ = try HTTPServer.parse(listen: listen) } catch { throw ValidationError("\(error)") }
         }
+        for path in writableCgroup {
+            if let problem = ResponderConfiguration.subtreeProblem(path) {
+                throw ValidationError("--writable-cgroup \(path): must be \(problem)")
+            }
+        }
         if let duration, !(duration > 0) { throw ValidationError("--duration must be more than 0 seconds") }
         guard statsInterval > 0 else { throw ValidationError("--stats-interval must be more than 0 seconds") }
     }
@@ -81,7 +91,8 @@ struct RunCommand: AsyncParsableCommand {
             }
             let setup = Agent.RunSetup(
                 policy: store, policyEvents: policyEvents, outputs: outputs, listen: listen.isEmpty ? nil : listen,
-                stateFile: stateFile, dryRun: dryRun, kubernetes: try kubernetes.configuration(node: node))
+                stateFile: stateFile, dryRun: dryRun, kubernetes: try kubernetes.configuration(node: node),
+                writableCgroups: writableCgroup)
             try await Agent.run(
                 kernel: kernel.kernel,
                 output: .events(

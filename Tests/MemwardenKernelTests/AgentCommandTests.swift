@@ -136,4 +136,13 @@ struct AgentCommandTests {
         #expect(message.contains("CAP_BPF") && message.contains("CAP_PERFMON"), "message: \(message)")
         #expect(agent.stderr?.readLine(deadline: deadline(seconds: 1)) == nil, "more than one line on stderr")
     }
+
+    @Test("a --writable-cgroup that is not an absolute cgroup path stops run before anything loads, naming it")
+    func relativeWritableCgroupIsRefused() throws {
+        let agent = try ChildProcess(
+            try Self.memwarden(), ["run", "--writable-cgroup", "kubepods.slice", "--duration", "1"], stdout: .pipe, stderr: .pipe)
+        #expect(agent.waitForExit() == 64)
+        let message = agent.stderr?.readLine(deadline: deadline(seconds: 5)) ?? ""
+        #expect(message.contains("--writable-cgroup kubepods.slice") && message.contains("starting with '/'"), "message: \(message)")
+    }
 }

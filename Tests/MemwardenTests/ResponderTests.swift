@@ -17,8 +17,10 @@ import Testing
         statePath = tree.root + "/state/state.json"
     }
 
-    func responder(dryRun: Bool = false, version: CgroupHierarchy.Version? = .v2) -> Responder {
-        fakeTreeResponder(tree: tree, statePath: statePath, clock: clock, pageSize: Self.page, dryRun: dryRun, version: version)
+    func responder(dryRun: Bool = false, version: CgroupHierarchy.Version? = .v2, writable: [String] = []) -> Responder {
+        fakeTreeResponder(
+            tree: tree, statePath: statePath, clock: clock, pageSize: Self.page, dryRun: dryRun, version: version,
+            writableSubtrees: writable)
     }
 
     static func policy(
@@ -339,6 +341,32 @@ import Testing
         var restarted = responder()
         #expect(restarted.start().first?.response?.reason == "cgroup_replaced")
         #expect(try tree.read(path, "memory.high") == "max\n")
+    }
+
+    @Test("with writable subtrees, a throttle writes only below them: a system service matched by a rule is skipped, untouched")
+    func throttlesOnlyUnderTheWritableSubtrees() throws {
+        defer { tree.remove() }
+        let pod = "/kubepods.slice/kubepods-burstable.slice/pod1/app"
+        try leakingGroup(pod)
+        // a sibling whose name starts like the subtree's, and a system service
+        for outside in ["/kubepods.slice2/app", "/system.slice/db.service"] { try leakingGroup(outside) }
+        var r = responder(writable: ["/kubepods.slice/"])
+        for outside in ["/kubepods.slice2/app", "/system.slice/db.service"] {
+            let events = startThrottle(&r, outside)
+            #expect(events.compactMap { $0.response?.reason } == ["outside_writable_subtree"], "\(outside): \(events)")
+            #expect(try tree.read(outside, "memory.high") == "max\n", "\(outside)")
+        }
+        #expect(stateRecords().isEmpty)
+        let events = startThrottle(&r, pod)
+        #expect(events.contains { $0.type == .responseThrottle }, "\(events.map { $0.response?.reason ?? "-" })")
+        #expect(try tree.read(pod, "memory.high") != "max\n")
+        #expect(stateRecords().map(\.cgroup) == [pod])
+    }
+
+    @Test(arguments: [("/kubepods.slice", nil), ("kubepods.slice", "a cgroup path starting with '/'"), ("/kubepods/../x", "without '.' or '..'")])
+    func writableSubtreesMustBeAbsoluteCleanPaths(path: String, problem: String?) {
+        let found = ResponderConfiguration.subtreeProblem(path)
+        if let problem { #expect(found?.contains(problem) == true, "\(path): \(String(describing: found))") } else { #expect(found == nil) }
     }
 
     @Test("a cgroup path that leaves the cgroup root ('..', a symlink out) is never opened, nor a state-file record outside it")

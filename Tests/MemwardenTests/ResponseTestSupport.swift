@@ -140,12 +140,12 @@ let silentLogger = Logger(label: "memwarden.test", factory: { _ in SwiftLogNoOpL
 /// the test's clock: the setup every responder suite shares.
 func fakeTreeResponder(
     tree: FakeCgroupTree, statePath: String, clock: TestClock, pageSize: UInt64, dryRun: Bool = false,
-    version: CgroupHierarchy.Version? = .v2
+    version: CgroupHierarchy.Version? = .v2, writableSubtrees: [String] = []
 ) -> Responder {
     Responder(
         configuration: ResponderConfiguration(
             cgroupRoot: tree.root, version: version, stateFile: ResponseStateFile(path: statePath), dryRun: dryRun,
-            pageSize: pageSize, node: "node-a"),
+            pageSize: pageSize, node: "node-a", writableSubtrees: writableSubtrees),
         clock: clock.reading, logger: silentLogger)
 }
 

@@ -84,18 +84,31 @@ def test_defaults_are_least_privilege() -> None:
 
 
 @pytest.mark.parametrize(
-    ("values", "capabilities", "cgroup_read_only"),
+    ("values", "capabilities", "writable_cgroup"),
     [
-        ({}, ["BPF", "PERFMON"], True),
-        ({"kernel": {"legacyMemlock": True}}, ["BPF", "PERFMON", "SYS_RESOURCE"], True),
-        ({"kernel": {"restrictedPerfEvents": True}}, ["BPF", "PERFMON", "SYS_ADMIN"], True),
-        ({"features": {"throttle": True}}, ["BPF", "PERFMON"], False),
+        ({}, ["BPF", "PERFMON"], None),
+        ({"kernel": {"legacyMemlock": True}}, ["BPF", "PERFMON", "SYS_RESOURCE"], None),
+        ({"kernel": {"restrictedPerfEvents": True}}, ["BPF", "PERFMON", "SYS_ADMIN"], None),
+        ({"features": {"throttle": True}}, ["BPF", "PERFMON"], "/kubepods.slice"),
+        ({"features": {"throttle": True, "throttleSubtree": "/kubepods"}}, ["BPF", "PERFMON"], "/kubepods"),
     ],
 )
-def test_privileges_follow_features(values: dict[str, Any], capabilities: list[str], cgroup_read_only: bool) -> None:
+def test_privileges_follow_features(values: dict[str, Any], capabilities: list[str], writable_cgroup: str | None) -> None:
     objects = manifests(values)
-    assert container(objects)["securityContext"]["capabilities"]["add"] == capabilities
-    assert mounts(objects)["/host/sys/fs/cgroup"]["readOnly"] is cgroup_read_only
+    agent = container(objects)
+    assert agent["securityContext"]["capabilities"]["add"] == capabilities
+    # the host's cgroupfs is read-only whatever the features; throttling adds only the pods'
+    # subtree read-write, and tells the agent to refuse targets outside it
+    assert mounts(objects)["/host/sys/fs/cgroup"]["readOnly"] is True
+    writable = {path: m for path, m in mounts(objects).items() if path.startswith("/host/sys/fs/cgroup/")}
+    flags = [a for a in agent["args"] if a.startswith("--writable-cgroup")]
+    if writable_cgroup is None:
+        assert writable == {} and flags == [] and "cgroup-writable" not in volumes(objects)
+    else:
+        mount = writable["/host/sys/fs/cgroup" + writable_cgroup]
+        assert mount["readOnly"] is False and list(writable) == ["/host/sys/fs/cgroup" + writable_cgroup]
+        assert volumes(objects)[mount["name"]]["hostPath"] == {"path": "/sys/fs/cgroup" + writable_cgroup, "type": "Directory"}
+        assert flags == [f"--writable-cgroup={writable_cgroup}"]
     # everything else on the host stays read-only whatever the features
     for path in ("/host/proc", "/sys/kernel/btf", "/sys/kernel/tracing", "/etc/memwarden"):
         assert mounts(objects)[path]["readOnly"] is True, path
@@ -126,6 +139,12 @@ def test_cluster_role_grants_exactly_the_enabled_features(features: dict[str, bo
     account = one(objects, "ServiceAccount")
     assert binding["roleRef"]["name"] == role["metadata"]["name"]
     assert binding["subjects"] == [{"kind": "ServiceAccount", "name": account["metadata"]["name"], "namespace": NAMESPACE}]
+
+
+@pytest.mark.parametrize("subtree", ["kubepods.slice", "/kubepods/../system.slice", "/", "/kube pods"])
+def test_a_throttle_subtree_that_is_not_a_clean_absolute_cgroup_path_is_refused(subtree: str) -> None:
+    with pytest.raises(Exception, match="throttleSubtree"):
+        manifests({"features": {"throttle": True, "throttleSubtree": subtree}})
 
 
 def test_without_kubernetes_there_is_no_role_and_no_token() -> None:

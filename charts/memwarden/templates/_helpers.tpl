@@ -80,7 +80,7 @@ would otherwise fail at its first Event, annotation or memory.high write.
 {{- fail "policy.outputs.kubernetes.annotations is true but features.annotations is false: set features.annotations=true (it grants pods patch)" -}}
 {{- end -}}
 {{- if and (regexMatch "(?m)\\bmode:\\s*[\"']?throttle\\b" (toYaml .Values.policy)) (not .Values.features.throttle) -}}
-{{- fail "the policy uses mode: throttle but features.throttle is false: set features.throttle=true (it mounts the host cgroupfs read-write)" -}}
+{{- fail "the policy uses mode: throttle but features.throttle is false: set features.throttle=true (it mounts features.throttleSubtree of the host cgroupfs read-write)" -}}
 {{- end -}}
 {{- end -}}
 {{- end -}}
