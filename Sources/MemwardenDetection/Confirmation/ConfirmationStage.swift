@@ -300,6 +300,38 @@ public struct ConfirmationStage: Sendable {
 
     public func isSuspected(_ key: ConfirmationKey) -> Bool { self[key]?.suspicion != nil }
 
+    // MARK: right-sizing (/api/v1/recommendations)
+
+    /// Every watched cgroup's history, with the growth of the leak suspected
+    /// in it, if any. The onset is where the suspected growth began: the
+    /// suspicion's start less the three spans the growth test had to see.
+    public func cgroupHistories() -> [(id: UInt64, history: GrowthHistory, leak: LeakTrend?)] {
+        var result: [(id: UInt64, history: GrowthHistory, leak: LeakTrend?)] = []
+        for (slot, key) in keys.enumerated() where key.raw & (1 << 63) == 0 {
+            guard let watched = watched[slot] else { continue }
+            result.append((key.raw, watched.history, watched.suspicion.map(Self.trend)))
+        }
+        return result
+    }
+
+    /// Process suspicions by the cgroup path they were suspected in: a
+    /// cgroup's history pairs with them through its path.
+    public func processLeaks() -> [String: LeakTrend] {
+        var leaks: [String: LeakTrend] = [:]
+        for (slot, key) in keys.enumerated() where key.raw & (1 << 63) != 0 {
+            guard let suspicion = watched[slot]?.suspicion else { continue }
+            let trend = Self.trend(suspicion)
+            let cgroup = suspicion.identity.cgroup
+            if trend.bytesPerSecond > leaks[cgroup]?.bytesPerSecond ?? 0 { leaks[cgroup] = trend }
+        }
+        return leaks
+    }
+
+    private static func trend(_ suspicion: Suspicion) -> LeakTrend {
+        LeakTrend(
+            bytesPerSecond: suspicion.rate, onset: Double(suspicion.since) / 1e9 - 3 * suspicion.spanSeconds)
+    }
+
     private mutating func evictOldest() {
         var oldest: Int?
         for i in watched.indices {
