@@ -15,7 +15,7 @@ struct MemwardenCommand: AsyncParsableCommand {
         version: MemwardenVersion.current,
         subcommands: [
             RunCommand.self, RecordCommand.self, ReplayCommand.self, IdentifyCommand.self, CheckConfigCommand.self,
-            RestoreCommand.self, BenchCommand.self, CorpusCommand.self, VersionCommand.self,
+            RecommendCommand.self, RestoreCommand.self, BenchCommand.self, CorpusCommand.self, VersionCommand.self,
         ]
     )
 }
