@@ -122,7 +122,7 @@ public enum Agent {
                         var lost = outputs.sinks.lostSinceLastReport()
                         if let kubernetesLosses, let delta = reported.delta(kubernetesLosses()) { lost["sink.kubernetes"] = delta }
                         return lost
-                    }),
+                    }, recommendations: outputs.recommendations),
                 settings: settings, responses: PipelineResponses(policy: setup.policy, stage: stage), logger: logger)
             sinks = outputs.sinks.services + sinks
             stages = [responder, setup.policy] + (outputs.server.map { [$0] } ?? []) + clusterServices

@@ -16,6 +16,8 @@ public final class AgentOutputs: EventSink, Sendable {
     public let metrics: AgentMetrics
     public let status: AgentStatus
     public let targets: TargetTable
+    /// The right-sizing figures the pipeline posts (/api/v1/recommendations).
+    public let recommendations: RecommendationBoard
     public let server: HTTPServer?
     public let node: String?
 
@@ -30,12 +32,14 @@ public final class AgentOutputs: EventSink, Sendable {
         let metrics = AgentMetrics(maxTargets: maxMetricTargets)
         let status = AgentStatus(inCluster: inCluster)
         let targets = TargetTable()
+        let recommendations = RecommendationBoard()
+        self.recommendations = recommendations
         let sinks = try OutputSinks(settings: settings, extra: [recent, metrics], logger: logger)
         for sink in sinks.counting { metrics.track(sink: sink) }
         server = try listen.map {
             try HTTPServer(
                 listen: $0, status: status, targets: targets, events: recent, metrics: metrics, logger: logger,
-                onListening: onListening)
+                recommendations: recommendations, onListening: onListening)
         }
         (self.recent, self.metrics, self.status, self.targets, self.sinks, self.node) = (
             recent, metrics, status, targets, sinks, node

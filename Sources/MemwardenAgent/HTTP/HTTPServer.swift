@@ -1,6 +1,7 @@
 import HTTPTypes
 import Hummingbird
 import Logging
+import MemwardenDetection
 import MemwardenModel
 import MemwardenOutput
 import NIOCore
@@ -20,6 +21,7 @@ public struct ListenAddressError: Error, CustomStringConvertible, Sendable {
 /// - /readyz: 200 when AgentStatus is ready, else 503 with a JSON body naming what is not
 /// - /api/v1/targets: the TargetTable (filters: scope, verdict, namespace)
 /// - /api/v1/events?since=…&limit=…: the RecentEvents ring
+/// - /api/v1/recommendations: right-sizing from the live histories (filters: namespace, leaking)
 /// A Service: it stops accepting on graceful shutdown.
 public struct HTTPServer: Service {
     public let host: String
@@ -28,6 +30,7 @@ public struct HTTPServer: Service {
     let targets: TargetTable
     let events: RecentEvents
     let metrics: AgentMetrics
+    let recommendations: RecommendationBoard
     let logger: Logger
     let onListening: @Sendable (Int) async -> Void
 
@@ -35,9 +38,11 @@ public struct HTTPServer: Service {
     ///   accepts connections (port 0 binds a free one).
     public init(
         listen: String, status: AgentStatus, targets: TargetTable, events: RecentEvents, metrics: AgentMetrics,
-        logger: Logger, onListening: @escaping @Sendable (Int) async -> Void = { _ in }
+        logger: Logger, recommendations: RecommendationBoard = RecommendationBoard(),
+        onListening: @escaping @Sendable (Int) async -> Void = { _ in }
     ) throws(ListenAddressError) {
         (host, port) = try Self.parse(listen: listen)
+        self.recommendations = recommendations
         self.status = status
         self.targets = targets
         self.events = events
@@ -138,6 +143,18 @@ public struct HTTPServer: Service {
             }
             let lines = events.lines(since: since, limit: limit)
             return Self.json(.ok, "{\"count\":\(lines.count),\"events\":[" + lines.joined(separator: ",") + "]}")
+        }
+        router.get("/api/v1/recommendations") { [recommendations] request, _ -> Response in
+            let query = request.uri.queryParameters
+            var rows = recommendations.targets
+            if let namespace = query.get("namespace") {
+                rows = rows.filter { $0.identity.pod?.namespace == namespace }
+            }
+            if let leaking = query.get("leaking") {
+                guard let value = Bool(leaking) else { return Self.badRequest("leaking='\(leaking)': expected true or false") }
+                rows = rows.filter { $0.recommendation.leaking == value }
+            }
+            return Self.json(.ok, RecommendedTarget.document(rows))
         }
         return router
     }

@@ -44,10 +44,13 @@ public struct PipelineOutputs: Sendable {
     public var status: AgentStatus?
     /// What the sinks dropped since the last call, for agent.events_lost.
     public var sinkLosses: @Sendable () -> [String: UInt64]
+    /// Where the right-sizing figures go (/api/v1/recommendations; nil: not computed).
+    public var recommendations: RecommendationBoard?
 
     public init(
         events: any EventSink, stdout: StdoutSink?, metrics: AgentMetrics? = nil, targets: TargetObserver? = nil,
-        status: AgentStatus? = nil, sinkLosses: @escaping @Sendable () -> [String: UInt64] = { [:] }
+        status: AgentStatus? = nil, sinkLosses: @escaping @Sendable () -> [String: UInt64] = { [:] },
+        recommendations: RecommendationBoard? = nil
     ) {
         self.events = events
         self.stdout = stdout
@@ -55,6 +58,7 @@ public struct PipelineOutputs: Sendable {
         self.targets = targets
         self.status = status
         self.sinkLosses = sinkLosses
+        self.recommendations = recommendations
     }
 }
 
@@ -71,6 +75,10 @@ public struct LivePipeline: Service {
     /// Budgets and responses (nil: detection only).
     let responses: PipelineResponses?
     let logger: Logger
+    /// How often the right-sizing figures are recomputed: they rest on days
+    /// of history, so a minute is fresh, and the work (every cgroup's rings)
+    /// stays off most of the pipeline's turns.
+    static let recommendationIntervalNanoseconds: UInt64 = 60_000_000_000
 
     public init(
         input: AsyncStream<SourceOutput>, formatter: SampleFormatter, outputs: PipelineOutputs,
@@ -103,6 +111,7 @@ public struct LivePipeline: Service {
         let epoch = formatter.clock.realtime(fromMonotonic: formatter.origin)
         var losses = LossTracker()
         var budgets = responses.map(BudgetFeed.init)
+        var nextRecommendations: UInt64 = 0
         for await output in input {
             switch output {
             case .attached:
@@ -145,6 +154,12 @@ public struct LivePipeline: Service {
                 lost.merge(outputs.sinkLosses()) { $0 + $1 }
                 if !lost.isEmpty {
                     emit(agentEvent(.agentEventsLost, severity: .warning, details: AgentDetails(lost: lost)))
+                }
+                if let board = outputs.recommendations, monotonicNanoseconds() >= nextRecommendations {
+                    board.post(
+                        LiveRecommendations.compute(
+                            detection.confirmation, formatter: &formatter, table: outputs.targets?.table))
+                    nextRecommendations = monotonicNanoseconds() + Self.recommendationIntervalNanoseconds
                 }
             }
         }
