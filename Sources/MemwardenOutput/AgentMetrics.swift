@@ -262,7 +262,7 @@ public final class AgentMetrics: EventSink, Sendable {
     static let all: [Name] = [
         buildInfo, kernelEvents, kernelCoalesced, kernelSamples, kernelUnattributed, kernelExecs, kernelExits,
         kernelVerdicts, kernelMapFull, mapEvictions, kernelTracked, confirmationTargets, confirmationHistoryBytes,
-        confirmationEvictions, eventsLost, eventsEmitted, sinkDelivered,
+        confirmationEvictions, eventsLost, samplesLostRatio, eventsEmitted, sinkDelivered,
         sinkDropped, sinkFailures, sinkQueueDepth, policyReloads, policyReloadErrors, targetsOmitted, targetMemory,
         targetLimit, targetBudget, targetBudgetShare, targetBudgetTier, targetGrowth, targetConfidence,
         targetSuspected, targetForecast, targetThrottled, targetGrowthCap,
