@@ -123,9 +123,10 @@ public enum Agent {
                 outputs: PipelineOutputs(
                     events: events, stdout: outputs.sinks.stdout, metrics: outputs.metrics, targets: observer,
                     status: outputs.status,
-                    sinkLosses: { [reported = LossCounter(), kubernetesLosses] in
+                    sinkLosses: { [reported = LossCounter(), responderReported = LossCounter(), kubernetesLosses] in
                         var lost = outputs.sinks.lostSinceLastReport()
                         if let kubernetesLosses, let delta = reported.delta(kubernetesLosses()) { lost["sink.kubernetes"] = delta }
+                        if let delta = responderReported.delta(responder.dropped) { lost["responder"] = delta }
                         return lost
                     }),
                 settings: settings, responses: PipelineResponses(policy: setup.policy, stage: stage), logger: logger)
