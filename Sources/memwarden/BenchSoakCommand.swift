@@ -114,6 +114,8 @@ struct BenchSoakCommand: ParsableCommand {
                 let row = try SoakRow.read(pid: agent.pid, port: port, minute: Double(now - start) / 60e9, webhook: webhook.received)
                 rows.append(row)
                 print(row.markdown)
+                // each row as it comes, also into a file or a CI log: a long run shows its progress
+                fflush(nil)
                 nextRow = now + UInt64(interval * 1e9)
             }
         }
