@@ -78,8 +78,8 @@ struct BenchSoakCommand: ParsableCommand {
         defer { churn.remove() }
 
         print("## memwarden bench soak: \(fmt(minutes, 1)) min, storms of \(stormMib) MiB, webhook flapping every \(fmt(flapSeconds, 0)) s\n")
-        print("| minute | RSS (MiB) | fds | threads | tracked processes | tracked cgroups | confirmation targets | webhook queue | lost (all stages) | policy reloads ok / rejected | webhook received |")
-        print("|---|---|---|---|---|---|---|---|---|---|---|")
+        print("| minute | RSS (MiB) | fds | threads | tracked processes | tracked cgroups | confirmation targets | webhook queue | webhook delivered / failed / dropped | lost (all stages) | policy reloads ok / rejected | webhook received |")
+        print("|---|---|---|---|---|---|---|---|---|---|---|---|")
         let start = monotonicNanoseconds()
         let end = start + UInt64(minutes * 60 * 1e9)
         var nextRow = start
@@ -202,7 +202,9 @@ struct SoakRow {
     }
 
     func metric(_ name: String) -> String {
-        let matching = metrics.filter { $0.key == name || $0.key.hasPrefix(name + "{") }
+        // a whole series name, a name (all its series), or a name with its first labels (an open "{…")
+        let prefix = name.contains("{") ? name : name + "{"
+        let matching = metrics.filter { $0.key == name || $0.key.hasPrefix(prefix) }
         return matching.isEmpty ? "-" : String(Int(matching.values.reduce(0, +)))
     }
 
@@ -211,6 +213,7 @@ struct SoakRow {
             fmt(minute, 1), fmt(rssMiB, 1), "\(fds)", "\(threads)",
             metric("memwarden_kernel_tracked{map=\"process\"}"), metric("memwarden_kernel_tracked{map=\"cgroup\"}"),
             metric("memwarden_confirmation_targets{state=\"tracked\"}"), metric("memwarden_sink_queue_depth{sink=\"webhook\"}"),
+            "\(metric("memwarden_sink_delivered_total{sink=\"webhook\"}")) / \(metric("memwarden_sink_failures_total{sink=\"webhook\"")) / \(metric("memwarden_sink_dropped_total{sink=\"webhook\""))",
             metric("memwarden_events_lost_total"),
             "\(metric("memwarden_policy_reloads_total")) / \(metric("memwarden_policy_reload_errors_total"))", "\(webhook)",
         ]
@@ -221,7 +224,7 @@ struct SoakRow {
 /// GET /metrics over a plain socket (the bench needs nothing more than one request).
 enum MetricsScrape {
     static func get(port: Int) -> [String: Double] {
-        let fd = socket(AF_INET, Int32(SOCK_STREAM.rawValue), 0)
+        let fd = socket(AF_INET, Int32(SOCK_STREAM.rawValue) | Int32(SOCK_CLOEXEC.rawValue), 0)
         guard fd >= 0 else { return [:] }
         defer { close(fd) }
         var timeout = timeval(tv_sec: 5, tv_usec: 0)
@@ -366,7 +369,9 @@ final class FlappingWebhook: @unchecked Sendable {
     }
 
     static func listen(port: Int) -> Int32 {
-        let fd = socket(AF_INET, Int32(SOCK_STREAM.rawValue), 0)
+        // close-on-exec: the agent and the load are spawned from this process, and a copy of
+        // the listening socket in them would keep the port taken while the webhook is "down"
+        let fd = socket(AF_INET, Int32(SOCK_STREAM.rawValue) | Int32(SOCK_CLOEXEC.rawValue), 0)
         guard fd >= 0 else { return -1 }
         var yes: Int32 = 1
         setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &yes, socklen_t(MemoryLayout<Int32>.size))
@@ -408,6 +413,7 @@ final class FlappingWebhook: @unchecked Sendable {
             var poller = pollfd(fd: fd, events: Int16(POLLIN), revents: 0)
             guard poll(&poller, 1, 100) > 0 else { continue }
             let connection = accept(fd, nil, nil)
+            if connection >= 0 { _ = fcntl(connection, F_SETFD, FD_CLOEXEC) }
             guard connection >= 0 else { continue }
             var timeout = timeval(tv_sec: 2, tv_usec: 0)
             setsockopt(connection, SOL_SOCKET, SO_RCVTIMEO, &timeout, socklen_t(MemoryLayout<timeval>.size))
