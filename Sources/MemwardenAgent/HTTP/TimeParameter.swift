@@ -14,9 +14,9 @@ public struct TimeParameterError: Error, CustomStringConvertible, Sendable {
     }
 }
 
-enum TimeParameter {
+@_spi(Fuzz) public enum TimeParameter {
     /// Epoch nanoseconds.
-    static func parse(_ text: String, parameter: String = "since") throws(TimeParameterError) -> UInt64 {
+    public static func parse(_ text: String, parameter: String = "since") throws(TimeParameterError) -> UInt64 {
         if let value = parseEpochSeconds(text) { return value }
         guard let value = parseRFC3339(text) else { throw TimeParameterError(parameter: parameter, value: text) }
         return value
