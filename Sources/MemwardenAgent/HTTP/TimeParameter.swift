@@ -91,7 +91,10 @@ public struct TimeParameterError: Error, CustomStringConvertible, Sendable {
         parts.tm_min = Int32(minute)
         parts.tm_sec = Int32(second)
         let epoch = Int(timegm(&parts)) - offset
+        // epoch nanoseconds end in 2554; a later year is no time this agent will see
         guard epoch >= 0 else { return nil }
-        return UInt64(epoch) * 1_000_000_000 + UInt64(nanos)
+        let (whole, overflow) = UInt64(epoch).multipliedReportingOverflow(by: 1_000_000_000)
+        guard !overflow, whole <= UInt64.max - UInt64(nanos) else { return nil }
+        return whole + UInt64(nanos)
     }
 }

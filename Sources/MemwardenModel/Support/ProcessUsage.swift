@@ -33,10 +33,15 @@ public struct ProcessUsage: Sendable, Hashable {
         let ticks = Double(sysconf(Int32(_SC_CLK_TCK)))
         let utime = fields.count > 12 ? Double(fields[11]) ?? 0 : 0
         let stime = fields.count > 12 ? Double(fields[12]) ?? 0 : 0
+        // "VmRSS:\t   18432 kB": the first number after the key, in KiB; anything else
+        // (a value past UInt64 in bytes among them) is no reading, not a crash
         func kib(_ key: String) -> UInt64 {
             for line in status.split(separator: "\n") where line.hasPrefix(key) {
-                let digits = line.dropFirst(key.count).filter(\.isNumber)
-                return (UInt64(String(digits)) ?? 0) * 1024
+                guard let field = line.dropFirst(key.count).split(whereSeparator: { $0 == " " || $0 == "\t" }).first,
+                    let kibibytes = UInt64(field)
+                else { return 0 }
+                let (bytes, overflow) = kibibytes.multipliedReportingOverflow(by: 1024)
+                return overflow ? 0 : bytes
             }
             return 0
         }
