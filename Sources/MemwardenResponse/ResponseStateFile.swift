@@ -124,8 +124,7 @@ public struct ResponseStateFile: Sendable {
             return ([], ResponseStateFileError(code: .unreadable, path: path, detail: "\(error)"))
         }
         do {
-            let contents = try JSONDecoder().decode(Contents.self, from: Data(text.utf8))
-            return (contents.targets, nil)
+            return (try Self.decode(Data(text.utf8)), nil)
         } catch {
             let aside = path + ".corrupt"
             let moved = rename(path, aside) == 0
@@ -134,6 +133,11 @@ public struct ResponseStateFile: Sendable {
                 + (moved ? "kept as \(aside), starting with no records" : "could not move it aside (errno \(errno))")
             return ([], ResponseStateFileError(code: .corrupt, path: path, detail: detail))
         }
+    }
+
+    /// The records of a state file's contents; throws what JSONDecoder throws.
+    @_spi(Fuzz) public static func decode(_ data: Data) throws -> [ResponseStateRecord] {
+        try JSONDecoder().decode(Contents.self, from: data).targets
     }
 
     public func save(_ records: [ResponseStateRecord]) throws(ResponseStateFileError) {
