@@ -98,6 +98,10 @@ public struct ResponseStateFileError: Error, CustomStringConvertible, Sendable {
 /// file in the same directory, fsync, rename over the old one, fsync of the
 /// directory; so after a kill -9 or a power cut the file holds either the old
 /// or the new list, never half of one.
+/// Called at a point where a kill would leave the disk in another state
+/// (ResponderConfiguration.observeDurableStep).
+public typealias DurableStepObserver = @Sendable (_ step: String) -> Void
+
 public struct ResponseStateFile: Sendable {
     struct Contents: Codable {
         var version = 1
@@ -140,7 +144,7 @@ public struct ResponseStateFile: Sendable {
         try JSONDecoder().decode(Contents.self, from: data).targets
     }
 
-    public func save(_ records: [ResponseStateRecord]) throws(ResponseStateFileError) {
+    public func save(_ records: [ResponseStateRecord], observe: DurableStepObserver? = nil) throws(ResponseStateFileError) {
         let encoder = JSONEncoder()
         encoder.outputFormatting = [.sortedKeys, .withoutEscapingSlashes]
         let data: Data
@@ -159,6 +163,7 @@ public struct ResponseStateFile: Sendable {
         unlink(temporary)
         let fd = open(temporary, O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC, 0o600)
         guard fd >= 0 else { throw failure("open \(temporary)") }
+        observe?("state file: temporary created")
         var bytes = [UInt8](data)
         bytes.append(UInt8(ascii: "\n"))
         var offset = 0
@@ -180,11 +185,13 @@ public struct ResponseStateFile: Sendable {
             throw error
         }
         close(fd)
+        observe?("state file: temporary written")
         guard rename(temporary, path) == 0 else {
             let error = failure("rename \(temporary) to \(path)")
             unlink(temporary)
             throw error
         }
+        observe?("state file: renamed")
         // the rename is durable only once the directory entry is
         let directoryFD = open(directory, O_RDONLY | O_DIRECTORY | O_CLOEXEC)
         guard directoryFD >= 0 else { throw failure("open \(directory)") }
