@@ -27,6 +27,8 @@ let package = Package(
     products: [
         .executable(name: "memwarden", targets: ["memwarden"]),
         .executable(name: "leaksim", targets: ["leaksim"]),
+        // scripts/fuzz builds it with libFuzzer and ASan; a plain build makes a replayer.
+        .executable(name: "memwarden-fuzz", targets: ["memwarden-fuzz"]),
     ],
     dependencies: [
         .package(url: "https://github.com/apple/swift-argument-parser.git", from: "1.8.2"),
@@ -175,6 +177,7 @@ let package = Package(
                 .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
                 .product(name: "UnixSignals", package: "swift-service-lifecycle"),
                 .product(name: "Hummingbird", package: "hummingbird"),
+                .product(name: "HummingbirdCore", package: "hummingbird"),
                 .product(name: "NIOCore", package: "swift-nio"),
             ],
             swiftSettings: strictSettings
@@ -194,6 +197,15 @@ let package = Package(
         ),
         .executableTarget(
             name: "leaksim",
+            swiftSettings: strictSettings
+        ),
+        // The fuzz targets, one per parser of outside input (docs/reliability.md, "Fuzzing").
+        .executableTarget(
+            name: "memwarden-fuzz",
+            dependencies: [
+                "MemwardenAgent", "MemwardenDetection", "MemwardenIdentity", "MemwardenKubernetes",
+                "MemwardenModel", "MemwardenPolicy", "MemwardenResponse",
+            ],
             swiftSettings: strictSettings
         ),
         // What the test targets share: waiting on a condition with a deadline, never a fixed sleep.

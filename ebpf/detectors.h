@@ -1517,37 +1517,40 @@ MW_DET_API int mw_det_update(struct mw_det_state *st, const struct mw_det_config
  * (NULL: it joins), `to` its new counters (NULL: it leaves). */
 /* In the kernel, processes of one cgroup sample on several CPUs at once: the
  * sums are moved with atomic adds, or a lost update would skew the aggregate
- * for good. Replay is sequential. */
+ * for good. Replay is sequential. Relaxed, with the result unused: clang then
+ * emits the plain atomic add (BPF_XADD) that every kernel since 4.x verifies;
+ * __sync_fetch_and_add is sequentially consistent, and clang ≥ 20 emits it as
+ * atomic_fetch_add, which kernels before 5.12 reject ("BPF_STX uses reserved
+ * fields": bullseye's 5.10, tests/vm/test_kernels.py). */
 #ifdef MW_BPF_SIDE
-#define MW_AGG_ADD(field, v) __sync_fetch_and_add(&(field), (v))
+#define MW_AGG_ADD(field, v) ((void)__atomic_fetch_add(&(field), (v), __ATOMIC_RELAXED))
 #else
 #define MW_AGG_ADD(field, v) ((field) += (v))
 #endif
 
+/* Each add is of a value read from a sample, never a constant: clang folds an
+ * atomic add of 0 into an atomic or, which kernels before 5.12 cannot verify. */
 MW_DET_API void mw_agg_move(struct mw_agg *agg, const struct mw_det_sample *from, const struct mw_det_sample *to)
 {
-	__s64 anon = 0, file = 0, shmem = 0, swap = 0;
-
-	if (from) {
-		anon -= (__s64)from->anon;
-		file -= (__s64)from->file;
-		shmem -= (__s64)from->shmem;
-		swap -= (__s64)from->swap;
-	}
-	if (to) {
-		anon += (__s64)to->anon;
-		file += (__s64)to->file;
-		shmem += (__s64)to->shmem;
-		swap += (__s64)to->swap;
-	}
-	MW_AGG_ADD(agg->anon, anon);
-	MW_AGG_ADD(agg->file, file);
-	MW_AGG_ADD(agg->shmem, shmem);
-	MW_AGG_ADD(agg->swap, swap);
-	if (!from && to)
+	if (from && to) {
+		MW_AGG_ADD(agg->anon, (__s64)to->anon - (__s64)from->anon);
+		MW_AGG_ADD(agg->file, (__s64)to->file - (__s64)from->file);
+		MW_AGG_ADD(agg->shmem, (__s64)to->shmem - (__s64)from->shmem);
+		MW_AGG_ADD(agg->swap, (__s64)to->swap - (__s64)from->swap);
+	} else if (to) {
+		MW_AGG_ADD(agg->anon, (__s64)to->anon);
+		MW_AGG_ADD(agg->file, (__s64)to->file);
+		MW_AGG_ADD(agg->shmem, (__s64)to->shmem);
+		MW_AGG_ADD(agg->swap, (__s64)to->swap);
 		MW_AGG_ADD(agg->members, 1);
-	else if (from && !to && agg->members)
-		MW_AGG_ADD(agg->members, (__u32)-1);
+	} else if (from) {
+		MW_AGG_ADD(agg->anon, -(__s64)from->anon);
+		MW_AGG_ADD(agg->file, -(__s64)from->file);
+		MW_AGG_ADD(agg->shmem, -(__s64)from->shmem);
+		MW_AGG_ADD(agg->swap, -(__s64)from->swap);
+		if (agg->members)
+			MW_AGG_ADD(agg->members, (__u32)-1);
+	}
 }
 
 MW_DET_INLINE __u64 mw_pos(__s64 v)

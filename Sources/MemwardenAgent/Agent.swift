@@ -30,6 +30,8 @@ public enum Agent {
         public var outputs: OutputSettings
         /// ADDR:PORT of the HTTP API (nil: none).
         public var listen: String?
+        /// ADDR:PORT of a second server with /metrics and the probes only (nil: none).
+        public var metricsListen: String?
         public var stateFile: String
         public var dryRun: Bool
         /// The API server to learn pod metadata from (nil: not in a cluster).
@@ -39,8 +41,10 @@ public enum Agent {
 
         public init(
             policy: PolicyStore, policyEvents: EventRelay, outputs: OutputSettings, listen: String?, stateFile: String,
-            dryRun: Bool, kubernetes: KubernetesConfiguration? = nil, writableCgroups: [String] = []
+            dryRun: Bool, kubernetes: KubernetesConfiguration? = nil, writableCgroups: [String] = [],
+            metricsListen: String? = nil
         ) {
+            self.metricsListen = metricsListen
             self.kubernetes = kubernetes
             self.writableCgroups = writableCgroups
             self.policy = policy
@@ -84,7 +88,8 @@ public enum Agent {
         switch output {
         case .events(let settings, let setup):
             let outputs = try AgentOutputs(
-                settings: setup.outputs, listen: setup.listen, inCluster: kubernetes != nil, node: settings.node,
+                settings: setup.outputs, listen: setup.listen, metricsListen: setup.metricsListen, inCluster: kubernetes != nil,
+                node: settings.node,
                 logger: logger)
             let observer = TargetObserver(table: outputs.targets, metrics: outputs.metrics)
             var eventSinks: [any EventSink] = [outputs, observer]
@@ -118,14 +123,15 @@ public enum Agent {
                 outputs: PipelineOutputs(
                     events: events, stdout: outputs.sinks.stdout, metrics: outputs.metrics, targets: observer,
                     status: outputs.status,
-                    sinkLosses: { [reported = LossCounter(), kubernetesLosses] in
+                    sinkLosses: { [reported = LossCounter(), responderReported = LossCounter(), kubernetesLosses] in
                         var lost = outputs.sinks.lostSinceLastReport()
                         if let kubernetesLosses, let delta = reported.delta(kubernetesLosses()) { lost["sink.kubernetes"] = delta }
+                        if let delta = responderReported.delta(responder.dropped) { lost["responder"] = delta }
                         return lost
                     }, recommendations: outputs.recommendations),
                 settings: settings, responses: PipelineResponses(policy: setup.policy, stage: stage), logger: logger)
             sinks = outputs.sinks.services + sinks
-            stages = [responder, setup.policy] + (outputs.server.map { [$0] } ?? []) + clusterServices
+            stages = [responder, setup.policy] + outputs.servers + clusterServices
         case .trace(let writer, let filter, let verdicts):
             pipeline = TraceRecorder(
                 input: source.output, formatter: formatter, writer: writer, filter: filter, verdictWriter: verdicts,

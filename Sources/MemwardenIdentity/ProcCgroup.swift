@@ -32,7 +32,7 @@ public enum ProcCgroup {
         return path
     }
 
-    static func parse(_ text: String, version: CgroupHierarchy.Version) -> String? {
+    @_spi(Fuzz) public static func parse(_ text: String, version: CgroupHierarchy.Version) -> String? {
         for line in text.split(separator: "\n") {
             let fields = line.split(separator: ":", maxSplits: 2, omittingEmptySubsequences: false)
             guard fields.count == 3 else { continue }

@@ -108,6 +108,10 @@ public struct LeakDetails: Sendable, Hashable {
     /// `seconds_to_limit_low` ... `seconds_to_limit_high`, and the growth model.
     public var forecastInterval: ClosedRange<Double>?
     public var forecastModel: String?
+    /// Set while the kernel's samples were being lost (a full ring buffer, a
+    /// pipeline behind): the share lost over the last stats interval. The
+    /// forecast rests on incomplete data then (`forecast_confidence: low`).
+    public var samplesLostRatio: Double?
 
     public init(
         detectors: [String], confidence: Double, growthBytesPerSecond: Int64, secondsToLimit: Double?, limit: UInt64?,

@@ -78,6 +78,11 @@ public final class AgentMetrics: EventSink, Sendable {
         gauge(Self.kernelTracked, [("map", "cgroup")]).set(Double(now.cgroupsTracked))
     }
 
+    /// The share of the kernel's samples lost over the last stats interval.
+    public func record(samplesLostRatio: Double) {
+        gauge(Self.samplesLostRatio).set(samplesLostRatio)
+    }
+
     /// The detection confirmation stage's state (its evictions advance by
     /// the difference to the last reading, like the kernel's counters).
     public func record(confirmation now: ConfirmationStatistics) {
@@ -241,6 +246,9 @@ public final class AgentMetrics: EventSink, Sendable {
     static let targetBudgetTier = Name(
         "memwarden_target_budget_tier", "Budget tier reached: 0 none, 1 warning, 2 high, 3 critical, 4 emergency.")
     static let targetGrowth = Name("memwarden_target_growth_bytes_per_second", "Growth rate from the detectors' trend.")
+    static let samplesLostRatio = Name(
+        "memwarden_samples_lost_ratio",
+        "Share of the kernel's samples lost (ring buffer full, pipeline behind) over the last stats interval.")
     static let targetConfidence = Name("memwarden_target_leak_confidence_ratio", "Leak confidence, 0 to 1.")
     static let targetSuspected = Name("memwarden_target_leak_suspected", "1 while a leak is suspected, else 0.")
     static let targetForecast = Name(
@@ -254,7 +262,7 @@ public final class AgentMetrics: EventSink, Sendable {
     static let all: [Name] = [
         buildInfo, kernelEvents, kernelCoalesced, kernelSamples, kernelUnattributed, kernelExecs, kernelExits,
         kernelVerdicts, kernelMapFull, mapEvictions, kernelTracked, confirmationTargets, confirmationHistoryBytes,
-        confirmationEvictions, eventsLost, eventsEmitted, sinkDelivered,
+        confirmationEvictions, eventsLost, samplesLostRatio, eventsEmitted, sinkDelivered,
         sinkDropped, sinkFailures, sinkQueueDepth, policyReloads, policyReloadErrors, targetsOmitted, targetMemory,
         targetLimit, targetBudget, targetBudgetShare, targetBudgetTier, targetGrowth, targetConfidence,
         targetSuspected, targetForecast, targetThrottled, targetGrowthCap,

@@ -22,11 +22,17 @@ public final class KubernetesSink: EventSink, Service {
         /// Attempts per request, the first included.
         public var maxAttempts: Int
         public var backoff: Backoff
+        /// At graceful shutdown, what is still queued is delivered for at most this long:
+        /// the restore the responder made on SIGTERM must take its `memwarden.io/throttled`
+        /// annotation away, or the pod says "throttled" after the agent is gone. What is
+        /// left after it is counted as dropped.
+        public var shutdownFlush: Duration
 
         public init(
             output: KubernetesOutputSettings, queueSize: Int = 1000, seriesWindow: Duration = .seconds(1800), maxAttempts: Int = 3,
-            backoff: Backoff = Backoff(initial: .milliseconds(200), maximum: .seconds(5))
+            backoff: Backoff = Backoff(initial: .milliseconds(200), maximum: .seconds(5)), shutdownFlush: Duration = .seconds(5)
         ) {
+            self.shutdownFlush = shutdownFlush
             self.output = output
             self.queueSize = max(1, queueSize)
             self.seriesWindow = seriesWindow
@@ -135,20 +141,39 @@ public final class KubernetesSink: EventSink, Service {
     // MARK: - Service
 
     public func run() async throws {
-        do {
-            try await cancelWhenGracefulShutdown {
+        // Graceful shutdown does not cancel a delivery: the loop stops waiting for more and
+        // delivers what is queued (the responder's last restores on SIGTERM among it), and
+        // only past `shutdownFlush` is it cancelled. Cancelling at once would drop the
+        // restore that takes a `memwarden.io/throttled` annotation away.
+        await withTaskGroup(of: Void.self) { group in
+            group.addTask {
                 var series = SeriesMemory()
                 for await _ in self.wakeup {
-                    while let event = self.state.withLock({ $0.popFirst() }) {
-                        try Task.checkCancellation()
+                    while !Task.isCancelled, let event = self.state.withLock({ $0.popFirst() }) {
                         await self.deliver(event, series: &series)
                     }
                 }
             }
-        } catch is CancellationError {
-            // graceful shutdown: what is still queued is not delivered (counted as queued)
+            group.addTask { [wake, flush = settings.shutdownFlush] in
+                // also when the task is cancelled: then the sleep returns at once
+                try? await gracefulShutdown()
+                wake.finish()
+                try? await Task.sleep(for: flush)
+            }
+            await group.next()
+            group.cancelAll()
         }
-        wake.finish()
+        let left = state.withLock { state -> Int in
+            let left = state.count
+            while state.popFirst() != nil {}
+            state.statistics.dropped += UInt64(left)
+            return left
+        }
+        if left > 0 {
+            logger.warning(
+                "kubernetes sink: events not delivered before shutdown",
+                metadata: ["dropped": "\(left)", "flush_seconds": "\(settings.shutdownFlush)"])
+        }
     }
 
     // MARK: - Delivery

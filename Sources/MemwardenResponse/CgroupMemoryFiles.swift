@@ -45,7 +45,7 @@ public struct MemoryPressure: Sendable, Hashable {
     public var fullTotalMicroseconds: UInt64?
 
     /// Parses "some avg10=0.00 avg60=0.00 avg300=0.00 total=0\nfull …".
-    static func parse(_ text: String) -> MemoryPressure? {
+    @_spi(Fuzz) public static func parse(_ text: String) -> MemoryPressure? {
         var some: (avg10: Double, total: UInt64)?
         var full: UInt64?
         for line in text.split(separator: "\n") {
@@ -72,7 +72,7 @@ public struct MemoryStat: Sendable, Hashable {
 
     public subscript(_ key: String) -> UInt64? { values[key] }
 
-    static func parse(_ text: String) -> MemoryStat? {
+    @_spi(Fuzz) public static func parse(_ text: String) -> MemoryStat? {
         var values: [String: UInt64] = [:]
         for line in text.split(separator: "\n") {
             let fields = line.split(separator: " ")

@@ -21,6 +21,11 @@ public struct ResponderConfiguration: Sendable {
     /// so a system service or the node's own slices are never throttled
     /// whatever a policy rule matches.
     public var writableSubtrees: [String]
+    /// Called at each point where a kill would leave the disk in another
+    /// state: around every memory.high write and at each step of a state-file
+    /// save. The kill-at-every-step tests snapshot the disk there
+    /// (ResponderCrashTests); the agent leaves it nil.
+    public var observeDurableStep: DurableStepObserver?
 
     public init(
         cgroupRoot: String, version: CgroupHierarchy.Version?, stateFile: ResponseStateFile = ResponseStateFile(),
@@ -228,7 +233,9 @@ public struct Responder: Sendable {
                     events.append(skipped(target, policy, reason: "external_write", before: now.bytes))
                     continue
                 }
+                configuration.observeDurableStep?("recover: before restoring \(record.cgroup)")
                 try files.writeHigh(text: record.original)
+                configuration.observeDurableStep?("recover: restored \(record.cgroup)")
                 var growthCap: GrowthCapDetails?
                 // (a crash before the first write leaves the original: no cap to tell of)
                 if record.throttleMode == ResponseStateRecord.growthCapMode, let cap = record.growthCap, let value = now.bytes,
@@ -627,7 +634,9 @@ public struct Responder: Sendable {
         for var plan in planned {
             if !configuration.dryRun {
                 do {
+                    configuration.observeDurableStep?("throttle: before writing \(plan.throttle.record.cgroup)")
                     try plan.throttle.files.writeHigh(.bytes(plan.throttle.current))
+                    configuration.observeDurableStep?("throttle: wrote \(plan.throttle.record.cgroup)")
                 } catch {
                     logger.warning("cannot write memory.high: \(error)", metadata: ["cgroup": "\(plan.throttle.record.cgroup)"])
                     if plan.first {
@@ -701,7 +710,9 @@ public struct Responder: Sendable {
             return [skipped(entry.target, policy, reason: "external_write", before: throttle.current, after: found.bytes, severity: .warning)]
         }
         do {
+            configuration.observeDurableStep?("restore: before writing \(throttle.record.cgroup)")
             try throttle.files.writeHigh(text: throttle.record.original)
+            configuration.observeDurableStep?("restore: wrote \(throttle.record.cgroup)")
         } catch {
             // the record stays in the state file: the next start puts it back
             logger.error("cannot restore memory.high: \(error)", metadata: ["cgroup": "\(throttle.record.cgroup)"])
@@ -744,7 +755,8 @@ public struct Responder: Sendable {
     private mutating func persist() -> Bool {
         guard !configuration.dryRun else { return true }
         do {
-            try configuration.stateFile.save(records.keys.sorted().map { records[$0]! })
+            try configuration.stateFile.save(
+                records.keys.sorted().map { records[$0]! }, observe: configuration.observeDurableStep)
             dirty = false
             return true
         } catch {

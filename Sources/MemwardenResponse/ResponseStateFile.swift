@@ -98,6 +98,10 @@ public struct ResponseStateFileError: Error, CustomStringConvertible, Sendable {
 /// file in the same directory, fsync, rename over the old one, fsync of the
 /// directory; so after a kill -9 or a power cut the file holds either the old
 /// or the new list, never half of one.
+/// Called at a point where a kill would leave the disk in another state
+/// (ResponderConfiguration.observeDurableStep).
+public typealias DurableStepObserver = @Sendable (_ step: String) -> Void
+
 public struct ResponseStateFile: Sendable {
     struct Contents: Codable {
         var version = 1
@@ -124,8 +128,7 @@ public struct ResponseStateFile: Sendable {
             return ([], ResponseStateFileError(code: .unreadable, path: path, detail: "\(error)"))
         }
         do {
-            let contents = try JSONDecoder().decode(Contents.self, from: Data(text.utf8))
-            return (contents.targets, nil)
+            return (try Self.decode(Data(text.utf8)), nil)
         } catch {
             let aside = path + ".corrupt"
             let moved = rename(path, aside) == 0
@@ -136,7 +139,12 @@ public struct ResponseStateFile: Sendable {
         }
     }
 
-    public func save(_ records: [ResponseStateRecord]) throws(ResponseStateFileError) {
+    /// The records of a state file's contents; throws what JSONDecoder throws.
+    @_spi(Fuzz) public static func decode(_ data: Data) throws -> [ResponseStateRecord] {
+        try JSONDecoder().decode(Contents.self, from: data).targets
+    }
+
+    public func save(_ records: [ResponseStateRecord], observe: DurableStepObserver? = nil) throws(ResponseStateFileError) {
         let encoder = JSONEncoder()
         encoder.outputFormatting = [.sortedKeys, .withoutEscapingSlashes]
         let data: Data
@@ -155,6 +163,7 @@ public struct ResponseStateFile: Sendable {
         unlink(temporary)
         let fd = open(temporary, O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC, 0o600)
         guard fd >= 0 else { throw failure("open \(temporary)") }
+        observe?("state file: temporary created")
         var bytes = [UInt8](data)
         bytes.append(UInt8(ascii: "\n"))
         var offset = 0
@@ -176,11 +185,13 @@ public struct ResponseStateFile: Sendable {
             throw error
         }
         close(fd)
+        observe?("state file: temporary written")
         guard rename(temporary, path) == 0 else {
             let error = failure("rename \(temporary) to \(path)")
             unlink(temporary)
             throw error
         }
+        observe?("state file: renamed")
         // the rename is durable only once the directory entry is
         let directoryFD = open(directory, O_RDONLY | O_DIRECTORY | O_CLOEXEC)
         guard directoryFD >= 0 else { throw failure("open \(directory)") }

@@ -10,5 +10,6 @@ struct BenchCommand: AsyncParsableCommand {
             BenchReplayCommand.self,
             BenchPipelineCommand.self,
             BenchDetectionCommand.self,
+            BenchSoakCommand.self,
         ])
 }

@@ -30,6 +30,11 @@ struct RunCommand: AsyncParsableCommand {
     @Option(help: ArgumentHelp("The HTTP API (/metrics, /healthz, /readyz, /api/v1/…); \"\" for none.", valueName: "addr:port"))
     var listen = "127.0.0.1:9808"
 
+    @Option(help: ArgumentHelp(
+        "A second HTTP server with /metrics, /healthz and /readyz only (no /api/v1: it names every tenant's pods), for scrapers and probes; \"\" for none.",
+        valueName: "addr:port"))
+    var metricsListen = ""
+
     @Option(help: ArgumentHelp("Send events to this webhook (overrides the policy's outputs.webhook.url).", valueName: "url"))
     var webhookURL: String?
 
@@ -65,6 +70,11 @@ struct RunCommand: AsyncParsableCommand {
                 throw ValidationError("--writable-cgroup \(path): must be \(problem)")
             }
         }
+        if !metricsListen.isEmpty {
+            do { _ = try HTTPServer.parse(listen: metricsListen) } catch {
+                throw ValidationError("--metrics-listen: \(error)")
+            }
+        }
         if let duration, !(duration > 0) { throw ValidationError("--duration must be more than 0 seconds") }
         guard statsInterval > 0 else { throw ValidationError("--stats-interval must be more than 0 seconds") }
     }
@@ -92,7 +102,7 @@ struct RunCommand: AsyncParsableCommand {
             let setup = Agent.RunSetup(
                 policy: store, policyEvents: policyEvents, outputs: outputs, listen: listen.isEmpty ? nil : listen,
                 stateFile: stateFile, dryRun: dryRun, kubernetes: try kubernetes.configuration(node: node),
-                writableCgroups: writableCgroup)
+                writableCgroups: writableCgroup, metricsListen: metricsListen.isEmpty ? nil : metricsListen)
             try await Agent.run(
                 kernel: kernel.kernel,
                 output: .events(

@@ -170,4 +170,97 @@ struct ClusterAgentTests {
         agent.signal(SIGTERM)
         #expect(agent.waitForExit(deadline: deadline(seconds: 30)) == 0)
     }
+
+    @Test("API server down at start: events name the container from its cgroup path, then the pod once the API server is back")
+    func identityWhileTheAPIServerIsDown() async throws {
+        if let reason = KubeClusterAccess.unavailableReason, KernelAccess.isCI {
+            Issue.record("CI=true but the cluster cannot run: \(reason)")
+        }
+        let memwarden = try AgentCommandTests.memwarden()
+        guard let leaksim = ChildProcess.sibling("leaksim") else { throw TestFailure("leaksim not built next to the tests") }
+        let cluster = try TestCluster()
+        defer { cluster.stop() }
+        let client = try KubernetesClient(configuration: try cluster.configuration(), logger: Logger(label: "test"))
+        defer { Task { try? await client.shutdown() } }
+        let writer = ClusterWriter(client: client)
+        try await writer.createNamespace(Self.namespace)
+        let id = containerID(43)
+        let uid = try await writer.createPod(
+            namespace: Self.namespace, name: "api-1", node: cluster.nodeName, labels: ["app": "api"],
+            containers: [("app", "containerd://\(id)")])
+        var chain = [try ScratchCgroup()]
+        for name in ["kubepods", "burstable", "pod\(uid)", id] { chain.append(try ScratchCgroup(in: chain.last!, name: name)) }
+        defer { chain.reversed().forEach { $0.remove() } }
+        let container = chain.last!
+
+        let directory = FileManager.default.temporaryDirectory.appendingPathComponent("memwarden-cluster-down-\(getpid())").path
+        try FileManager.default.createDirectory(atPath: directory, withIntermediateDirectories: true)
+        defer { try? FileManager.default.removeItem(atPath: directory) }
+        let policy = directory + "/policy.yaml"
+        // matched by its cgroup path, which needs no API server
+        try """
+        apiVersion: memwarden.io/v1
+        kind: MemwardenPolicy
+        rules:
+          - name: by-path
+            match:
+              cgroup: "/**/pod\(uid)/*"
+            budget: 100Mi
+        """.write(toFile: policy, atomically: true, encoding: .utf8)
+
+        try cluster.stopAPIServer()
+        let port = try Self.freePort()
+        let agent = try ChildProcess(
+            memwarden,
+            [
+                "run", "--listen", "127.0.0.1:\(port)", "--policy", policy, "--state-file", directory + "/state.json",
+                "--kubernetes", "on", "--kube-api", cluster.apiURL, "--kube-token-file", cluster.environment["KUBE_TOKEN_FILE"] ?? "",
+                "--kube-ca-file", cluster.environment["KUBE_CA_FILE"] ?? "", "--node-name", cluster.nodeName, "--stats-interval", "1",
+            ],
+            stdout: .pipe, stderr: .pipe)
+        defer { agent.signal(SIGKILL) }
+        try AgentCommandTests.waitUntilAttached(agent)
+        // not ready without the pod list, and says so
+        let notReady = Self.get("http://127.0.0.1:\(port)/readyz")
+        #expect(notReady?.status == 503, "/readyz with the API server down: \(String(describing: notReady))")
+
+        let simulator = try ChildProcess(
+            "/bin/sh", ["-c", #"echo $$ > "$1/cgroup.procs" && exec "$0" serve"#, leaksim, container.directory],
+            stdin: .pipe, stdout: .pipe)
+        defer { simulator.signal(SIGKILL) }
+        #expect(simulator.stdout?.readLine(deadline: deadline(seconds: 20))?.hasPrefix("ready") == true)
+        for size in [60, 15] {
+            simulator.send("touch \(size)")
+            #expect(simulator.stdout?.readLine(deadline: deadline(seconds: 60))?.hasPrefix("ok") == true)
+        }
+        // detection and budgets go on: the event names what the path says
+        let down = agent.stdout?.readLine(until: deadline(seconds: 30)) { $0.contains(#""type":"budget.warning""#) }
+        let fallback = try #require(down.flatMap(AgentCommandTests.json), "no budget.warning within 30 s with the API server down")
+        #expect(fallback["pod_uid"] as? String == uid)
+        #expect(fallback["container_id"] as? String == id)
+        #expect(fallback["pod"] == nil && fallback["namespace"] == nil, "\(fallback)")
+        #expect(fallback["rule"] as? String == "by-path")
+
+        // the API server comes back: the watcher's retry lists the pods, the agent is ready, and
+        // the next event names the pod
+        try cluster.startAPIServer()
+        let readyBy = deadline(seconds: 90)
+        var ready = Self.get("http://127.0.0.1:\(port)/readyz")
+        while ready?.status != 200 && monotonicNanoseconds() < readyBy {
+            usleep(500_000)
+            ready = Self.get("http://127.0.0.1:\(port)/readyz")
+        }
+        #expect(ready?.status == 200, "/readyz 90 s after the API server came back: \(String(describing: ready))")
+        simulator.send("touch 12")
+        #expect(simulator.stdout?.readLine(deadline: deadline(seconds: 60))?.hasPrefix("ok") == true)
+        let up = agent.stdout?.readLine(until: deadline(seconds: 30)) { $0.contains(#""type":"budget.high""#) }
+        let named = try #require(up.flatMap(AgentCommandTests.json), "no budget.high within 30 s after the API server came back")
+        #expect(named["pod"] as? String == "api-1")
+        #expect(named["namespace"] as? String == Self.namespace)
+        #expect(named["container"] as? String == "app")
+
+        simulator.signal(SIGKILL)
+        agent.signal(SIGTERM)
+        #expect(agent.waitForExit(deadline: deadline(seconds: 30)) == 0)
+    }
 }

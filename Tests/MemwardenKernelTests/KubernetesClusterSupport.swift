@@ -84,6 +84,10 @@ final class TestCluster {
     }
 
     func restartAPIServer() throws { try Self.script("restart-apiserver", state, seconds: 300) }
+    /// Stops kube-apiserver only; etcd keeps every object, and startAPIServer brings it back on
+    /// the same address.
+    func stopAPIServer() throws { try Self.script("stop-apiserver", state, seconds: 60) }
+    func startAPIServer() throws { try Self.script("start-apiserver", state, seconds: 300) }
 
     func stop() { try? Self.script("stop", state, seconds: 60) }
 

@@ -4,6 +4,7 @@ import MemwardenKubernetes
 import MemwardenModel
 import MemwardenOutput
 import ServiceLifecycle
+import Synchronization
 import Testing
 
 /// KubernetesSink against a real kube-apiserver (scripts/test-cluster): Events with series on
@@ -143,6 +144,52 @@ struct KubernetesSinkClusterTests {
         try await client.shutdown()
     }
 
+    @Test(
+        "at graceful shutdown, a restore still queued takes the throttled annotation away (the queue is flushed)",
+        .enabled(if: KubeClusterAccess.enabled, KubeClusterAccess.comment))
+    func shutdownFlushesTheQueue() async throws {
+        if let reason = KubeClusterAccess.unavailableReason, KernelAccess.isCI {
+            Issue.record("CI=true but the cluster cannot run: \(reason)")
+        }
+        let cluster = try TestCluster()
+        defer { cluster.stop() }
+        let logger = Logger(label: "test.kubernetes")
+        let client = try KubernetesClient(configuration: try cluster.configuration(), logger: logger)
+        let writer = ClusterWriter(client: client)
+        let namespace = Self.namespace + "-flush"
+        try await writer.createNamespace(namespace)
+        let uid = try await writer.createPod(
+            namespace: namespace, name: "api-0", node: cluster.nodeName, labels: ["app": "api"],
+            containers: [("app", "containerd://\(containerID(8))")])
+        let pod = PodMetadata(name: "api-0", namespace: namespace, uid: uid, container: "app")
+        func throttled() async throws -> String? {
+            let object = try await writer.getJSON("/api/v1/namespaces/\(namespace)/pods/api-0")
+            return (((object["metadata"] as? [String: Any])?["annotations"] as? [String: String]) ?? [:])["memwarden.io/throttled"]
+        }
+        let settings = KubernetesSink.Settings(output: KubernetesOutputSettings(events: false, annotations: true))
+
+        // an agent throttles the pod
+        let first = KubernetesSink(client: client, settings: settings, logger: logger)
+        let firstGroup = ServiceGroup(configuration: .init(services: [.init(service: first)], logger: logger))
+        let firstRun = Task { try await firstGroup.run() }
+        first.submit(Self.event(.responseThrottle, .response(ResponseDetails(mode: .throttle, rule: "r", memoryHighAfter: 900 << 20)), pod: pod))
+        try await waitUntil("the throttled annotation", seconds: 30) { try await throttled() == "true" }
+        await firstGroup.triggerGracefulShutdown()
+        try await firstRun.value
+
+        // the next one restores on SIGTERM: its restore is queued when the shutdown begins
+        let second = KubernetesSink(client: client, settings: settings, logger: logger)
+        second.submit(Self.event(.responseRestore, .response(ResponseDetails(mode: .throttle, rule: "r", reason: "shutdown")), pod: pod))
+        #expect(second.statistics.queued == 1)
+        let secondGroup = ServiceGroup(configuration: .init(services: [.init(service: second)], logger: logger))
+        let secondRun = Task { try await secondGroup.run() }
+        await secondGroup.triggerGracefulShutdown()
+        try await secondRun.value
+        #expect(try await throttled() == nil, "the throttled annotation outlived the restore")
+        #expect(second.statistics.queued == 0 && second.statistics.lost == 0, "\(second.statistics)")
+        try await client.shutdown()
+    }
+
     @Test("with the API server unreachable, submit never waits and every drop is counted")
     func unreachableServerDropsCounted() async throws {
         // port 1: nothing listens, every connection is refused
@@ -181,6 +228,37 @@ struct KubernetesSinkClusterTests {
 
         await group.triggerGracefulShutdown()
         try await running.value
+        try await client.shutdown()
+    }
+
+    @Test("the shutdown flush is bounded: against a dead server it gives up after shutdownFlush and counts what is left")
+    func shutdownFlushIsBounded() async throws {
+        let client = try KubernetesClient(
+            configuration: try KubernetesConfiguration(apiURL: "http://127.0.0.1:1", nodeName: "n"), logger: Logger(label: "test"))
+        // each event would take minutes of retries: the flush must stop at its deadline
+        let sink = KubernetesSink(
+            client: client,
+            settings: .init(
+                output: KubernetesOutputSettings(events: true, annotations: true), maxAttempts: 1000,
+                backoff: Backoff(initial: .seconds(1), maximum: .seconds(1)), shutdownFlush: .milliseconds(300)),
+            logger: Logger(label: "test"))
+        let pod = PodMetadata(name: "p", namespace: "ns", uid: "u")
+        for n in 0..<20 { sink.submit(Self.event(.leakSuspected, Self.leak, pod: pod, at: UInt64(n))) }
+        let group = ServiceGroup(configuration: .init(services: [.init(service: sink)], logger: Logger(label: "test")))
+        let finished = Atomic<Bool>(false)
+        let running = Task {
+            try await group.run()
+            finished.store(true, ordering: .sequentiallyConsistent)
+        }
+        await group.triggerGracefulShutdown()
+        try await waitUntil("the sink to stop after its flush deadline", seconds: 30) {
+            finished.load(ordering: .sequentiallyConsistent)
+        }
+        try await running.value
+        let statistics = sink.statistics
+        #expect(statistics.queued == 0)
+        #expect(statistics.lost == 20, "\(statistics)")
+        #expect(statistics.eventsCreated == 0)
         try await client.shutdown()
     }
 }

@@ -47,6 +47,23 @@ struct EventSchemaTests {
         #expect(object["type"] as? String == type.rawValue)
     }
 
+    @Test("a leak event decided while samples were being lost says its forecast is of low confidence, and validates")
+    func degradedLeakEventsValidate() throws {
+        var event = SampleEvents.make(.leakUpdated)
+        guard case .leak(var details) = event.details else { throw TestFailure("not a leak event") }
+        details.samplesLostRatio = 0.0731
+        event.details = .leak(details)
+        let line = event.jsonLine()
+        let object = try jsonObject(line)
+        #expect(object["forecast_confidence"] as? String == "low")
+        #expect(object["samples_lost_ratio"] as? Double == 0.0731)
+        #expect(try Self.problems([line]).isEmpty, "\(line)")
+        // one without the other is not a valid event
+        let half = line.replacingOccurrences(of: #","forecast_confidence":"low""#, with: "")
+        #expect(half != line)
+        #expect(try Self.problems([half]).count >= 1, "\(half)")
+    }
+
     @Test func leakEventsFromTheAssessorValidate() throws {
         let suspected = LeakEvent(
             kind: .suspected, timeNanoseconds: 9_988_000_000, scope: .cgroup, pid: nil, comm: nil, cgroup: "/system.slice/a.service",

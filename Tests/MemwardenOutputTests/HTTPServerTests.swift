@@ -5,6 +5,7 @@ import MemwardenAgent
 import MemwardenModel
 import MemwardenOutput
 import MemwardenTestSupport
+import NIOCore
 import Testing
 
 /// Starts an HTTPServer on a free port and returns it with its base URL.
@@ -16,15 +17,18 @@ struct RunningHTTPServer {
     let events: RecentEvents
     let metrics: AgentMetrics
 
-    init(listen: String = "127.0.0.1:0", inCluster: Bool = false, maxTargets: Int = 1000) async throws {
+    init(
+        listen: String = "127.0.0.1:0", endpoints: HTTPServer.Endpoints = .all, inCluster: Bool = false, maxTargets: Int = 1000,
+        idleTimeout: TimeAmount = HTTPServer.idleTimeout
+    ) async throws {
         status = AgentStatus(inCluster: inCluster)
         targets = TargetTable()
         events = RecentEvents(capacity: 50)
         metrics = AgentMetrics(maxTargets: maxTargets)
         let bound = AsyncStream<Int>.makeStream()
         let server = try HTTPServer(
-            listen: listen, status: status, targets: targets, events: events, metrics: metrics,
-            logger: Logger(label: "http-test"), onListening: { port in bound.continuation.yield(port) })
+            listen: listen, endpoints: endpoints, status: status, targets: targets, events: events, metrics: metrics,
+            logger: Logger(label: "http-test"), idleTimeout: idleTimeout, onListening: { port in bound.continuation.yield(port) })
         services = RunningServices([server])
         var port = 0
         for await p in bound.stream {
@@ -50,6 +54,46 @@ struct RunningHTTPServer {
     @Test("bad listen addresses", arguments: ["9808", "localhost", "1.2.3.4:99999", "::1:80", "[::1]80", "a b:1", "host:"])
     func rejectsListen(text: String) {
         #expect(throws: ListenAddressError.self) { try HTTPServer.parse(listen: text) }
+    }
+
+    @Test("the metrics server (--metrics-listen) answers /metrics and the probes, never the API")
+    func healthEndpointsOnly() async throws {
+        try await withHTTPClient { client in
+            let server = try await RunningHTTPServer(endpoints: .health)
+            server.status.markReady(.bpf)
+            server.status.markReady(.policy)
+            #expect(try await client.get(server.baseURL + "/healthz").status == 200)
+            #expect(try await client.get(server.baseURL + "/readyz").status == 200)
+            #expect(try await client.get(server.baseURL + "/metrics").body.contains("memwarden_"))
+            for path in ["/api/v1/targets", "/api/v1/events"] {
+                #expect(try await client.get(server.baseURL + path).status == 404, "\(path)")
+            }
+            try await server.services.stop()
+        }
+    }
+
+    @Test("a connection that sends nothing is closed after the idle timeout")
+    func idleConnectionsAreClosed() async throws {
+        let server = try await RunningHTTPServer(idleTimeout: .milliseconds(200))
+        let port = try #require(Int(server.baseURL.split(separator: ":").last ?? ""))
+        let fd = socket(AF_INET, Int32(SOCK_STREAM.rawValue), 0)
+        #expect(fd >= 0)
+        defer { close(fd) }
+        // the deadline: a read that gets nothing for 10 s fails instead of waiting for ever
+        var deadline = timeval(tv_sec: 10, tv_usec: 0)
+        setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &deadline, socklen_t(MemoryLayout<timeval>.size))
+        var address = sockaddr_in()
+        address.sin_family = sa_family_t(AF_INET)
+        address.sin_port = in_port_t(UInt16(port).bigEndian)
+        address.sin_addr.s_addr = inet_addr("127.0.0.1")
+        let connected = withUnsafePointer(to: &address) {
+            $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { connect(fd, $0, socklen_t(MemoryLayout<sockaddr_in>.size)) }
+        }
+        #expect(connected == 0)
+        var byte: UInt8 = 0
+        let read = recv(fd, &byte, 1, 0)
+        #expect(read == 0, "waited for the server to close the idle connection: recv returned \(read), errno \(errno)")
+        try await server.services.stop()
     }
 
     @Test func healthReadinessTargetsAndEvents() async throws {

@@ -1,4 +1,4 @@
-@testable import MemwardenAgent
+@_spi(Fuzz) @testable import MemwardenAgent
 import Testing
 
 @Suite struct TimeParameterTests {

@@ -1,6 +1,6 @@
 import Testing
 
-@testable import MemwardenIdentity
+@_spi(Fuzz) @testable import MemwardenIdentity
 
 struct CgroupHierarchyTests {
     static let hybrid = """

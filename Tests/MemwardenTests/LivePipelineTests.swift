@@ -1,6 +1,6 @@
 import Foundation
 import Logging
-import MemwardenAgent
+@testable import MemwardenAgent
 import MemwardenKernel
 import MemwardenModel
 import MemwardenOutput
@@ -19,7 +19,9 @@ struct LivePipelineTests {
 
     /// Runs the pipeline over `outputs`, with stdout's sink writing to a
     /// file, and returns the file's lines.
-    static func run(_ outputs: [SourceOutput], sink: CollectingSink, settings: PipelineSettings) async throws -> [String] {
+    static func run(
+        _ outputs: [SourceOutput], sink: CollectingSink, settings: PipelineSettings, metrics: AgentMetrics? = nil
+    ) async throws -> [String] {
         let path = FileManager.default.temporaryDirectory.appendingPathComponent("pipeline-\(UUID().uuidString)").path
         defer { try? FileManager.default.removeItem(atPath: path) }
         let writer = try LineWriter.create(path: path)
@@ -30,7 +32,7 @@ struct LivePipelineTests {
         continuation.finish()
         let pipeline = LivePipeline(
             input: stream, formatter: SampleFormatter(hierarchy: nil),
-            outputs: PipelineOutputs(events: EventFanout([stdout, sink]), stdout: stdout), settings: settings,
+            outputs: PipelineOutputs(events: EventFanout([stdout, sink]), stdout: stdout, metrics: metrics), settings: settings,
             logger: logger)
         let group = ServiceGroup(services: [stdout], logger: logger)
         try await withThrowingTaskGroup(of: Void.self) { tasks in
@@ -63,6 +65,35 @@ struct LivePipelineTests {
         }
         #expect(types == ["agent.started", "stats", "agent.events_lost", "stats", "agent.stopping"])
         #expect(lines[2].contains(#""lost":{"ring_buffer":7}"#), "\(lines[2])")
+    }
+
+    @Test("the share of samples lost per stats interval: a metric, and what marks leak forecasts as low confidence")
+    func samplesLostRatioPerInterval() async throws {
+        // 93 samples written and 7 lost to a full ring, then 3 more lost by userspace of 200, then none lost
+        var first = KernelCounters()
+        (first.processSamples, first.cgroupSamples, first.ringBufferDrops) = (90, 3, 7)
+        var second = first
+        (second.processSamples, second.userspaceDrops) = (90 + 200, 3)
+        var third = second
+        third.processSamples += 50
+        var tracker = LossTracker()
+        _ = tracker.update(first)
+        #expect(tracker.ratio == 0.07 && tracker.degradedRatio == 0.07)
+        _ = tracker.update(second)
+        #expect(tracker.ratio == 0.015 && tracker.degradedRatio == 0.015)
+        _ = tracker.update(third)
+        #expect(tracker.ratio == 0 && tracker.degradedRatio == nil)
+        // below a percent lost: reported, not marking forecasts
+        var fourth = third
+        (fourth.processSamples, fourth.ringBufferDrops) = (third.processSamples + 995, 12)
+        _ = tracker.update(fourth)
+        #expect(tracker.ratio == 0.005 && tracker.degradedRatio == nil)
+
+        let metrics = AgentMetrics(maxTargets: 10)
+        _ = try await Self.run(
+            [.attached, .counters(first)], sink: CollectingSink(), settings: PipelineSettings(node: "n"), metrics: metrics)
+        let text = String(decoding: metrics.exposition(), as: UTF8.self)
+        #expect(text.contains("memwarden_samples_lost_ratio 0.07"), "\(text.split(separator: "\n").filter { $0.contains("lost") })")
     }
 
     @Test func nodeNameComesFromTheFlagThenTheEnvironment() {

@@ -198,6 +198,12 @@ struct RecommenderTests {
         let history = UsageHistory(watched.history)
         // the coarse ring holds 48 hours: all 30 are there
         #expect(history.seconds > 29.5 * Self.hour)
+        // each span told once, and the newest completed fine bucket (the last sample's at 30 h
+        // opened the next) is the history's end: nothing recent is lost between the rings
+        #expect(history.end == 30 * Self.hour)
+        for (a, b) in zip(history.buckets, history.buckets.dropFirst()) {
+            #expect(a.end == b.start, "a gap or an overlap between \(a) and \(b)")
+        }
         let r = try #require(Recommender.recommend([RecommendationMember(history: history, leak: leak)], limit: 2 * gib))
         #expect(r.leaking && r.trend?.source == .verdict)
         #expect(r.basePeak >= 295 * mib && r.basePeak < 340 * mib, "\(r.basePeak / mib) MiB")

@@ -87,4 +87,39 @@ final class CollectingSink: EventSink {
         #expect(try tree.read(path, "memory.high") == "max")
         #expect(stateFile.load().records.isEmpty)
     }
+
+    @Test("facts return at once: the write happens on the service's own tick; a full inbox drops the oldest and counts them")
+    func factsWaitInABoundedInbox() async throws {
+        let tree = try FakeCgroupTree()
+        defer { tree.remove() }
+        let path = "/kubepods/pod1/app"
+        try tree.v2Group(path, current: 900 * mebibyte, max: String(1024 * mebibyte), stat: ["anon": 800 * mebibyte, "inactive_file": 100 * mebibyte])
+        let sink = CollectingSink()
+        let responder = Responder(
+            configuration: ResponderConfiguration(
+                cgroupRoot: tree.root, version: .v2, stateFile: ResponseStateFile(path: tree.root + "/state.json"), pageSize: 4096),
+            clock: TestClock().reading, logger: silentLogger)
+        let service = ResponderService(responder: responder, sink: sink, tickInterval: .milliseconds(10))
+        let policy = TargetPolicy(rule: "shop", budget: .limit, mode: .throttle, throttle: ThrottleSettings(minSuspected: .zero))
+        let target = cgroupTarget(path)
+        let verdict = LeakVerdict(confidence: 0.9)
+        // before the service runs: nothing is done on the caller's task, however many facts come
+        let facts = ResponderService.inboxCapacity + 100
+        for _ in 0..<facts { service.leakSuspected(target, policy: policy, verdict: verdict) }
+        for _ in 0..<1000 { service.budgetTier(.high, target: target, policy: policy) }
+        #expect(service.dropped == 100, "the oldest beyond the capacity; a tier keeps only its newest value")
+        #expect(sink.all.isEmpty)
+        #expect(try tree.read(path, "memory.high") == "max\n", "untouched, as the fixture wrote it")
+
+        let group = ServiceGroup(configuration: ServiceGroupConfiguration(services: [service], logger: silentLogger))
+        try await withThrowingTaskGroup(of: Void.self) { tasks in
+            tasks.addTask { try await group.run() }
+            let throttle = try await sink.waitFor("the throttle, on the service's tick") { $0.type == .responseThrottle }
+            #expect(throttle.response?.memoryHighAfter == 900 * mebibyte)
+            #expect(try tree.high(path) == 900 * mebibyte)
+            await group.triggerGracefulShutdown()
+            try await tasks.next()
+        }
+        #expect(try tree.read(path, "memory.high").trimmingCharacters(in: .newlines) == "max")
+    }
 }

@@ -42,6 +42,7 @@ VALUE_SETS: dict[str, dict[str, Any]] = {
         "serviceMonitor": {"enabled": True, "labels": {"release": "prometheus"}},
         "prometheusRule": {"enabled": True},
         "grafanaDashboard": {"enabled": True, "annotations": {"grafana_folder": "memwarden"}},
+        "networkPolicy": {"enabled": True, "from": [{"namespaceSelector": {"matchLabels": {"kubernetes.io/metadata.name": "monitoring"}}}]},
     },
     "existing-policy": {
         "existingPolicyConfigMap": {"name": "site-policy", "key": "memwarden.yaml"},

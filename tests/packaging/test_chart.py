@@ -147,6 +147,45 @@ def test_a_throttle_subtree_that_is_not_a_clean_absolute_cgroup_path_is_refused(
         manifests({"features": {"throttle": True, "throttleSubtree": subtree}})
 
 
+@pytest.mark.parametrize(("api_listen", "flag"), [("0.0.0.0:9809", "--listen=0.0.0.0:9809"), ("", "--listen=")])
+def test_the_api_listens_on_loopback_unless_told_otherwise(api_listen: str, flag: str) -> None:
+    # the pod's address gets /metrics and the probes only (--metrics-listen); the API that
+    # names every tenant's pods stays on loopback by default
+    assert "--listen=127.0.0.1:9809" in container(manifests())["args"]
+    args = container(manifests({"agent": {"apiListen": api_listen}}))["args"]
+    assert flag in args and "--metrics-listen=0.0.0.0:9808" in args
+
+
+@pytest.mark.parametrize("api_listen", ["localhost:9809", "127.0.0.1", "0.0.0.0:9809 --dry-run"])
+def test_an_api_listen_that_is_not_addr_port_is_refused(api_listen: str) -> None:
+    with pytest.raises(Exception, match="apiListen"):
+        manifests({"agent": {"apiListen": api_listen}})
+
+
+@pytest.mark.parametrize(
+    ("values", "peers"),
+    [
+        ({"networkPolicy": {"enabled": False, "from": []}}, None),
+        ({"networkPolicy": {"enabled": True, "from": []}}, []),
+        (
+            {"networkPolicy": {"enabled": True, "from": [{"namespaceSelector": {"matchLabels": {"kubernetes.io/metadata.name": "monitoring"}}}]}},
+            [{"namespaceSelector": {"matchLabels": {"kubernetes.io/metadata.name": "monitoring"}}}],
+        ),
+    ],
+)
+def test_network_policy_opens_only_the_metrics_port(values: dict[str, Any], peers: list[dict[str, Any]] | None) -> None:
+    objects = manifests(values)
+    if peers is None:
+        assert find(objects, "NetworkPolicy") == []
+        return
+    policy = one(objects, "NetworkPolicy")["spec"]
+    assert policy["policyTypes"] == ["Ingress"]
+    assert policy["podSelector"]["matchLabels"] == one(objects, "DaemonSet")["spec"]["selector"]["matchLabels"]
+    [rule] = policy["ingress"]
+    assert rule["ports"] == [{"port": "http", "protocol": "TCP"}]
+    assert rule.get("from", []) == peers
+
+
 def test_without_kubernetes_there_is_no_role_and_no_token() -> None:
     objects = manifests(VALUE_SETS["no-kubernetes"])
     assert find(objects, "ClusterRole") == [] and find(objects, "ClusterRoleBinding") == []
@@ -163,7 +202,8 @@ def test_agent_arguments_environment_and_probes() -> None:
     assert agent["args"] == [
         "run",
         "--policy=/etc/memwarden/policy.yaml",
-        "--listen=0.0.0.0:9911",
+        "--listen=127.0.0.1:9809",
+        "--metrics-listen=0.0.0.0:9911",
         "--host-proc=/host/proc",
         "--host-cgroup=/host/sys/fs/cgroup",
         "--state-file=/var/lib/memwarden/state.json",

@@ -34,6 +34,7 @@ PLURALS = {
     "ClusterRoleBinding": "clusterrolebindings",
     "ServiceMonitor": "servicemonitors",
     "PrometheusRule": "prometheusrules",
+    "NetworkPolicy": "networkpolicies",
 }
 CLUSTER_SCOPED = {"ClusterRole", "ClusterRoleBinding"}
 

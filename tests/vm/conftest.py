@@ -94,20 +94,29 @@ class Guest:
         return json.loads(path.read_text())
 
 
-@pytest.fixture(scope="session")
-def guest(binaries: dict[str, Path], tmp_path_factory: pytest.TempPathFactory) -> Guest:
+def require_vm_tools() -> None:
     require(os.geteuid() == 0, "the VM suite needs root (mmdebstrap builds the image in root mode; qemu's 9p shares)")
     for tool, package in (("qemu-system-x86_64", "qemu-system-x86"), ("mmdebstrap", "mmdebstrap"), ("mkfs.ext4", "e2fsprogs")):
         require(shutil.which(tool) is not None, f"{tool} is not installed (Debian package {package}; scripts/setup-tests installs it)")
-    out = tmp_path_factory.mktemp("vm")
+
+
+def boot(binaries: dict[str, Path], out: Path, kernel: str | None = None, only: list[str] | None = None) -> Guest:
+    """Boots the guest (MEMWARDEN_VM_KERNEL=kernel when given), runs guest_checks.py (the
+    checks named in `only`, or all) and powers it off."""
     guest_path = lambda p: "/mnt/project/" + str(p.relative_to(ROOT))  # noqa: E731
+    env = dict(os.environ)
+    if kernel:
+        env["MEMWARDEN_VM_KERNEL"] = kernel
+    label = f"[{kernel}] " if kernel else ""
+    command = ["python3", "tests/vm/guest_checks.py", "--memwarden", guest_path(binaries["memwarden"]),
+               "--leaksim", guest_path(binaries["leaksim"]), "--results", "/mnt/out/results"]
+    if only:
+        command += ["--only", *only]
     started = time.monotonic()
     # its own session, so that a timeout here takes qemu down with scripts/vm
     process = subprocess.Popen(
-        [str(ROOT / "scripts" / "vm"), "run", "--timeout", str(GUEST_TIMEOUT), "--out", str(out), "--",
-         "python3", "tests/vm/guest_checks.py", "--memwarden", guest_path(binaries["memwarden"]),
-         "--leaksim", guest_path(binaries["leaksim"]), "--results", "/mnt/out/results"],
-        cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, start_new_session=True,
+        [str(ROOT / "scripts" / "vm"), "run", "--timeout", str(GUEST_TIMEOUT), "--out", str(out), "--", *command],
+        cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, start_new_session=True,
     )
     try:
         # --timeout bounds the boot; a cold image build comes before it
@@ -116,9 +125,15 @@ def guest(binaries: dict[str, Path], tmp_path_factory: pytest.TempPathFactory) -
         os.killpg(process.pid, signal.SIGKILL)
         _, stderr = process.communicate()
         stderr += f"\n(killed: scripts/vm ran longer than {GUEST_TIMEOUT + 900} s)"
-    FIGURES["scripts/vm run"] = f"{time.monotonic() - started:.0f} s, exit {process.returncode}"
-    FIGURES["phases"] = [line for line in stderr.splitlines() if line.startswith("vm: phase")]
+    FIGURES[f"{label}scripts/vm run"] = f"{time.monotonic() - started:.0f} s, exit {process.returncode}"
+    FIGURES[f"{label}phases"] = [line for line in stderr.splitlines() if line.startswith("vm: phase")]
     return Guest(out, process.returncode, stderr)
+
+
+@pytest.fixture(scope="session")
+def guest(binaries: dict[str, Path], tmp_path_factory: pytest.TempPathFactory) -> Guest:
+    require_vm_tools()
+    return boot(binaries, tmp_path_factory.mktemp("vm"))
 
 
 def pytest_terminal_summary(terminalreporter: Any) -> None:

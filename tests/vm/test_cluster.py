@@ -328,11 +328,16 @@ def test_events_during_throttling_carry_the_throttled_growth_and_a_later_forecas
     def at(event: dict[str, Any], seconds: float) -> float:
         return datetime.fromisoformat(event["time"].replace("Z", "+00:00")).timestamp() + seconds
 
-    first_write = at({"time": facts["first_write_time"]}, 0)
-    before = [e for e in facts["leak_events"] if "seconds_to_limit" in e and at(e, 0) < first_write]
     during = [e for e in facts["responses"] if e.get("type") == "response.throttle"
               and e.get("growth_cap", {}).get("seconds_to_ceiling") is not None]
-    assert before and during, brief({"leak_events": facts["leak_events"], "responses": facts["responses"]})
+    assert during, brief({"responses": facts["responses"]})
+    # the cut is where the growth cap starts, not the first memory.high write: the pressure
+    # controller's writes before it cannot slow an anonymous leak (that is why the cap takes
+    # over), so a forecast made between the two is still at the leak's own rate. (In one run
+    # the first forecast, a leak.updated, came 0.5 s after the pressure controller's first write.)
+    cap_start = at(during[0], 0)
+    before = [e for e in facts["leak_events"] if "seconds_to_limit" in e and at(e, 0) < cap_start]
+    assert before, brief({"leak_events": facts["leak_events"], "responses": facts["responses"]})
     # the last forecast at the leak's own rate before the cap, the last one under the cap
     unthrottled = at(before[-1], before[-1]["seconds_to_limit"])
     last = during[-1]

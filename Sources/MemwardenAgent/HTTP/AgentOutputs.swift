@@ -19,14 +19,19 @@ public final class AgentOutputs: EventSink, Sendable {
     /// The right-sizing figures the pipeline posts (/api/v1/recommendations).
     public let recommendations: RecommendationBoard
     public let server: HTTPServer?
+    /// `--metrics-listen`: /metrics and the probes only.
+    public let metricsServer: HTTPServer?
     public let node: String?
 
     /// - Parameters:
     ///   - listen: `--listen` (nil: no HTTP server).
+    ///   - metricsListen: `--metrics-listen` (nil: none).
     ///   - inCluster: readiness then waits for the pod metadata too.
     public init(
-        settings: OutputSettings, listen: String?, inCluster: Bool, node: String?, maxMetricTargets: Int = 1000,
-        recentEvents: Int = 1000, logger: Logger, onListening: @escaping @Sendable (Int) async -> Void = { _ in }
+        settings: OutputSettings, listen: String?, metricsListen: String? = nil, inCluster: Bool, node: String?,
+        maxMetricTargets: Int = 1000, recentEvents: Int = 1000, logger: Logger,
+        onListening: @escaping @Sendable (Int) async -> Void = { _ in },
+        onMetricsListening: @escaping @Sendable (Int) async -> Void = { _ in }
     ) throws {
         let recent = RecentEvents(capacity: recentEvents)
         let metrics = AgentMetrics(maxTargets: maxMetricTargets)
@@ -41,6 +46,11 @@ public final class AgentOutputs: EventSink, Sendable {
                 listen: $0, status: status, targets: targets, events: recent, metrics: metrics, logger: logger,
                 recommendations: recommendations, onListening: onListening)
         }
+        metricsServer = try metricsListen.map {
+            try HTTPServer(
+                listen: $0, endpoints: .health, status: status, targets: targets, events: recent, metrics: metrics,
+                logger: logger, onListening: onMetricsListening)
+        }
         (self.recent, self.metrics, self.status, self.targets, self.sinks, self.node) = (
             recent, metrics, status, targets, sinks, node
         )
@@ -48,7 +58,12 @@ public final class AgentOutputs: EventSink, Sendable {
 
     /// The delivering Services: the sinks and the HTTP server.
     public var services: [any Service] {
-        sinks.services + (server.map { [$0] } ?? [])
+        sinks.services + servers
+    }
+
+    /// The HTTP servers configured (the API's, the metrics').
+    public var servers: [any Service] {
+        [server, metricsServer].compactMap { $0 }
     }
 
     public func submit(_ event: AgentEvent) {

@@ -1,5 +1,6 @@
 import HTTPTypes
 import Hummingbird
+import HummingbirdCore
 import Logging
 import MemwardenDetection
 import MemwardenModel
@@ -23,9 +24,31 @@ public struct ListenAddressError: Error, CustomStringConvertible, Sendable {
 /// - /api/v1/events?since=…&limit=…: the RecentEvents ring
 /// - /api/v1/recommendations: right-sizing from the live histories (filters: namespace, leaking)
 /// A Service: it stops accepting on graceful shutdown.
+///
+/// The API names every tenant's pods, cgroups and pids, so it listens on
+/// loopback by default; a second server with `endpoints: .health` serves only
+/// what a scraper and the kubelet's probes need, on the pod's address.
 public struct HTTPServer: Service {
+    /// Which routes a server answers.
+    public enum Endpoints: String, Sendable {
+        /// Everything: /metrics, /healthz, /readyz and /api/v1/….
+        case all
+        /// /metrics, /healthz and /readyz only (`--metrics-listen`).
+        case health
+    }
+
+    /// A connection idle this long is closed: a client that opens sockets and
+    /// sends nothing cannot hold them for ever.
+    public static let idleTimeout: TimeAmount = .seconds(30)
+    /// Connections beyond this wait in the kernel's backlog until one closes:
+    /// a scraper and a few operators need a handful, a flood gets no more
+    /// file descriptors or memory than this.
+    public static let maximumConnections = 64
+
     public let host: String
     public let port: Int
+    public let endpoints: Endpoints
+    let idleTimeout: TimeAmount
     let status: AgentStatus
     let targets: TargetTable
     let events: RecentEvents
@@ -37,11 +60,14 @@ public struct HTTPServer: Service {
     /// - Parameter onListening: called with the bound port once the server
     ///   accepts connections (port 0 binds a free one).
     public init(
-        listen: String, status: AgentStatus, targets: TargetTable, events: RecentEvents, metrics: AgentMetrics,
-        logger: Logger, recommendations: RecommendationBoard = RecommendationBoard(),
+        listen: String, endpoints: Endpoints = .all, status: AgentStatus, targets: TargetTable, events: RecentEvents,
+        metrics: AgentMetrics, logger: Logger, recommendations: RecommendationBoard = RecommendationBoard(),
+        idleTimeout: TimeAmount = Self.idleTimeout,
         onListening: @escaping @Sendable (Int) async -> Void = { _ in }
     ) throws(ListenAddressError) {
         (host, port) = try Self.parse(listen: listen)
+        self.endpoints = endpoints
+        self.idleTimeout = idleTimeout
         self.recommendations = recommendations
         self.status = status
         self.targets = targets
@@ -75,10 +101,14 @@ public struct HTTPServer: Service {
     public func run() async throws {
         let app = Application(
             router: makeRouter(),
-            configuration: ApplicationConfiguration(address: .hostname(host, port: port), serverName: nil),
-            onServerRunning: { [logger, onListening, host] channel in
+            server: .http1(configuration: .init(idleTimeout: idleTimeout)),
+            configuration: ApplicationConfiguration(
+                address: .hostname(host, port: port), serverName: nil,
+                availableConnectionsDelegate: MaximumAvailableConnections(Self.maximumConnections, logger: logger)),
+            onServerRunning: { [logger, onListening, host, endpoints] channel in
                 let bound = channel.localAddress?.port ?? 0
-                logger.info("HTTP server listening", metadata: ["address": "\(host):\(bound)"])
+                logger.info(
+                    "HTTP server listening", metadata: ["address": "\(host):\(bound)", "endpoints": "\(endpoints.rawValue)"])
                 await onListening(bound)
             },
             logger: logger
@@ -105,6 +135,7 @@ public struct HTTPServer: Service {
             line.addRaw("not_ready", JSONLine.object(Dictionary(uniqueKeysWithValues: missing.map { ($0.check.rawValue, $0.reason) })))
             return Self.json(missing.isEmpty ? .ok : .serviceUnavailable, line.finish())
         }
+        guard endpoints == .all else { return router }
         router.get("/api/v1/targets") { [targets] request, _ -> Response in
             let query = request.uri.queryParameters
             var rows = targets.snapshots()

@@ -14,9 +14,9 @@ public struct TimeParameterError: Error, CustomStringConvertible, Sendable {
     }
 }
 
-enum TimeParameter {
+@_spi(Fuzz) public enum TimeParameter {
     /// Epoch nanoseconds.
-    static func parse(_ text: String, parameter: String = "since") throws(TimeParameterError) -> UInt64 {
+    public static func parse(_ text: String, parameter: String = "since") throws(TimeParameterError) -> UInt64 {
         if let value = parseEpochSeconds(text) { return value }
         guard let value = parseRFC3339(text) else { throw TimeParameterError(parameter: parameter, value: text) }
         return value
@@ -91,7 +91,10 @@ enum TimeParameter {
         parts.tm_min = Int32(minute)
         parts.tm_sec = Int32(second)
         let epoch = Int(timegm(&parts)) - offset
+        // epoch nanoseconds end in 2554; a later year is no time this agent will see
         guard epoch >= 0 else { return nil }
-        return UInt64(epoch) * 1_000_000_000 + UInt64(nanos)
+        let (whole, overflow) = UInt64(epoch).multipliedReportingOverflow(by: 1_000_000_000)
+        guard !overflow, whole <= UInt64.max - UInt64(nanos) else { return nil }
+        return whole + UInt64(nanos)
     }
 }

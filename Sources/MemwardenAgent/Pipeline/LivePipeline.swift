@@ -136,9 +136,13 @@ public struct LivePipeline: Service {
                             }
                         })
                     for leak in leaks {
-                        let event = AgentEvent(
+                        var event = AgentEvent(
                             leak: leak, epochNanoseconds: epoch, node: settings.node,
                             identity: formatter.identity(cgroupPath: leak.cgroup))
+                        if let ratio = losses.degradedRatio, case .leak(var details) = event.details, leak.kind != .cleared {
+                            details.samplesLostRatio = ratio
+                            event.details = .leak(details)
+                        }
                         emit(event)
                         budgets?.leak(event)
                     }
@@ -151,6 +155,7 @@ public struct LivePipeline: Service {
                 outputs.metrics?.record(kernelCounters: counters)
                 outputs.metrics?.record(confirmation: confirmation)
                 var lost = losses.update(counters)
+                outputs.metrics?.record(samplesLostRatio: losses.ratio)
                 lost.merge(outputs.sinkLosses()) { $0 + $1 }
                 if !lost.isEmpty {
                     emit(agentEvent(.agentEventsLost, severity: .warning, details: AgentDetails(lost: lost)))
@@ -212,9 +217,22 @@ public struct LivePipeline: Service {
     }
 }
 
-/// Notices what was lost between two counter readings, for `agent.events_lost`.
+/// Notices what was lost between two counter readings, for `agent.events_lost`, and the
+/// share of the kernel's samples lost over the interval, which says how far detection can
+/// be trusted: the detectors fill a gap with the last value, so a lost stretch of growth
+/// makes a forecast late or a verdict missing.
 struct LossTracker {
     private var last: [String: UInt64] = [:]
+    private var lastSamples: UInt64 = 0
+    /// Samples lost over the last interval, as a share of those produced (0 when none were).
+    private(set) var ratio: Double = 0
+    /// At or above this share lost, leak events say their forecast is of low confidence: a
+    /// percent of samples is a second of growth in every hundred, where forecasts start to
+    /// lean on gaps.
+    static let degradedShare = 0.01
+
+    /// The last interval's loss share when it is high enough to mark forecasts (nil: not).
+    var degradedRatio: Double? { ratio >= Self.degradedShare ? ratio : nil }
 
     /// What grew since the last reading, by where it was lost (empty when nothing was).
     mutating func update(_ counters: KernelCounters) -> [String: UInt64] {
@@ -224,6 +242,14 @@ struct LossTracker {
         ]
         var grown: [String: UInt64] = [:]
         for (key, value) in now where value > last[key, default: 0] { grown[key] = value - last[key, default: 0] }
+        // samples the kernel wrote (counted only once reserved) and those it could not
+        // write or userspace dropped behind it: a reload restarts the counters
+        let samples = counters.processSamples + counters.cgroupSamples
+        let produced = samples >= lastSamples ? samples - lastSamples : samples
+        let lostSamples = grown["ring_buffer", default: 0] + grown["userspace", default: 0]
+        let total = produced + grown["ring_buffer", default: 0]
+        ratio = total == 0 ? 0 : min(1, Double(lostSamples) / Double(total))
+        lastSamples = samples
         last = now
         return grown
     }

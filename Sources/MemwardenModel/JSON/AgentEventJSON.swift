@@ -41,6 +41,10 @@ extension AgentEvent {
             if let value = leak.limit { line.add("limit", value) }
             line.addRaw("reasons", JSONLine.array(leak.reasons))
             if let value = leak.suspectedSeconds { line.add("suspected_seconds", value, decimals: 3) }
+            if let value = leak.samplesLostRatio {
+                line.add("forecast_confidence", "low")
+                line.add("samples_lost_ratio", value, decimals: 4)
+            }
         } else {
             line.addRaw("reasons", JSONLine.array(leak.reasons))
             if let value = leak.suspectedSeconds { line.add("suspected_seconds", value, decimals: 3) }
