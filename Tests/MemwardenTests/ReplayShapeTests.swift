@@ -208,6 +208,23 @@ struct ReplayShapeTests {
         }
     }
 
+    /// The default `stress-ng --malloc` in its first seconds: a live set climbing 150 MiB/s whose
+    /// frees (6.5 MiB every half second, 5 MiB net of the growth within the sample) are 7 % of its
+    /// growth, too little for the share rule,
+    /// but six separate falls in the 3 s wait: churn, not a fast leak (a CI run flagged it before
+    /// the count of falls was a rule).
+    @Test func fastClimbWithSmallFrequentFreesIsNotAFastLeak() throws {
+        var trace = TraceBuilder()
+        trace.process(pid: Self.pid, duration: 600, eventInterval: 0.5, limit: 16 * gib) { _ in
+            MemoryShape(anon: 200 * mib)
+        }
+        trace.process(pid: Self.pid, start: 600.01, duration: 40, eventInterval: 0.01, limit: 16 * gib) { t in
+            MemoryShape(anon: 200 * mib + 150 * mib * t - 6.5 * mib * (t / 0.5).rounded(.down))
+        }
+        let events = try trace.replay()
+        #expect(events.anySuspected.isEmpty, "\(events.summary)")
+    }
+
     @Test func cgroupOfChildrenEachLeakingALittleIsSuspectedAsACgroup() throws {
         var trace = TraceBuilder()
         let cgroup = "/kubepods.slice/pod-a.slice/cri-containerd-abc.scope"

@@ -47,6 +47,12 @@ public struct ConfirmationSettings: Sendable, Hashable {
     /// leak's noise falls less than that in a run.
     public var fastChurnShare: Double = 0.1
     public var fastChurnRunBytes: Double = 4 * 1_048_576
+    /// ...and it fell in fewer than this many such runs over the wait: in
+    /// its first seconds the default `stress-ng --malloc` takes so much that
+    /// its frees are only 7–13 % of its growth, but it frees in 3 to 16
+    /// runs over 4 MiB in every 3 s (two recordings, 40 s each); a leak in
+    /// none.
+    public var fastChurnRuns: Int = 3
     /// A suspicion clears when growth over the clear window (see
     /// `clearWindow`: longer for slow leaks) fell below a quarter of the
     /// suspected rate.

@@ -91,12 +91,15 @@ public struct ConfirmationStage: Sendable {
         /// `ConfirmationSettings.fastChurnShare`).
         var fell: Double = 0
         var falling: Double = 0
+        /// How many such runs ended: churn frees often, a leak not at all.
+        var runs = 0
         var last: Double = 0
 
-        /// `fell` with the sample `held` taken in, and the run it ends or extends.
-        func churn(after held: Double, settings: ConfirmationSettings) -> (fell: Double, falling: Double) {
-            if held < last { return (fell, falling + last - held) }
-            return (fell + (falling > settings.fastChurnRunBytes ? falling : 0), 0)
+        /// `fell` and `runs` with the sample `held` taken in, and the run it ends or extends.
+        func churn(after held: Double, settings: ConfirmationSettings) -> (fell: Double, falling: Double, runs: Int) {
+            if held < last { return (fell, falling + last - held, runs) }
+            let deep = falling > settings.fastChurnRunBytes
+            return (fell + (deep ? falling : 0), 0, runs + (deep ? 1 : 0))
         }
     }
 
@@ -246,6 +249,7 @@ public struct ConfirmationStage: Sendable {
             watched.fast?.low = min(fast.low, held)
             watched.fast?.fell = churn.fell
             watched.fast?.falling = churn.falling
+            watched.fast?.runs = churn.runs
             watched.fast?.last = held
             if waited <= fast.wait / 2 { watched.fast?.midway = (time, held) }
             return nil
@@ -271,8 +275,12 @@ public struct ConfirmationStage: Sendable {
         // nor is churn that frees as it climbs: a malloc stress gives back a
         // quarter to most of what it takes within seconds (stress-ng --malloc,
         // docs/detectors.md); a leak's own drops are noise
-        let fell = churn.fell + (churn.falling > s.fastChurnRunBytes ? churn.falling : 0)
+        let deepNow = churn.falling > s.fastChurnRunBytes
+        let fell = churn.fell + (deepNow ? churn.falling : 0)
         guard fell <= s.fastChurnShare * max(0, held - fast.level) else { return nil }
+        // and churn that frees little but often: early on, a malloc stress's
+        // live set grows so fast that its frees are a small share of it
+        guard churn.runs + (deepNow ? 1 : 0) < s.fastChurnRuns else { return nil }
         let ctx = context()
         let rate = waited > 0 ? (held - fast.level) / waited : fast.rate
         var forecast: GrowthForecast?
