@@ -331,21 +331,22 @@ def test_events_during_throttling_carry_the_throttled_growth_and_a_later_forecas
     during = [e for e in facts["responses"] if e.get("type") == "response.throttle"
               and e.get("growth_cap", {}).get("seconds_to_ceiling") is not None]
     assert during, brief({"responses": facts["responses"]})
-    # the cut is where the growth cap starts, not the first memory.high write: the pressure
-    # controller's writes before it cannot slow an anonymous leak (that is why the cap takes
-    # over), so a forecast made between the two is still at the leak's own rate. (In one run
-    # the first forecast, a leak.updated, came 0.5 s after the pressure controller's first write.)
-    cap_start = at(during[0], 0)
-    before = [e for e in facts["leak_events"] if "seconds_to_limit" in e and at(e, 0) < cap_start]
+    # forecasts at the leak's own rate: those made from a growth at least 5 times the cap's.
+    # Not cut by time: the first forecast may come before the pressure controller's first write,
+    # between it and the cap, or seconds after the cap started (the rate the stage measures
+    # falls only as the capped growth fills its window); in one run the suspicion carried no
+    # forecast and the first, a leak.updated, came 3 s after the cap began
+    cap_rate = during[-1]["growth_cap"]["rate_bytes_per_second"]
+    before = [e for e in facts["leak_events"] if "seconds_to_limit" in e
+              and e.get("growth_bytes_per_second", 0) >= 5 * cap_rate]
     assert before, brief({"leak_events": facts["leak_events"], "responses": facts["responses"]})
-    # the last forecast at the leak's own rate before the cap, the last one under the cap
+    # the last forecast at the leak's own rate, the last one under the cap
     unthrottled = at(before[-1], before[-1]["seconds_to_limit"])
     last = during[-1]
     cap = last["growth_cap"]
     FIGURES["forecast"] = (f"unthrottled: limit {before[-1]['seconds_to_limit']} s after its {before[-1]['type']}; "
                            f"throttled at {cap['rate_bytes_per_second']} B/s: {cap['seconds_to_ceiling']} s after the last raise "
                            f"({at(last, cap['seconds_to_ceiling']) - unthrottled:.0f} s later)")
-    assert cap["rate_bytes_per_second"] * 5 <= before[-1]["growth_bytes_per_second"], brief([before, last])
     assert at(last, cap["seconds_to_ceiling"]) > unthrottled, brief([before, last])
 
 
