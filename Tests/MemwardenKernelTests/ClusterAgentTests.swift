@@ -48,6 +48,33 @@ struct ClusterAgentTests {
         return (status, lines.joined(separator: "\n"))
     }
 
+    /// <own cgroup>/…/kubepods/burstable/pod<uid>/<id>, as the kubelet's cgroupfs driver names
+    /// it, below the test's own cgroup; the last is the container's. Remove in reverse.
+    static func podCgroups(uid: String, containerID id: String) throws -> [ScratchCgroup] {
+        var chain = [try ScratchCgroup()]
+        for name in ["kubepods", "burstable", "pod\(uid)", id] { chain.append(try ScratchCgroup(in: chain.last!, name: name)) }
+        return chain
+    }
+
+    /// `memwarden run` against the test cluster's API server, its HTTP API on `port`.
+    static func startAgent(_ memwarden: String, port: Int, policy: String, directory: String, cluster: TestCluster) throws -> ChildProcess {
+        try ChildProcess(
+            memwarden,
+            [
+                "run", "--listen", "127.0.0.1:\(port)", "--policy", policy, "--state-file", directory + "/state.json",
+                "--kubernetes", "on", "--kube-api", cluster.apiURL, "--kube-token-file", cluster.environment["KUBE_TOKEN_FILE"] ?? "",
+                "--kube-ca-file", cluster.environment["KUBE_CA_FILE"] ?? "", "--node-name", cluster.nodeName, "--stats-interval", "1",
+            ],
+            stdout: .pipe, stderr: .pipe)
+    }
+
+    /// `leaksim serve` started inside `container` (a shell joins it, then execs leaksim).
+    static func simulator(_ leaksim: String, in container: ScratchCgroup) throws -> ChildProcess {
+        try ChildProcess(
+            "/bin/sh", ["-c", #"echo $$ > "$1/cgroup.procs" && exec "$0" serve"#, leaksim, container.directory],
+            stdin: .pipe, stdout: .pipe)
+    }
+
     @Test("budget events name the pod, the pod gets an Event and an annotation, /readyz and /api/v1/targets agree")
     func agentInACluster() async throws {
         if let reason = KubeClusterAccess.unavailableReason, KernelAccess.isCI {
@@ -66,9 +93,7 @@ struct ClusterAgentTests {
             namespace: Self.namespace, name: "api-0", node: cluster.nodeName, labels: ["app": "api"],
             containers: [("app", "containerd://\(id)")])
 
-        // <own cgroup>/…/kubepods/burstable/pod<uid>/<id>, as the kubelet's cgroupfs driver names it
-        var chain = [try ScratchCgroup()]
-        for name in ["kubepods", "burstable", "pod\(uid)", id] { chain.append(try ScratchCgroup(in: chain.last!, name: name)) }
+        let chain = try Self.podCgroups(uid: uid, containerID: id)
         defer { chain.reversed().forEach { $0.remove() } }
         let container = chain.last!
 
@@ -93,14 +118,7 @@ struct ClusterAgentTests {
         """.write(toFile: policy, atomically: true, encoding: .utf8)
 
         let port = try Self.freePort()
-        let agent = try ChildProcess(
-            memwarden,
-            [
-                "run", "--listen", "127.0.0.1:\(port)", "--policy", policy, "--state-file", directory + "/state.json",
-                "--kubernetes", "on", "--kube-api", cluster.apiURL, "--kube-token-file", cluster.environment["KUBE_TOKEN_FILE"] ?? "",
-                "--kube-ca-file", cluster.environment["KUBE_CA_FILE"] ?? "", "--node-name", cluster.nodeName, "--stats-interval", "1",
-            ],
-            stdout: .pipe, stderr: .pipe)
+        let agent = try Self.startAgent(memwarden, port: port, policy: policy, directory: directory, cluster: cluster)
         defer { agent.signal(SIGKILL) }
         try AgentCommandTests.waitUntilAttached(agent)
 
@@ -113,9 +131,7 @@ struct ClusterAgentTests {
         }
         #expect(ready?.status == 200, "/readyz: \(String(describing: ready))")
 
-        let simulator = try ChildProcess(
-            "/bin/sh", ["-c", #"echo $$ > "$1/cgroup.procs" && exec "$0" serve"#, leaksim, container.directory],
-            stdin: .pipe, stdout: .pipe)
+        let simulator = try Self.simulator(leaksim, in: container)
         defer { simulator.signal(SIGKILL) }
         #expect(simulator.stdout?.readLine(deadline: deadline(seconds: 20))?.hasPrefix("ready") == true)
         for size in [60, 15] {
@@ -188,8 +204,7 @@ struct ClusterAgentTests {
         let uid = try await writer.createPod(
             namespace: Self.namespace, name: "api-1", node: cluster.nodeName, labels: ["app": "api"],
             containers: [("app", "containerd://\(id)")])
-        var chain = [try ScratchCgroup()]
-        for name in ["kubepods", "burstable", "pod\(uid)", id] { chain.append(try ScratchCgroup(in: chain.last!, name: name)) }
+        let chain = try Self.podCgroups(uid: uid, containerID: id)
         defer { chain.reversed().forEach { $0.remove() } }
         let container = chain.last!
 
@@ -210,23 +225,14 @@ struct ClusterAgentTests {
 
         try cluster.stopAPIServer()
         let port = try Self.freePort()
-        let agent = try ChildProcess(
-            memwarden,
-            [
-                "run", "--listen", "127.0.0.1:\(port)", "--policy", policy, "--state-file", directory + "/state.json",
-                "--kubernetes", "on", "--kube-api", cluster.apiURL, "--kube-token-file", cluster.environment["KUBE_TOKEN_FILE"] ?? "",
-                "--kube-ca-file", cluster.environment["KUBE_CA_FILE"] ?? "", "--node-name", cluster.nodeName, "--stats-interval", "1",
-            ],
-            stdout: .pipe, stderr: .pipe)
+        let agent = try Self.startAgent(memwarden, port: port, policy: policy, directory: directory, cluster: cluster)
         defer { agent.signal(SIGKILL) }
         try AgentCommandTests.waitUntilAttached(agent)
         // not ready without the pod list, and says so
         let notReady = Self.get("http://127.0.0.1:\(port)/readyz")
         #expect(notReady?.status == 503, "/readyz with the API server down: \(String(describing: notReady))")
 
-        let simulator = try ChildProcess(
-            "/bin/sh", ["-c", #"echo $$ > "$1/cgroup.procs" && exec "$0" serve"#, leaksim, container.directory],
-            stdin: .pipe, stdout: .pipe)
+        let simulator = try Self.simulator(leaksim, in: container)
         defer { simulator.signal(SIGKILL) }
         #expect(simulator.stdout?.readLine(deadline: deadline(seconds: 20))?.hasPrefix("ready") == true)
         for size in [60, 15] {
