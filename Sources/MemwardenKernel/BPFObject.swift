@@ -70,10 +70,38 @@ final class BPFObject {
         mw_clear_libbpf_log()
         let result = bpf_object__load(object)
         guard result == 0 else {
+            let log = String(cString: mw_libbpf_log())
             throw KernelError(
-                .loadFailed, "the kernel rejected \(name): \(String(cString: strerror(-result)))",
+                .loadFailed, Self.loadFailure(name, errno: -result, log: log, kernel: Self.kernelRelease()),
                 detail: Self.lastLog())
         }
+    }
+
+    /// The one-line reason for a failed load, from libbpf's log: the errno
+    /// alone says "No such process" when the kernel's BTF is unusable.
+    static func loadFailure(_ name: String, errno: Int32, log: String, kernel: String) -> String {
+        let error = String(cString: strerror(errno))
+        if log.contains("failed to find valid kernel BTF") || log.contains("Error loading vmlinux BTF") {
+            return "cannot load \(name) on kernel \(kernel): its BTF (/sys/kernel/btf/vmlinux) is missing or cannot be "
+                + "parsed, and the program is built once for every kernel through it (CONFIG_DEBUG_INFO_BTF=y) (\(error))"
+        }
+        if log.contains("BEGIN PROG LOAD LOG") || log.contains("BPF program load failed") {
+            // libbpf names the program as "prog 'NAME': ..."
+            let program = log.split(separator: "\n").lazy.compactMap { line -> Substring? in
+                guard let open = line.firstRange(of: "prog '"), let close = line[open.upperBound...].firstIndex(of: "'")
+                else { return nil }
+                return line[open.upperBound..<close]
+            }.first
+            return "kernel \(kernel)'s verifier rejected \(program.map { "program \($0) of " } ?? "")\(name) (\(error)): "
+                + "this kernel is older than or differs from the tested ones (README, requirements)"
+        }
+        return "the kernel \(kernel) rejected \(name): \(error)"
+    }
+
+    static func kernelRelease() -> String {
+        var names = utsname()
+        guard uname(&names) == 0 else { return "(unknown)" }
+        return withUnsafeBytes(of: &names.release) { String(cString: $0.bindMemory(to: CChar.self).baseAddress!) }
     }
 
     /// Attaches every program to the hook its SEC() names.

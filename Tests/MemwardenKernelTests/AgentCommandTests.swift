@@ -137,6 +137,35 @@ struct AgentCommandTests {
         #expect(agent.stderr?.readLine(deadline: deadline(seconds: 1)) == nil, "more than one line on stderr")
     }
 
+    @Test("on a kernel whose BTF cannot be parsed, run exits 2 with one line saying the program cannot load and why")
+    func unusableKernelBTFExitsTwo() throws {
+        // the kernel itself cannot be swapped here, so its BTF is: random bytes bind-mounted over
+        // /sys/kernel/btf/vmlinux in a private mount namespace make libbpf's load fail for real
+        // (the preflight sees a readable file), as on a kernel built without usable BTF
+        let garbage = FileManager.default.temporaryDirectory.appendingPathComponent("memwarden-btf-\(getpid())")
+        var bytes = [UInt8](repeating: 0, count: 4096)
+        for i in bytes.indices { bytes[i] = UInt8.random(in: 0...255) }
+        try Data(bytes).write(to: garbage)
+        defer { try? FileManager.default.removeItem(at: garbage) }
+        let agent = try ChildProcess(
+            "/usr/bin/unshare",
+            ["--mount", "--propagation", "private", "/bin/sh", "-c",
+             "mount --bind \"$0\" /sys/kernel/btf/vmlinux && exec \"$1\" run --listen 127.0.0.1:0",
+             garbage.path, try Self.memwarden()],
+            stdout: .pipe, stderr: .pipe)
+        #expect(agent.waitForExit() == 2)
+        var reason: String?
+        while let line = agent.stderr?.readLine(deadline: deadline(seconds: 5)) {
+            if line.hasPrefix("memwarden: ") { reason = line; break }
+        }
+        let line = try #require(reason, "no 'memwarden: ' line on stderr")
+        #expect(line.contains("cannot load") && line.contains("/sys/kernel/btf/vmlinux"), "reason: \(line)")
+        // what follows the reason is libbpf's log, indented under it
+        while let detail = agent.stderr?.readLine(deadline: deadline(seconds: 1)) {
+            #expect(detail.hasPrefix("  "), "an unindented line after the reason: \(detail)")
+        }
+    }
+
     @Test("a --writable-cgroup that is not an absolute cgroup path stops run before anything loads, naming it")
     func relativeWritableCgroupIsRefused() throws {
         let agent = try ChildProcess(

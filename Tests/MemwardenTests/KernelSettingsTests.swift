@@ -48,6 +48,29 @@ struct KernelSettingsTests {
         #expect(KernelPreflight.perfEventParanoid(procRoot: root + "/missing") == nil)
     }
 
+    @Test("a failed load names its cause from libbpf's log: unusable BTF, the verifier, or else the errno")
+    func loadFailureReasons() {
+        let btf = BPFObject.loadFailure(
+            "memwarden", errno: ESRCH,
+            log: "libbpf: failed to get EHDR from /sys/kernel/btf/vmlinux\nlibbpf: failed to find valid kernel BTF\n",
+            kernel: "6.1.0-28-amd64")
+        #expect(btf.contains("6.1.0-28-amd64") && btf.contains("/sys/kernel/btf/vmlinux") && btf.contains("BTF"))
+        #expect(!btf.contains("\n"))
+        let verifier = BPFObject.loadFailure(
+            "memwarden", errno: EINVAL,
+            log: """
+                libbpf: prog 'mw_rss_stat': BPF program load failed: Invalid argument
+                libbpf: prog 'mw_rss_stat': -- BEGIN PROG LOAD LOG --
+                BPF_STX uses reserved fields
+                libbpf: prog 'mw_rss_stat': -- END PROG LOAD LOG --
+                """,
+            kernel: "5.4.0-1-amd64")
+        #expect(verifier.contains("verifier rejected program mw_rss_stat of memwarden"), "\(verifier)")
+        #expect(verifier.contains("5.4.0-1-amd64") && verifier.contains("Invalid argument"))
+        let other = BPFObject.loadFailure("memwarden", errno: ENOMEM, log: "", kernel: "6.18.0")
+        #expect(other == "the kernel 6.18.0 rejected memwarden: \(String(cString: strerror(ENOMEM)))")
+    }
+
     @Test func memoryLimitFromKernelValues() {
         #expect(MemoryLimit(kernelValue: 0) == .unknown)
         #expect(MemoryLimit(kernelValue: .max) == .unlimited)
