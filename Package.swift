@@ -170,7 +170,7 @@ let package = Package(
         .target(
             name: "MemwardenAgent",
             dependencies: [
-                "CSystemd",
+                "CMemwarden", "CSystemd",
                 "MemwardenDetection", "MemwardenIdentity", "MemwardenKernel", "MemwardenKubernetes",
                 "MemwardenModel", "MemwardenOutput", "MemwardenPolicy", "MemwardenResponse",
                 .product(name: "Logging", package: "swift-log"),
@@ -208,9 +208,11 @@ let package = Package(
             ],
             swiftSettings: strictSettings
         ),
-        // What the test targets share: waiting on a condition with a deadline, never a fixed sleep.
+        // What the test targets share: waiting on a condition with a deadline, never a fixed
+        // sleep; pipes no child inherits.
         .target(
             name: "MemwardenTestSupport",
+            dependencies: ["CMemwarden"],
             path: "Tests/MemwardenTestSupport",
             swiftSettings: strictSettings
         ),

@@ -1,3 +1,4 @@
+import MemwardenTestSupport
 import Testing
 #if canImport(Glibc)
 import Glibc
@@ -75,8 +76,7 @@ struct Base64Tests {
 
 struct LineWriterTests {
     @Test func aPipeNobodyReadsGetsWholeLinesUntilTheDeadline() throws {
-        var fds: [Int32] = [0, 0]
-        #expect(pipe(&fds) == 0)
+        let fds = try #require(closeOnExecPipe())
         defer { close(fds[0]); close(fds[1]) }
         let writer = LineWriter(fd: fds[1])
         let line = String(repeating: "x", count: 299)

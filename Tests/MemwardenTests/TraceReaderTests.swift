@@ -1,4 +1,5 @@
 import MemwardenDetection
+import MemwardenTestSupport
 import Testing
 
 struct TraceReaderTests {
@@ -161,8 +162,7 @@ struct TraceReaderTests {
         for i in 0..<12_000 {
             text += Self.good.replacing("\"t\":1.5", with: "\"t\":\(i)") + "\n"
         }
-        var fds: [Int32] = [0, 0]
-        #expect(pipe(&fds) == 0)
+        let fds = try #require(closeOnExecPipe())
         let bytes = Array(text.utf8)
         let writer = Thread {
             bytes.withUnsafeBytes { buffer in

@@ -3,6 +3,7 @@
 
 #include <stdint.h>
 #include <stddef.h>
+#include <spawn.h>
 #include <bpf/libbpf.h>
 #include <bpf/bpf.h>
 
@@ -16,6 +17,12 @@ void mw_capture_libbpf_log(void);
 /* The captured text (NUL-terminated, at most the last ~64 KiB); cleared by mw_clear_libbpf_log. */
 const char *mw_libbpf_log(void);
 void mw_clear_libbpf_log(void);
+
+/* A pipe whose both ends are close-on-exec from the start: no child spawned by
+ * another thread in between inherits them. 0, or -1 with errno. */
+int mw_pipe_cloexec(int fds[2]);
+/* The child closes every descriptor from `from` up before it execs. */
+int mw_spawn_close_from(posix_spawn_file_actions_t *actions, int from);
 
 /* Sets a `const volatile` global of the object's .rodata by name before load.
  * Returns 0, or -ENOENT when no such variable exists, -EINVAL on a size mismatch. */

@@ -1,3 +1,4 @@
+import CMemwarden
 #if canImport(Glibc)
 import Glibc
 #elseif canImport(Musl)
@@ -48,15 +49,19 @@ public final class ChildProcess {
                 posix_spawn_file_actions_addopen(&actions, target, "/dev/null", target == 0 ? O_RDONLY : O_WRONLY, 0)
             case .pipe:
                 var fds: [Int32] = [0, 0]
-                // close-on-exec on both ends: dup2 gives the child a clean copy of its end
-                guard pipe(&fds) == 0 else { throw SpawnError(executable: executable, errno: errno) }
-                fds.forEach { _ = fcntl($0, F_SETFD, FD_CLOEXEC) }
+                // close-on-exec on both ends from the start (another thread's spawn between
+                // pipe() and fcntl() would inherit them): dup2 gives the child a clean copy of its end
+                guard mw_pipe_cloexec(&fds) == 0 else { throw SpawnError(executable: executable, errno: errno) }
                 let (childEnd, parentEnd) = target == 0 ? (fds[0], fds[1]) : (fds[1], fds[0])
                 posix_spawn_file_actions_adddup2(&actions, childEnd, target)
                 closeInParent.append(childEnd)
                 parentEnds[Int(target)] = parentEnd
             }
         }
+        // nothing but its three streams: a descriptor another part of the process opened
+        // without close-on-exec (a test's pipe() whose reader waits for its end of file) must
+        // not live on in a child
+        _ = mw_spawn_close_from(&actions, 3)
         let argv = ([executable] + arguments).map { strdup($0) } + [nil]
         defer { argv.forEach { free($0) } }
         var inherited: [String] = []
