@@ -11,11 +11,16 @@ public struct AssessmentContext: Sendable {
     public var limit: UInt64?
     /// What the limit is compared with now: the cgroup's resident memory, bytes.
     public var usage: UInt64
+    /// The cgroup's held memory (anon + shmem + swap) at the moment `usage`
+    /// was read: a forecast on the cgroup's growth leaves out the difference
+    /// of the two, and both must be of one moment.
+    public var cgroupHeld: UInt64?
 
     public init(
         timeNanoseconds: Int64, scope: LeakScope, pid: Int32?, comm: String?, cgroup: String, limit: UInt64?,
-        usage: UInt64
+        usage: UInt64, cgroupHeld: UInt64? = nil
     ) {
+        self.cgroupHeld = cgroupHeld
         self.timeNanoseconds = timeNanoseconds
         self.scope = scope
         self.pid = pid

@@ -13,7 +13,8 @@ public struct LiveDetection: Sendable {
     public var origin: UInt64 { traceClock.origin }
     /// The newest resident memory of each cgroup: what a process's forecast
     /// compares with its cgroup's limit.
-    private var cgroupUsage: [UInt64: UInt64] = [:]
+    /// Each cgroup's usage and held memory from its last record (one moment).
+    private var cgroupUsage: [UInt64: (usage: UInt64, held: UInt64)] = [:]
     /// The limit of a target whose cgroups set none: the node's memory, which
     /// an unbounded leak meets instead (nil: no forecast without a limit).
     public let nodeMemory: UInt64?
@@ -49,12 +50,13 @@ public struct LiveDetection: Sendable {
             }
         case .process(let process):
             let t = traceClock.nanoseconds(process.monotonicNanoseconds)
-            let usage = cgroupUsage[process.cgroupID] ?? process.memory.rss
+            let cgroupNow = cgroupUsage[process.cgroupID]
+            let usage = cgroupNow?.usage ?? process.memory.rss
             func context() -> AssessmentContext {
                 let (path, limit) = lookup(process.cgroupID, process.pid, process.limit)
                 return AssessmentContext(
                     timeNanoseconds: t, scope: .process, pid: process.pid, comm: process.comm, cgroup: path,
-                    limit: limit ?? nodeMemory, usage: usage)
+                    limit: limit ?? nodeMemory, usage: usage, cgroupHeld: cgroupNow?.held)
             }
             switch process.kind {
             case .exit, .exec:
@@ -76,7 +78,8 @@ public struct LiveDetection: Sendable {
                 let (path, limit) = lookup(cgroup.cgroupID, nil, cgroup.limit)
                 return AssessmentContext(
                     timeNanoseconds: t, scope: .cgroup, pid: nil, comm: nil, cgroup: path, limit: limit ?? nodeMemory,
-                    usage: cgroup.usage ?? cgroup.memory.rss)
+                    usage: cgroup.usage ?? cgroup.memory.rss,
+                    cgroupHeld: cgroup.memory.anon &+ cgroup.memory.shmem &+ cgroup.memory.swap)
             }
             if cgroup.processCount == 0 {
                 cgroupUsage[cgroup.cgroupID] = nil
@@ -84,8 +87,8 @@ public struct LiveDetection: Sendable {
                     events.append(event)
                 }
             } else {
-                cgroupUsage[cgroup.cgroupID] = cgroup.usage ?? cgroup.memory.rss
                 let m = cgroup.memory
+                cgroupUsage[cgroup.cgroupID] = (cgroup.usage ?? m.rss, m.anon &+ m.shmem &+ m.swap)
                 confirmation.sample(
                     .cgroup(cgroup.cgroupID), time: t, held: m.anon &+ m.shmem &+ m.swap, context: context,
                     into: &events, resolve: resolve)

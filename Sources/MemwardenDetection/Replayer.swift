@@ -209,18 +209,25 @@ public final class Replayer {
 
     private func context(_ process: Process, pid: Int32, t: Int64) -> AssessmentContext {
         var usage = process.contribution.anon &+ process.contribution.file &+ process.contribution.shmem
+        var held: UInt64?
         if process.cgroup >= 0, case let slot = cgroupIndex[Int(process.cgroup)], slot >= 0 {
             usage = Self.rss(cgroups[Int(slot)].aggregate)
+            held = Self.held(cgroups[Int(slot)].aggregate)
         }
         return AssessmentContext(
             timeNanoseconds: t, scope: .process, pid: pid, comm: strings[process.comm],
-            cgroup: process.cgroup >= 0 ? strings[process.cgroup] : "", limit: process.limit, usage: usage)
+            cgroup: process.cgroup >= 0 ? strings[process.cgroup] : "", limit: process.limit, usage: usage,
+            cgroupHeld: held)
     }
 
     private func cgroupContext(_ slot: Int32, id: Int32, t: Int64) -> AssessmentContext {
         AssessmentContext(
             timeNanoseconds: t, scope: .cgroup, pid: nil, comm: nil, cgroup: strings[id], limit: cgroups[Int(slot)].limit,
-            usage: Self.rss(cgroups[Int(slot)].aggregate))
+            usage: Self.rss(cgroups[Int(slot)].aggregate), cgroupHeld: Self.held(cgroups[Int(slot)].aggregate))
+    }
+
+    private static func held(_ aggregate: mw_agg) -> UInt64 {
+        UInt64(max(0, aggregate.anon)) &+ UInt64(max(0, aggregate.shmem)) &+ UInt64(max(0, aggregate.swap))
     }
 
     private static func rss(_ aggregate: mw_agg) -> UInt64 {

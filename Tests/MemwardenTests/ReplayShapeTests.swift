@@ -50,6 +50,23 @@ struct LeakShape: CustomTestStringConvertible, Sendable {
         ) { t in
             MemoryShape(anon: 300 * mib + 3 * mib * t / 60 + 200 * mib * t.truncatingRemainder(dividingBy: 90) / 90)
         },
+        // a sawtooth slower than the history's minute buckets: its teeth stand half a cycle over
+        // the trend, and they, not the mean, meet the limit (once missed: forecast hours late)
+        LeakShape(
+            name: "leak under a 215 s, 240 MiB sawtooth (floor +1 MiB/min) reaching 1232 MiB", duration: 10320,
+            eventInterval: 0.5, limit: 1232 * mib, deadline: 10100
+        ) { t in
+            MemoryShape(anon: 770 * mib + mib * t / 60 + 240 * mib * t.truncatingRemainder(dividingBy: 215) / 215)
+        },
+        // spikes that come back every 20 minutes meet the limit before the trend does (once
+        // missed: the forecast followed the mean, and each spike's random height moved the tops)
+        LeakShape(
+            name: "leak (0.85 MiB/min) with a 258 MiB spike for 18 s every 20 min, reaching 768 MiB", duration: 16830,
+            eventInterval: 1, limit: 768 * mib, deadline: 15600
+        ) { t in
+            MemoryShape(
+                anon: 236 * mib + 0.855 * mib * t / 60 + (t.truncatingRemainder(dividingBy: 1200) < 18 ? 258 * mib : 0))
+        },
         LeakShape(
             name: "shared memory growth (1 MiB/s) reaching 1 GiB", duration: 900, eventInterval: 0.1, limit: 1 * gib,
             deadline: 900, rate: mib

@@ -384,7 +384,7 @@ public struct ConfirmationStage: Sendable {
         var forecast: GrowthForecast?
         if let limit = ctx.limit {
             switch GrowthForecast.make(
-                points: points.points, ceiling: points.ceiling(limit: limit, usage: ctx.usage), excess: points.excess,
+                points: points.points, ceiling: points.ceiling(limit: limit, usage: ctx.usage, cgroupHeld: ctx.cgroupHeld), excess: points.excess,
                 now: Double(ctx.timeNanoseconds) / 1e9)
             {
             case .levellingOff, .unreachable: return nil
@@ -476,7 +476,7 @@ public struct ConfirmationStage: Sendable {
         guard let limit = ctx.limit, let growth = test.longest(history, cache: &watched.growth) else { return nil }
         let points = Self.forecastPoints(history, cgroup: cgroup, span: growth.span)
         guard case .forecast(let forecast) = GrowthForecast.make(
-            points: points.points, ceiling: points.ceiling(limit: limit, usage: ctx.usage), excess: points.excess,
+            points: points.points, ceiling: points.ceiling(limit: limit, usage: ctx.usage, cgroupHeld: ctx.cgroupHeld), excess: points.excess,
             now: Double(ctx.timeNanoseconds) / 1e9)
         else { return nil }
         let lasted = 3 * Double(growth.span.seconds)
@@ -525,14 +525,34 @@ public struct ConfirmationStage: Sendable {
         let ring = source.rings[span.ring]
         let n = min(ring.count, 3 * Int(span.seconds / (ring.widthNanoseconds / 1_000_000_000)))
         let growth = points(source, span: span)
-        // within a bucket, steady growth alone puts the high half a bucket's growth over the mean
+        // peaks over the trend, not over their own bucket's mean: a sawtooth
+        // slower than a bucket keeps each bucket's high near its mean, yet
+        // its teeth stand half a cycle over the trend, and the first peak
+        // that reaches the limit is the one that counts
         let width = Double(ring.widthNanoseconds) / 1e9
-        let trend = max(0, GrowthForecast.theilSen(growth)) * width / 2
-        var excess = (ring.count - n..<ring.count).map { max(0, Double(ring[$0].high - ring[$0].mean) - trend) }.sorted()
-        if excess.isEmpty { excess = [0] }
+        let slope = max(0, GrowthForecast.theilSen(growth))
+        let intercept = GrowthForecast.median(growth.map { $0.y - slope * $0.t })
+        // within a bucket, steady growth alone puts the high half a bucket's growth over the trend
+        let withinBucket = slope * width / 2
+        let excess = (ring.count - n..<ring.count).map {
+            max(0, Double(ring[$0].high) - (intercept + slope * (Double(ring.number($0)) + 0.5) * width) - withinBucket)
+        }
         return ForecastInput(
-            points: growth, latest: source.latest, fromCgroup: fromCgroup,
-            excess: (excess[excess.count / 2], excess[excess.count - 1]))
+            points: growth, latest: source.latest, fromCgroup: fromCgroup, excess: Self.peaks(excess))
+    }
+
+    /// Heights over the trend from the highest in each sixth of the window:
+    /// the lowest of those (reached in every sixth), their median (in most: a
+    /// sawtooth's teeth, and spikes that come back about as often, one of
+    /// which will meet the limit first) and the highest (a single spike, or
+    /// the noise's rarest excursion).
+    static func peaks(_ excess: [Double]) -> GrowthForecast.Excess {
+        guard !excess.isEmpty else { return GrowthForecast.Excess() }
+        let parts = min(6, excess.count)
+        let highs = (0..<parts).map { part in
+            excess[(part * excess.count / parts)..<((part + 1) * excess.count / parts)].max()!
+        }.sorted()
+        return GrowthForecast.Excess(least: highs[0], typical: highs[(parts - 1) / 2], high: highs[parts - 1])
     }
 
     /// A forecast's input: the growth, what it is now, and its peaks over its means.
@@ -541,12 +561,16 @@ public struct ConfirmationStage: Sendable {
         var latest: Double
         /// The points are the cgroup's, not the process's own.
         var fromCgroup = false
-        var excess: (typical: Double, high: Double)
+        var excess: GrowthForecast.Excess
 
         /// The limit in the points' terms: what of the usage they do not count
         /// (page cache, other processes) stays as it is.
-        func ceiling(limit: UInt64, usage: UInt64) -> Double {
-            Double(limit) - (Double(usage) - latest)
+        func ceiling(limit: UInt64, usage: UInt64, cgroupHeld: UInt64?) -> Double {
+            // a cgroup's history may lag its usage by a sample (replay analyses a
+            // cgroup at most once per aggregation step): a spike in one and not
+            // in the other would count as memory the forecast does not see
+            let counted = fromCgroup ? cgroupHeld.map { Double($0) } ?? latest : latest
+            return Double(limit) - (Double(usage) - counted)
         }
     }
 

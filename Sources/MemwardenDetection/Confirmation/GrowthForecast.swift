@@ -62,7 +62,7 @@ public struct GrowthForecast: Sendable, Hashable {
     /// sawtooth's peaks) reaches: the limit is met by the peaks, not the mean.
     /// `now`: the newest time.
     public static func make(
-        points: [Point], ceiling: Double, excess: (typical: Double, high: Double) = (0, 0), now: Double
+        points: [Point], ceiling: Double, excess: Excess = Excess(), now: Double
     ) -> Outcome {
         guard points.count >= 6, ceiling.isFinite else { return .none }
         let split = max(4, points.count * 3 / 4)
@@ -115,9 +115,15 @@ public struct GrowthForecast: Sendable, Hashable {
                 high = max(high, s)
             }
         }
-        // a spike may reach the limit first; the mean alone reaches it last
+        // the highest spike may reach the limit first. The peaks seen in
+        // every sixth of the window come back at least every third of it:
+        // they meet the limit at the latest one such gap after the model
+        // brings them there, and never after the mean alone would
         if let s = crossing(full, from: now, rise: ceiling - excess.high - full(now), rate: rate) { low = min(low, s) }
-        if let s = crossing(full, from: now, rise: ceiling - full(now), rate: rate) { high = max(high, s) }
+        if let mean = crossing(full, from: now, rise: ceiling - full(now), rate: rate) {
+            let peaks = crossing(full, from: now, rise: ceiling - excess.least - full(now), rate: rate)
+            high = max(high, min(mean, (peaks ?? mean) + span / 3))
+        }
         let (slopeLow, slopeHigh) = slopeQuartiles(points)
         if slopeHigh > 0 { low = min(low, max(0, headroom) / slopeHigh) }
         if slopeLow > 0 { high = max(high, max(0, headroom) / slopeLow) } else { high = max(high, seconds * 3) }
@@ -131,6 +137,23 @@ public struct GrowthForecast: Sendable, Hashable {
         high = max(high, seconds * 1.1)
         return .forecast(
             GrowthForecast(model: model, seconds: seconds, low: low, high: high, rate: rate, fit: fit))
+    }
+
+    /// How far above the trend of the points memory reaches (a sawtooth's
+    /// teeth, spikes, noise): the limit is met by the peaks, not the mean.
+    public struct Excess: Sendable {
+        /// Reached in every sixth of the window.
+        public var least: Double = 0
+        /// Reached in most sixths: where the forecast puts the crossing.
+        public var typical: Double = 0
+        /// Reached once.
+        public var high: Double = 0
+
+        public init(least: Double = 0, typical: Double = 0, high: Double = 0) {
+            self.least = least
+            self.typical = typical
+            self.high = high
+        }
     }
 
     /// Seconds after `from` until `f` has risen by `rise`, searched up to 30
@@ -264,6 +287,11 @@ public struct GrowthForecast: Sendable, Hashable {
     }
 
     /// The Theil–Sen slope (median pairwise slope), bytes/s.
+    public static func median(_ values: [Double]) -> Double {
+        let sorted = values.sorted()
+        return sorted.isEmpty ? 0 : sorted[sorted.count / 2]
+    }
+
     public static func theilSen(_ points: [Point]) -> Double {
         let slopes = pairwiseSlopes(points)
         return slopes.isEmpty ? 0 : slopes[slopes.count / 2]

@@ -153,7 +153,8 @@ public struct GrowthHistory: Sendable {
     }
     /// Whether the growth since `start` passed every earlier top: in each
     /// ring whose buckets are at most a third of the window, the highest
-    /// bucket mean since then is above the highest one before it by more
+    /// level held over two buckets since then (`HeldTop`) is above the
+    /// highest one before it by more
     /// than `tolerance` plus a bucket's growth at `rate` (where a bucket
     /// boundary fell shifts a top by up to that; a leak's newest top is
     /// two buckets or more past any earlier one). Ring by ring, so tops are
@@ -164,20 +165,39 @@ public struct GrowthHistory: Sendable {
         for ring in rings {
             let width = ring.widthNanoseconds
             guard 3 * width <= lastTime - start else { break }
-            var before = -Float.infinity
-            var since = -Float.infinity
+            // a top is held for two buckets in a row: a spike shorter than a
+            // bucket lifts one bucket's mean by a random height, and a leak
+            // with spikes would then have to pass the biggest earlier spike
+            var before = HeldTop()
+            var since = HeldTop()
             for i in 0..<ring.count {
                 if (ring.number(i) + 1) * width <= start {
-                    before = max(before, ring[i].mean)
+                    before.add(ring[i].mean)
                 } else {
-                    since = max(since, ring[i].mean)
+                    since.add(ring[i].mean)
                 }
             }
             let margin = tolerance + max(0, rate) * Double(width) / 1e9
-            if before > -.infinity, since > -.infinity, Double(since) <= Double(before) + margin { return false }
+            if let before = before.top, let since = since.top, Double(since) <= Double(before) + margin { return false }
         }
         return true
     }
 
     public var latest: Double { fine.lastValue }
+}
+
+/// The highest level held over two buckets in a row: the larger of each
+/// neighbouring pair's lower mean (one bucket alone: its own mean).
+private struct HeldTop {
+    private var last: Float?
+    private var held: Float?
+    private var count = 0
+
+    mutating func add(_ mean: Float) {
+        if let last { held = max(held ?? min(last, mean), min(last, mean)) }
+        last = mean
+        count += 1
+    }
+
+    var top: Float? { count == 1 ? last : held }
 }
