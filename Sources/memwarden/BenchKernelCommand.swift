@@ -168,10 +168,9 @@ struct BenchKernelCommand: ParsableCommand {
     }
 }
 
+/// NaN (printed "n/a") when a storm gave no figure.
 func median(_ values: [Double]) -> Double {
-    guard !values.isEmpty else { return .nan }
-    let sorted = values.sorted()
-    return sorted.count % 2 == 1 ? sorted[sorted.count / 2] : (sorted[sorted.count / 2 - 1] + sorted[sorted.count / 2]) / 2
+    Quantiles.median(values) ?? .nan
 }
 
 func fmt(_ value: Double, _ decimals: Int) -> String {

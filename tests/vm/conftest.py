@@ -74,6 +74,13 @@ class Guest:
 
     def context(self) -> str:
         parts = [f"scripts/vm run exited {self.status}; output in {self.out}", self.host_stderr[-3000:]]
+        heartbeat = self.out / "heartbeat.json"
+        if heartbeat.exists():
+            console = self.out / "console.log"
+            end = console.stat().st_mtime if console.exists() else time.time()
+            age = end - heartbeat.stat().st_mtime
+            parts.append(f"--- the guest's last heartbeat ({age:.0f} s before the console's last line)\n"
+                         + heartbeat.read_text(errors="replace"))
         for name in ("stderr", "console.log"):
             path = self.out / name
             if path.exists():

@@ -18,9 +18,10 @@ import shutil
 import subprocess
 import sys
 import time
-import traceback
 from pathlib import Path
 from typing import Any, Callable
+
+from guest_support import Results, install_stack_dumps, now, start_heartbeat, wait_for
 
 UNIT_DIR = Path("/etc/systemd/system")
 CGROUP = Path("/sys/fs/cgroup")
@@ -47,20 +48,6 @@ rules:
 """
 
 
-def now() -> float:
-    return time.monotonic()
-
-
-def wait_for(what: str, condition: Callable[[], Any], timeout: float, interval: float = 0.25) -> tuple[Any, float]:
-    """Polls until condition() is truthy; returns (value, seconds waited). Raises with `what`."""
-    start = now()
-    while True:
-        value = condition()
-        if value:
-            return value, now() - start
-        if now() - start > timeout:
-            raise TimeoutError(f"waited {timeout:.0f} s for {what}")
-        time.sleep(interval)
 
 
 def run(args: list[str], timeout: float = 600, **kwargs: Any) -> subprocess.CompletedProcess[str]:
@@ -93,27 +80,6 @@ def read(path: Path) -> str:
 def memory_events(group: Path) -> dict[str, int]:
     return {k: int(v) for k, v in (line.split() for line in read(group / "memory.events").splitlines())}
 
-
-class Results:
-    def __init__(self, directory: Path) -> None:
-        self.directory = directory
-        directory.mkdir(parents=True, exist_ok=True)
-
-    def check(self, name: str, step: Callable[[dict[str, Any]], None]) -> dict[str, Any]:
-        """Runs one check; whatever it recorded is written even when it raised."""
-        facts: dict[str, Any] = {}
-        started = now()
-        error = None
-        try:
-            step(facts)
-        except Exception as exc:  # noqa: BLE001 - recorded for the host side to report
-            error = f"{type(exc).__name__}: {exc}\n{traceback.format_exc()}"
-        record = {"check": name, "seconds": round(now() - started, 1), "error": error, "facts": facts}
-        (self.directory / f"{name}.json").write_text(json.dumps(record, indent=1, default=str))
-        print(f"guest check {name}: {'error' if error else 'done'} in {record['seconds']} s", flush=True)
-        if error:
-            print(error, file=sys.stderr, flush=True)
-        return record
 
 
 def check_kernel(facts: dict[str, Any]) -> None:
@@ -209,7 +175,7 @@ def check_unit_start(binary: str, project: Path, state: dict[str, Any]) -> Calla
         if state["agent_up"]:
             # stats come every --stats-interval (5 s): wait for one rather than assume it
             _, facts["waited_for_stats_seconds"] = wait_for(
-                "a stats line in the journal", lambda: any(e.get("type") == "stats" for e in journal_events()), 60)
+                "a stats line in the journal", lambda: any(e.get("type") == "stats" for e in journal_events()), 60, 0.25)
         events = journal_events()
         facts["event_types"] = sorted({e.get("type", "?") for e in events})
         facts["first_stats"] = next((e for e in events if e.get("type") == "stats"), None)
@@ -342,17 +308,21 @@ def main() -> int:
     project = Path(__file__).resolve().parents[2]
     results = Results(Path(args.results))
     state: dict[str, Any] = {}
+    install_stack_dumps()
+    start_heartbeat(Path(args.results).parent / "heartbeat.json")
+    # each check's budget: a little over the sum of its own waits' deadlines, so that only a
+    # hang (in a call without a deadline) meets it
     checks = [
-        ("kernel", check_kernel),
-        ("privileges", check_privileges(args.memwarden)),
-        ("unit-start", check_unit_start(args.memwarden, project, state)),
-        ("throttle", check_throttle(args.leaksim, state)),
-        ("unit-stop", check_unit_stop(state)),
+        ("kernel", check_kernel, 60),
+        ("privileges", check_privileges(args.memwarden), 1560),
+        ("unit-start", check_unit_start(args.memwarden, project, state), 840),
+        ("throttle", check_throttle(args.leaksim, state), 480),
+        ("unit-stop", check_unit_stop(state), 240),
     ]
-    for name, step in checks:
+    for name, step, budget in checks:
         if args.only and name not in args.only:
             continue
-        results.check(name, step)
+        results.check(name, step, budget)
     return 0
 
 

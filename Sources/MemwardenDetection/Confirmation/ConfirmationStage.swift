@@ -531,7 +531,7 @@ public struct ConfirmationStage: Sendable {
         // that reaches the limit is the one that counts
         let width = Double(ring.widthNanoseconds) / 1e9
         let slope = max(0, GrowthForecast.theilSen(growth))
-        let intercept = GrowthForecast.median(growth.map { $0.y - slope * $0.t })
+        let intercept = Quantiles.median(growth.map { $0.y - slope * $0.t }) ?? 0
         // within a bucket, steady growth alone puts the high half a bucket's growth over the trend
         let withinBucket = slope * width / 2
         let excess = (ring.count - n..<ring.count).map {

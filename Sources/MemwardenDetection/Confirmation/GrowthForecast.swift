@@ -287,11 +287,6 @@ public struct GrowthForecast: Sendable, Hashable {
     }
 
     /// The Theil–Sen slope (median pairwise slope), bytes/s.
-    public static func median(_ values: [Double]) -> Double {
-        let sorted = values.sorted()
-        return sorted.isEmpty ? 0 : sorted[sorted.count / 2]
-    }
-
     public static func theilSen(_ points: [Point]) -> Double {
         let slopes = pairwiseSlopes(points)
         return slopes.isEmpty ? 0 : slopes[slopes.count / 2]

@@ -211,9 +211,9 @@ public struct DetectionRow: Sendable, Codable, Hashable {
         if !leaks.isEmpty {
             recall = Double(leaks.count { $0.detected }) / Double(leaks.count)
             flaggedBeforeOnset = leaks.count { $0.flaggedBeforeOnset }
-            medianDelay = median(leaks.compactMap { $0.detected ? $0.delay : nil })
-            medianLead = median(leaks.compactMap(\.lead))
-            medianForecastError = median(leaks.compactMap(\.forecastError))
+            medianDelay = Quantiles.median(leaks.compactMap { $0.detected ? $0.delay : nil })
+            medianLead = Quantiles.median(leaks.compactMap(\.lead))
+            medianForecastError = Quantiles.median(leaks.compactMap(\.forecastError))
             forecastMissing = leaks.count { $0.forecastMissing }
             let coverages = leaks.compactMap(\.coverage)
             intervalCoverage = coverages.isEmpty ? nil : coverages.reduce(0, +) / Double(coverages.count)
@@ -284,19 +284,19 @@ public struct DetectionReport: Sendable, Codable {
                 pass: healthy.isEmpty ? nil : Double(flagged) <= 0.05 * Double(healthy.count)))
         let fast = leaks.filter { $0.className == "leak_fast" }
         // an undetected trace has no delay: it counts as infinitely late
-        let fastDelay = median(fast.map { $0.detected ? ($0.delay ?? .infinity) : .infinity })
+        let fastDelay = Quantiles.median(fast.map { $0.detected ? ($0.delay ?? .infinity) : .infinity })
         targets.append(
             DetectionTarget(
                 name: "leak_fast median delay <= 10s", value: fastDelay.map(corpusDuration) ?? "-",
                 pass: fastDelay.map { $0 <= 10 }))
         let slow = leaks.filter(\.slow)
         // an undetected slow leak gave no warning: lead 0
-        let slowLead = median(slow.map { $0.lead ?? 0 })
+        let slowLead = Quantiles.median(slow.map { $0.lead ?? 0 })
         targets.append(
             DetectionTarget(
                 name: "slow classes median lead >= 1h", value: slowLead.map(corpusDuration) ?? "-",
                 pass: slowLead.map { $0 >= 3600 }))
-        let error = median(leaks.compactMap(\.forecastError))
+        let error = Quantiles.median(leaks.compactMap(\.forecastError))
         let missing = leaks.count { $0.forecastMissing }
         targets.append(
             DetectionTarget(
@@ -370,13 +370,6 @@ public struct DetectionReport: Sendable, Codable {
             return line + "; \(s.samples) samples, \(s.events) events"
         }
     }
-}
-
-func median(_ values: [Double]) -> Double? {
-    guard !values.isEmpty else { return nil }
-    let sorted = values.sorted()
-    let middle = sorted.count / 2
-    return sorted.count % 2 == 1 ? sorted[middle] : (sorted[middle - 1] + sorted[middle]) / 2
 }
 
 func pad(_ text: String, _ width: Int, left: Bool) -> String {

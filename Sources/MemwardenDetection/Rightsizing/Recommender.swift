@@ -77,9 +77,11 @@ public enum Recommender {
                 reach.append(.init(kind: .doubled, limit: 2 * limit, seconds: seconds(2 * limit)))
             }
         }
+        // linear between the closest ranks: VPA's own histogram has 5 % wide buckets, finer
+        // than a week of peaks
         return Recommendation(
             historyStart: start, historySeconds: end - start, days: ordered,
-            vpaStyle: percentile(vpaWindow, settings.vpaPercentile) * grow,
+            vpaStyle: (Quantiles.percentile(vpaWindow, settings.vpaPercentile) ?? 0) * grow,
             krrStyle: krrWindow.map(\.peak).max()! * grow, memwarden: base * grow, basePeak: base,
             currentPeak: currentPeak, trend: strongest, limit: limit, reach: reach, members: members.count)
     }
@@ -163,12 +165,12 @@ public enum Recommender {
         for k in 0...(days.count - 2) {
             let post = days[k...]
             let rate = GrowthForecast.theilSen(post.map { GrowthForecast.Point(t: $0.time, y: $0.floor) })
-            let intercept = median(post.map { $0.floor - rate * $0.time })
+            let intercept = Quantiles.median(post.map { $0.floor - rate * $0.time }) ?? 0
             var cost = post.reduce(0) { $0 + abs($1.floor - (intercept + rate * $1.time)) }
             var onset = days[0].time
             if k > 0 {
                 let pre = days[..<k]
-                let level = median(pre.map(\.floor))
+                let level = Quantiles.median(pre.map(\.floor)) ?? 0
                 cost += pre.reduce(0) { $0 + abs($1.floor - level) }
                 let leaves = rate > 0 ? (level - intercept) / rate : post[k].time
                 onset = min(max(leaves, pre[k - 1].time), post[k].time)
@@ -177,8 +179,6 @@ public enum Recommender {
         }
         return best.flatMap { $0.rate > 0 ? ($0.rate, $0.onset) : nil }
     }
-
-    static func median(_ values: [Double]) -> Double { percentile(values, 0.5) }
 
     /// When growth at `rate` began, from the floors: a leak that began at
     /// `onset` has raised a later day's floor above the lowest one by `rate`
@@ -192,16 +192,5 @@ public enum Recommender {
         let candidates = days.filter { $0.floor > lowest }.map { $0.time - ($0.floor - lowest) / rate }.sorted()
         guard !candidates.isEmpty else { return start }
         return min(max(candidates[candidates.count / 2], start), end)
-    }
-
-    /// The `p` quantile, linear between the closest ranks (numpy's default);
-    /// VPA's own histogram has 5 % wide buckets, finer than a week of peaks.
-    static func percentile(_ values: [Double], _ p: Double) -> Double {
-        let sorted = values.sorted()
-        guard sorted.count > 1 else { return sorted.first ?? 0 }
-        let rank = p * Double(sorted.count - 1)
-        let low = Int(rank.rounded(.down))
-        let high = min(low + 1, sorted.count - 1)
-        return sorted[low] + (sorted[high] - sorted[low]) * (rank - Double(low))
     }
 }
