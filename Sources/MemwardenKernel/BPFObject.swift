@@ -30,9 +30,19 @@ final class BPFObject {
         mw_capture_libbpf_log()
         var options = bpf_object_open_opts()
         options.sz = MemoryLayout<bpf_object_open_opts>.size
+        // The kernel's own BTF named as the target: a CO-RE type the kernel lacks (struct
+        // mm_rss_stat after 6.2, guarded in the program) then makes libbpf before 1.2 look through
+        // every module's BTF, and listing those (BPF_BTF_GET_NEXT_ID) needs CAP_SYS_ADMIN, which the
+        // chart does not grant: the load failed with EPERM on 6.12 under CAP_BPF + CAP_PERFMON.
+        // With the path, libbpf searches vmlinux only; no program here reads a module's types.
+        let vmlinux = Self.kernelBTFPath
+        let hasVmlinux = access(vmlinux, R_OK) == 0
         let opened: OpaquePointer? = name.withCString { cName in
-            options.object_name = cName
-            return bpf_object__open_mem(elf.baseAddress, elf.count, &options)
+            vmlinux.withCString { cPath in
+                options.object_name = cName
+                if hasVmlinux { options.btf_custom_path = cPath }
+                return bpf_object__open_mem(elf.baseAddress, elf.count, &options)
+            }
         }
         guard let opened, libbpf_get_error(UnsafeRawPointer(opened)) == 0 else {
             elf.deallocate()
@@ -81,7 +91,9 @@ final class BPFObject {
     /// alone says "No such process" when the kernel's BTF is unusable.
     static func loadFailure(_ name: String, errno: Int32, log: String, kernel: String) -> String {
         let error = String(cString: strerror(errno))
-        if log.contains("failed to find valid kernel BTF") || log.contains("Error loading vmlinux BTF") {
+        if log.contains("failed to find valid kernel BTF") || log.contains("Error loading vmlinux BTF")
+            || log.contains("failed to parse target BTF")
+        {
             return "cannot load \(name) on kernel \(kernel): its BTF (/sys/kernel/btf/vmlinux) is missing or cannot be "
                 + "parsed, and the program is built once for every kernel through it (CONFIG_DEBUG_INFO_BTF=y) (\(error))"
         }
@@ -97,6 +109,9 @@ final class BPFObject {
         }
         return "the kernel \(kernel) rejected \(name): \(error)"
     }
+
+    /// Where the kernel exposes its BTF (CONFIG_DEBUG_INFO_BTF).
+    static let kernelBTFPath = "/sys/kernel/btf/vmlinux"
 
     static func kernelRelease() -> String {
         var names = utsname()

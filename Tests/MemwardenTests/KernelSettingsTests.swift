@@ -56,6 +56,12 @@ struct KernelSettingsTests {
             kernel: "6.1.0-28-amd64")
         #expect(btf.contains("6.1.0-28-amd64") && btf.contains("/sys/kernel/btf/vmlinux") && btf.contains("BTF"))
         #expect(!btf.contains("\n"))
+        // what libbpf says when the target BTF is named (BPFObject always names the kernel's own)
+        let target = BPFObject.loadFailure(
+            "memwarden", errno: EINVAL,
+            log: "libbpf: failed to get EHDR from /sys/kernel/btf/vmlinux\nlibbpf: failed to parse target BTF: -22\n",
+            kernel: "6.12.95+deb12-amd64")
+        #expect(target.contains("6.12.95+deb12-amd64") && target.contains("/sys/kernel/btf/vmlinux"), "\(target)")
         let verifier = BPFObject.loadFailure(
             "memwarden", errno: EINVAL,
             log: """
