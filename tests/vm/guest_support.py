@@ -50,43 +50,53 @@ def _console() -> Any:
         return sys.stderr
 
 
+def _vitals() -> dict[str, Any]:
+    meminfo = dict(line.split(":", 1) for line in Path("/proc/meminfo").read_text().splitlines())
+    return {"uptime": float(Path("/proc/uptime").read_text().split()[0]),
+            "loadavg": Path("/proc/loadavg").read_text().strip(),
+            "mem_available_mib": int(meminfo["MemAvailable"].split()[0]) // 1024,
+            "doing": _doing, "doing_for": round(now() - _doing_since, 1)}
+
+
 def start_heartbeat(path: Path, every: float = 10.0, say_every: float = 60.0, stuck_after: float = 300.0) -> None:
     """Every EVERY seconds, PATH (on the host's share) says the guest is alive: its uptime, load,
     available memory and the last progress line; every SAY_EVERY seconds a line on the console
     says the same. When the last progress line is older than STUCK_AFTER seconds, every thread's
     stack goes to the console, once per progress line. When the host had to kill the VM, these
-    tell a guest that froze from one stuck in a step, a share that stopped answering (console
-    lines go on, heartbeat.json stops) from a step that waits, and where it waits."""
+    tell a guest that froze (no console lines) from a share that stopped answering (console
+    lines go on, heartbeat.json stops) and from a step that waits, and where it waits. Two
+    threads, so that a write to the share that never returns cannot silence the console."""
     console = _console()
 
-    def beat() -> None:
-        said = dumped_for = None
+    def to_console() -> None:
+        dumped_for = None
         while True:
             try:
-                meminfo = dict(line.split(":", 1) for line in Path("/proc/meminfo").read_text().splitlines())
-                record = {"uptime": float(Path("/proc/uptime").read_text().split()[0]),
-                          "loadavg": Path("/proc/loadavg").read_text().strip(),
-                          "mem_available_mib": int(meminfo["MemAvailable"].split()[0]) // 1024,
-                          "doing": _doing, "doing_for": round(now() - _doing_since, 1)}
-                # the console first: it does not depend on the share
-                if said is None or now() - said >= say_every:
-                    said = now()
-                    console.write(f"[{now():8.1f}] heartbeat: load {record['loadavg']}, "
-                                  f"{record['mem_available_mib']} MiB available; "
-                                  f"{record['doing_for']:.0f} s since: {_doing}\n")
-                if now() - _doing_since > stuck_after and dumped_for != _doing_since:
+                record = _vitals()
+                console.write(f"[{now():8.1f}] heartbeat: load {record['loadavg']}, "
+                              f"{record['mem_available_mib']} MiB available; "
+                              f"{record['doing_for']:.0f} s since: {record['doing']}\n")
+                if record["doing_for"] > stuck_after and dumped_for != _doing_since:
                     dumped_for = _doing_since
                     console.write(f"[{now():8.1f}] heartbeat: no progress line for {stuck_after:.0f} s; every thread's stack:\n")
                     console.flush()
                     faulthandler.dump_traceback(file=console, all_threads=True)
+            except (OSError, ValueError, KeyError):
+                pass
+            time.sleep(say_every)
+
+    def to_share() -> None:
+        while True:
+            try:
                 temporary = path.with_name(f".{path.name}.tmp")
-                temporary.write_text(json.dumps(record))
+                temporary.write_text(json.dumps(_vitals()))
                 temporary.rename(path)
-            except OSError:
+            except (OSError, ValueError, KeyError):
                 pass
             time.sleep(every)
 
-    threading.Thread(target=beat, name="heartbeat", daemon=True).start()
+    threading.Thread(target=to_console, name="heartbeat-console", daemon=True).start()
+    threading.Thread(target=to_share, name="heartbeat-share", daemon=True).start()
 
 
 def wait_for(what: str, condition: Callable[[], Any], timeout: float, interval: float = 1.0) -> tuple[Any, float]:
