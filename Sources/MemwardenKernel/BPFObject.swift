@@ -94,7 +94,7 @@ final class BPFObject {
         if log.contains("failed to find valid kernel BTF") || log.contains("Error loading vmlinux BTF")
             || log.contains("failed to parse target BTF")
         {
-            return "cannot load \(name) on kernel \(kernel): its BTF (/sys/kernel/btf/vmlinux) is missing or cannot be "
+            return "cannot load \(name) on kernel \(kernel): its BTF (\(kernelBTFPath)) is missing or cannot be "
                 + "parsed, and the program is built once for every kernel through it (CONFIG_DEBUG_INFO_BTF=y) (\(error))"
         }
         if log.contains("BEGIN PROG LOAD LOG") || log.contains("BPF program load failed") {

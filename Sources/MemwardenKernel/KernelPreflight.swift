@@ -25,10 +25,10 @@ public enum KernelPreflight {
         if !hasAdmin, let paranoid = perfEventParanoid(procRoot: procRoot), paranoid > 2 {
             throw KernelError(.missingPrivileges, paranoidMessage(paranoid))
         }
-        guard access("/sys/kernel/btf/vmlinux", R_OK) == 0 else {
+        guard access(BPFObject.kernelBTFPath, R_OK) == 0 else {
             throw KernelError(
                 .missingBTF,
-                "kernel BTF not found at /sys/kernel/btf/vmlinux: the kernel needs CONFIG_DEBUG_INFO_BTF=y")
+                "kernel BTF not found at \(BPFObject.kernelBTFPath): the kernel needs CONFIG_DEBUG_INFO_BTF=y")
         }
         try ensureTracepoint()
     }

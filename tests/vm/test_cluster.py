@@ -61,8 +61,8 @@ CLUSTER_TIMEOUT = int(os.environ.get("MEMWARDEN_VM_CLUSTER_TIMEOUT", "2400"))
 # The node's kernel (scripts/vm's MEMWARDEN_VM_KERNEL): bookworm-backports' 6.12, what most
 # Kubernetes nodes run now (rss_stat without struct mm_rss_stat; it found the chart's capabilities
 # short of what libbpf 1.1 asked for there). Under bookworm's 6.1.0-57 (6.1.192-3) the guest froze,
-# both vCPUs busy, console and kubelet silent, within a second of helm install (the first pod's
-# sandbox), in the CI run of 2026-12-06 and in a fresh-clone run here; earlier 6.1 builds ran this
+# both vCPUs busy, console and kubelet silent, within two seconds of helm install (the first
+# pod's sandbox), in the CI run of 2026-12-06 and in a fresh-clone run here; earlier 6.1 builds ran this
 # suite. 6.1 stays covered by test_vm.py and test_kernels.py; MEMWARDEN_VM_CLUSTER_KERNEL picks another.
 CLUSTER_KERNEL = os.environ.get("MEMWARDEN_VM_CLUSTER_KERNEL", "bookworm-backports")
 MIB = 1 << 20
