@@ -125,7 +125,9 @@ struct TraceBuilder {
     /// Replays the trace through the detectors and the confirmation stage. With
     /// MW_TEST_TRACE_DIR set, the trace is also written there, to look at a
     /// failing shape with `memwarden replay --verdicts FILE`.
-    func replay(profile: DetectorConfiguration.Profile = .standard) throws -> [LeakEvent] {
+    func replay(
+        profile: DetectorConfiguration.Profile = .standard, confirmation: ConfirmationSettings? = nil
+    ) throws -> [LeakEvent] {
         if let dir = getenv("MW_TEST_TRACE_DIR") {
             let path = String(cString: dir) + "/trace-\(lines.count)-\(lines.last.map { UInt64($0.t * 1e6) } ?? 0).jsonl"
             let file = fopen(path, "w")
@@ -136,7 +138,7 @@ struct TraceBuilder {
         var events: [LeakEvent] = []
         var replay = TraceReplay()
         replay.configuration = DetectorConfiguration(profile: profile)
-        replay.confirmation = ConfirmationSettings(profile: profile)
+        replay.confirmation = confirmation ?? ConfirmationSettings(profile: profile)
         _ = try replay.run(reader) { events.append($0) }
         return events
     }

@@ -242,6 +242,38 @@ struct ReplayShapeTests {
         #expect(events.anySuspected.isEmpty, "\(events.summary)")
     }
 
+    /// Churn that climbs fast and frees often, but not always: twice it pauses for 2 s (the
+    /// kernel's fast window sees it slow down and lets go), then only grows for 12 s, long enough
+    /// for the fast window to fire again and the stage's wait to see nothing but growth. Its frees
+    /// in the 20 s before count (a CI run flagged the default `stress-ng --malloc` at 33 s, on one
+    /// quiet wait among a minute of them). The same trace judged on the wait alone is flagged:
+    /// that is what the memory of frees changes.
+    @Test func fastClimbThatWentQuietForAWhileIsStillChurn() throws {
+        var trace = TraceBuilder()
+        trace.process(pid: Self.pid, duration: 600, eventInterval: 0.5, limit: 16 * gib) { _ in
+            MemoryShape(anon: 200 * mib)
+        }
+        let pauses: [Range<Double>] = [18..<20, 40..<42]
+        let quiet: [Range<Double>] = [18..<32, 40..<54]
+        trace.process(pid: Self.pid, start: 600.01, duration: 60, eventInterval: 0.01, limit: 16 * gib) { t in
+            // 130 MiB/s taken but in the pauses; 20 MiB given back every half second but in the quiet stretches
+            let paused = pauses.reduce(0.0) { $0 + max(0, min(t, $1.upperBound) - $1.lowerBound) }
+            var frees = 0.0
+            var tick = 0.5
+            while tick <= t {
+                if !quiet.contains(where: { $0.contains(tick) }) { frees += 1 }
+                tick += 0.5
+            }
+            return MemoryShape(anon: 200 * mib + 130 * mib * (t - paused) - 20 * mib * frees)
+        }
+        let events = try trace.replay()
+        #expect(events.anySuspected.isEmpty, "\(events.summary)")
+        var forgetful = ConfirmationSettings()
+        forgetful.fastChurnRecentRuns = .infinity
+        let judgedOnTheWait = try trace.replay(confirmation: forgetful)
+        #expect(!judgedOnTheWait.suspected(pid: Self.pid).isEmpty, "\(judgedOnTheWait.summary)")
+    }
+
     @Test func cgroupOfChildrenEachLeakingALittleIsSuspectedAsACgroup() throws {
         var trace = TraceBuilder()
         let cgroup = "/kubepods.slice/pod-a.slice/cri-containerd-abc.scope"

@@ -53,6 +53,15 @@ public struct ConfirmationSettings: Sendable, Hashable {
     /// runs over 4 MiB in every 3 s (two recordings, 40 s each); a leak in
     /// none.
     public var fastChurnRuns: Int = 3
+    /// ...and, over the recent past, fewer than `fastChurnRecentRuns` such
+    /// runs, each counted as e^(-age / `fastChurnMemorySeconds`): the
+    /// default `stress-ng --malloc` frees in 1 to 2 deep runs a second for
+    /// minutes (a score of 20–40), but a 3 s wait of it now and then holds
+    /// fewer than 3; a leak scores 0, and a program that churned and then
+    /// starts to leak fast is believed within a minute of its last free
+    /// (the history path's urgent rule is there before).
+    public var fastChurnRecentRuns: Double = 4
+    public var fastChurnMemorySeconds: Double = 20
     /// A suspicion clears when growth over the clear window (see
     /// `clearWindow`: longer for slow leaks) fell below a quarter of the
     /// suspected rate.

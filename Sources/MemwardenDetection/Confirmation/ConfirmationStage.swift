@@ -1,4 +1,5 @@
 import CMemwarden
+import Foundation
 import MemwardenModel
 
 /// A target the confirmation stage keeps history for: a process, or a memory
@@ -67,6 +68,40 @@ public struct ConfirmationStage: Sendable {
         var growth = GrowthTest.Cache()
         /// The kernel's fast path fired; the next samples confirm it or not.
         var fast: FastCandidate?
+        var churn = ChurnMemory()
+    }
+
+    /// How often a target freed lately, kept for every target whether a fast
+    /// candidate is open or not: the wait's 3 s are one draw, and churn that
+    /// frees a few times a second has a quiet 3 s now and then. Judged on one
+    /// window, a minute of `stress-ng --malloc` gives the fast path a score
+    /// of tries, and one got through in a CI run (flagged at 33 s).
+    struct ChurnMemory: Sendable {
+        /// The run of falling samples going on (bytes).
+        var falling: Float = 0
+        /// Runs deeper than `fastChurnRunBytes` that ended, each weighing
+        /// e^(-age / fastChurnMemorySeconds), as of `scoreTime`.
+        var score: Float = 0
+        var scoreTime: Int64 = 0
+
+        mutating func add(time: Int64, held: Double, previous: Double, settings: ConfirmationSettings) {
+            if held < previous {
+                falling += Float(previous - held)
+                return
+            }
+            guard falling > 0 else { return }
+            if Double(falling) > settings.fastChurnRunBytes {
+                score = Float(self.score(at: time, settings: settings)) + 1
+                scoreTime = time
+            }
+            falling = 0
+        }
+
+        /// The decayed count of deep runs at `time`.
+        func score(at time: Int64, settings: ConfirmationSettings) -> Double {
+            guard score > 0 else { return 0 }
+            return Double(score) * exp(-Double(time - scoreTime) / 1e9 / settings.fastChurnMemorySeconds)
+        }
     }
 
     struct FastCandidate: Sendable {
@@ -135,9 +170,9 @@ public struct ConfirmationStage: Sendable {
         into events: inout [LeakEvent], resolve: SettingsResolver? = nil, cgroup: ConfirmationKey? = nil
     ) {
         let slot = Int(self.slot(key))
-        // in place: most samples only add to the rings
-        guard Self.add(&self.watched[slot]!, time: time, held: held) else { return }
         let node = settings
+        // in place: most samples only add to the rings
+        guard Self.add(&self.watched[slot]!, time: time, held: held, node: node) else { return }
         // moved out and back for the analysis: no copy of the rings, and the cgroup's history stays readable
         var watched = self.watched[slot]!
         self.watched[slot] = nil
@@ -281,6 +316,8 @@ public struct ConfirmationStage: Sendable {
         // and churn that frees little but often: early on, a malloc stress's
         // live set grows so fast that its frees are a small share of it
         guard churn.runs + (deepNow ? 1 : 0) < s.fastChurnRuns else { return nil }
+        // nor churn that freed often lately, if not in this wait
+        guard watched.churn.score(at: time, settings: s) < s.fastChurnRecentRuns else { return nil }
         let ctx = context()
         let rate = waited > 0 ? (held - fast.level) / waited : fast.rate
         var forecast: GrowthForecast?
@@ -356,7 +393,11 @@ public struct ConfirmationStage: Sendable {
 
     /// Adds a sample; true when the analysis is due: a fast candidate waits
     /// for its confirmation, or the fine ring completed a bucket.
-    private static func add(_ watched: inout Watched, time: Int64, held: UInt64) -> Bool {
+    private static func add(_ watched: inout Watched, time: Int64, held: UInt64, node: ConfirmationSettings) -> Bool {
+        if watched.history.firstTime >= 0 {
+            watched.churn.add(
+                time: time, held: Double(held), previous: watched.history.latest, settings: watched.settings ?? node)
+        }
         watched.history.add(time: time, held: held)
         if watched.fast != nil { return true }
         // once per fine bucket: the rings only change their completed buckets then
