@@ -61,6 +61,96 @@ struct AgentCommandTests {
         #expect(time.hasSuffix("Z") && time.count == 24, "not RFC 3339 with ms: \(time)")
     }
 
+    /// Issue 16's "maps full": a process map of 16 entries and 40 live processes that each
+    /// touch memory. The kernel's LRU map evicts (at least 40 − 16, since none of them exits), the
+    /// agent counts it in its stats, and a process that starts growing after the map is full is
+    /// still followed: it takes an entry and its samples come through.
+    @Test("with the process map full, evictions are counted and a process growing afterwards is still reported")
+    func fullProcessMapEvictsAndCounts() throws {
+        let agent = try ChildProcess(
+            try Self.memwarden(), ["run", "--samples", "--listen", "127.0.0.1:0", "--stats-interval", "1", "--max-processes", "16"],
+            stdout: .pipe, stderr: .pipe)
+        defer { agent.signal(SIGKILL) }
+        try Self.waitUntilAttached(agent)
+        var simulators: [Simulator] = []
+        defer { simulators.forEach { $0.kill() } }
+        for _ in 0..<40 {
+            let simulator = try Simulator()
+            simulators.append(simulator)
+            try simulator.run("touch 4")
+            // keep the pipe moving: the agent prints every sample of the machine
+            while agent.stdout?.readLine(deadline: deadline(seconds: 0.01)) != nil {}
+        }
+        var evictions = 0
+        let counted = agent.stdout?.readLine(until: deadline(seconds: 30)) { line in
+            guard line.contains(#""type":"stats""#), let stats = Self.json(line) else { return false }
+            evictions = stats["process_evictions"] as? Int ?? 0
+            return evictions >= 40 - 16 && (stats["processes_tracked"] as? Int ?? .max) <= 16
+        }
+        #expect(counted != nil, "within 30 s, no stats line counted 24 or more process evictions with at most 16 tracked (last count \(evictions))")
+
+        let late = try Simulator()
+        defer { late.kill() }
+        try late.run("touch 64")
+        var largest = 0
+        let reported = agent.stdout?.readLine(until: deadline(seconds: 30)) { line in
+            guard line.contains(#""type":"sample""#), let sample = Self.json(line), sample["pid"] as? Int == Int(late.pid) else { return false }
+            largest = max(largest, sample["anon"] as? Int ?? 0)
+            return largest >= 64 << 20
+        }
+        #expect(reported != nil, "the process that grew 64 MiB after the map filled was not reported within 30 s (largest anon \(largest))")
+        #expect(agent.exitCodeIfEnded() == nil, "the agent ended")
+    }
+
+    /// The same for the cgroup map: 4 entries, 10 memory cgroups of this test's own, each with a
+    /// process touching memory (none ends while the map is full, so at least 10 − 4 evictions), and
+    /// an eleventh cgroup growing afterwards still gets its aggregate reported.
+    @Test("with the cgroup map full, evictions are counted and a cgroup growing afterwards is still reported")
+    func fullCgroupMapEvictsAndCounts() throws {
+        let parent = try ScratchCgroup()
+        var groups: [ScratchCgroup] = []
+        var simulators: [Simulator] = []
+        defer {
+            simulators.forEach { $0.kill() }
+            groups.forEach { $0.remove() }
+            parent.remove()
+        }
+        let agent = try ChildProcess(
+            try Self.memwarden(), ["run", "--samples", "--listen", "127.0.0.1:0", "--stats-interval", "1", "--max-cgroups", "4"],
+            stdout: .pipe, stderr: .pipe)
+        defer { agent.signal(SIGKILL) }
+        try Self.waitUntilAttached(agent)
+        func grow(_ name: String, mib: Int) throws -> ScratchCgroup {
+            let group = try ScratchCgroup(in: parent, name: name)
+            groups.append(group)
+            let simulator = try Simulator()
+            simulators.append(simulator)
+            try simulator.run("cgroup \(group.directory)")
+            try simulator.run("touch \(mib)")
+            while agent.stdout?.readLine(deadline: deadline(seconds: 0.01)) != nil {}
+            return group
+        }
+        for i in 0..<10 { _ = try grow("full-\(i)", mib: 4) }
+        var evictions = 0
+        let counted = agent.stdout?.readLine(until: deadline(seconds: 30)) { line in
+            guard line.contains(#""type":"stats""#), let stats = Self.json(line) else { return false }
+            evictions = stats["cgroup_evictions"] as? Int ?? 0
+            return evictions >= 10 - 4 && (stats["cgroups_tracked"] as? Int ?? .max) <= 4
+        }
+        #expect(counted != nil, "within 30 s, no stats line counted 6 or more cgroup evictions with at most 4 tracked (last count \(evictions))")
+
+        let late = try grow("late", mib: 64)
+        var largest = 0
+        let reported = agent.stdout?.readLine(until: deadline(seconds: 30)) { line in
+            guard line.contains(#""type":"cgroup_sample""#), let sample = Self.json(line),
+                sample["cgroup_id"] as? Int == Int(late.inode) else { return false }
+            largest = max(largest, sample["anon"] as? Int ?? 0)
+            return largest >= 63 << 20
+        }
+        #expect(reported != nil, "the cgroup that grew 64 MiB after the map filled was not reported within 30 s (largest anon \(largest))")
+        #expect(agent.exitCodeIfEnded() == nil, "the agent ended")
+    }
+
     @Test("SIGTERM detaches everything and exits 0, even with nobody reading stdout")
     func sigtermExitsCleanly() throws {
         let agent = try ChildProcess(try Self.memwarden(), ["run", "--samples", "--listen", "127.0.0.1:0", "--stats-interval", "1"], stdout: .pipe, stderr: .pipe)
