@@ -67,39 +67,17 @@ struct AgentCommandTests {
     /// still followed: it takes an entry and its samples come through.
     @Test("with the process map full, evictions are counted and a process growing afterwards is still reported")
     func fullProcessMapEvictsAndCounts() throws {
-        let agent = try ChildProcess(
-            try Self.memwarden(), ["run", "--samples", "--listen", "127.0.0.1:0", "--stats-interval", "1", "--max-processes", "16"],
-            stdout: .pipe, stderr: .pipe)
-        defer { agent.signal(SIGKILL) }
-        try Self.waitUntilAttached(agent)
         var simulators: [Simulator] = []
         defer { simulators.forEach { $0.kill() } }
-        for _ in 0..<40 {
+        try Self.fillMap(
+            MapUnderTest(option: "--max-processes", bound: 16, evictions: "process_evictions", tracked: "processes_tracked", sample: "sample"),
+            targets: 40
+        ) { mib in
             let simulator = try Simulator()
             simulators.append(simulator)
-            try simulator.run("touch 4")
-            // keep the pipe moving: the agent prints every sample of the machine
-            while agent.stdout?.readLine(deadline: deadline(seconds: 0.01)) != nil {}
+            try simulator.run("touch \(mib)")
+            return ("pid", Int(simulator.pid))
         }
-        var evictions = 0
-        let counted = agent.stdout?.readLine(until: deadline(seconds: 30)) { line in
-            guard line.contains(#""type":"stats""#), let stats = Self.json(line) else { return false }
-            evictions = stats["process_evictions"] as? Int ?? 0
-            return evictions >= 40 - 16 && (stats["processes_tracked"] as? Int ?? .max) <= 16
-        }
-        #expect(counted != nil, "within 30 s, no stats line counted 24 or more process evictions with at most 16 tracked (last count \(evictions))")
-
-        let late = try Simulator()
-        defer { late.kill() }
-        try late.run("touch 64")
-        var largest = 0
-        let reported = agent.stdout?.readLine(until: deadline(seconds: 30)) { line in
-            guard line.contains(#""type":"sample""#), let sample = Self.json(line), sample["pid"] as? Int == Int(late.pid) else { return false }
-            largest = max(largest, sample["anon"] as? Int ?? 0)
-            return largest >= 64 << 20
-        }
-        #expect(reported != nil, "the process that grew 64 MiB after the map filled was not reported within 30 s (largest anon \(largest))")
-        #expect(agent.exitCodeIfEnded() == nil, "the agent ended")
     }
 
     /// The same for the cgroup map: 4 entries, 10 memory cgroups of this test's own, each with a
@@ -115,39 +93,61 @@ struct AgentCommandTests {
             groups.forEach { $0.remove() }
             parent.remove()
         }
-        let agent = try ChildProcess(
-            try Self.memwarden(), ["run", "--samples", "--listen", "127.0.0.1:0", "--stats-interval", "1", "--max-cgroups", "4"],
-            stdout: .pipe, stderr: .pipe)
-        defer { agent.signal(SIGKILL) }
-        try Self.waitUntilAttached(agent)
-        func grow(_ name: String, mib: Int) throws -> ScratchCgroup {
-            let group = try ScratchCgroup(in: parent, name: name)
+        try Self.fillMap(
+            MapUnderTest(option: "--max-cgroups", bound: 4, evictions: "cgroup_evictions", tracked: "cgroups_tracked", sample: "cgroup_sample"),
+            targets: 10
+        ) { mib in
+            let group = try ScratchCgroup(in: parent, name: "map-\(groups.count)")
             groups.append(group)
             let simulator = try Simulator()
             simulators.append(simulator)
             try simulator.run("cgroup \(group.directory)")
             try simulator.run("touch \(mib)")
-            while agent.stdout?.readLine(deadline: deadline(seconds: 0.01)) != nil {}
-            return group
+            return ("cgroup_id", Int(group.inode))
         }
-        for i in 0..<10 { _ = try grow("full-\(i)", mib: 4) }
+    }
+
+    /// A kernel map and the stats fields and sample type that tell about it.
+    struct MapUnderTest {
+        var option: String
+        var bound: Int
+        var evictions: String
+        var tracked: String
+        var sample: String
+    }
+
+    /// Runs the agent with `map` bounded, grows `targets` live targets by 4 MiB each (`grow`
+    /// returns the sample field and value naming the target), waits for the stats to count the
+    /// evictions that forced, then grows one more by 64 MiB and waits for its samples.
+    static func fillMap(_ map: MapUnderTest, targets: Int, grow: (Int) throws -> (field: String, id: Int)) throws {
+        let agent = try ChildProcess(
+            try memwarden(), ["run", "--samples", "--listen", "127.0.0.1:0", "--stats-interval", "1", map.option, String(map.bound)],
+            stdout: .pipe, stderr: .pipe)
+        defer { agent.signal(SIGKILL) }
+        try waitUntilAttached(agent)
+        for _ in 0..<targets {
+            _ = try grow(4)
+            // keep the pipe moving: the agent prints every sample of the machine
+            while agent.stdout?.readLine(deadline: deadline(seconds: 0.01)) != nil {}
+        }
         var evictions = 0
         let counted = agent.stdout?.readLine(until: deadline(seconds: 30)) { line in
-            guard line.contains(#""type":"stats""#), let stats = Self.json(line) else { return false }
-            evictions = stats["cgroup_evictions"] as? Int ?? 0
-            return evictions >= 10 - 4 && (stats["cgroups_tracked"] as? Int ?? .max) <= 4
+            guard line.contains(#""type":"stats""#), let stats = json(line) else { return false }
+            evictions = stats[map.evictions] as? Int ?? 0
+            return evictions >= targets - map.bound && (stats[map.tracked] as? Int ?? .max) <= map.bound
         }
-        #expect(counted != nil, "within 30 s, no stats line counted 6 or more cgroup evictions with at most 4 tracked (last count \(evictions))")
+        #expect(
+            counted != nil,
+            "within 30 s, no stats line counted \(targets - map.bound) or more \(map.evictions) with at most \(map.bound) \(map.tracked) (last count \(evictions))")
 
-        let late = try grow("late", mib: 64)
+        let late = try grow(64)
         var largest = 0
         let reported = agent.stdout?.readLine(until: deadline(seconds: 30)) { line in
-            guard line.contains(#""type":"cgroup_sample""#), let sample = Self.json(line),
-                sample["cgroup_id"] as? Int == Int(late.inode) else { return false }
+            guard line.contains("\"type\":\"\(map.sample)\""), let sample = json(line), sample[late.field] as? Int == late.id else { return false }
             largest = max(largest, sample["anon"] as? Int ?? 0)
             return largest >= 63 << 20
         }
-        #expect(reported != nil, "the cgroup that grew 64 MiB after the map filled was not reported within 30 s (largest anon \(largest))")
+        #expect(reported != nil, "\(late.field) \(late.id), grown 64 MiB after the map filled, was not reported within 30 s (largest anon \(largest))")
         #expect(agent.exitCodeIfEnded() == nil, "the agent ended")
     }
 
