@@ -249,29 +249,49 @@ struct ReplayShapeTests {
     /// quiet wait among a minute of them). The same trace judged on the wait alone is flagged:
     /// that is what the memory of frees changes.
     @Test func fastClimbThatWentQuietForAWhileIsStillChurn() throws {
-        var trace = TraceBuilder()
-        trace.process(pid: Self.pid, duration: 600, eventInterval: 0.5, limit: 16 * gib) { _ in
-            MemoryShape(anon: 200 * mib)
-        }
-        let pauses: [Range<Double>] = [18..<20, 40..<42]
-        let quiet: [Range<Double>] = [18..<32, 40..<54]
-        trace.process(pid: Self.pid, start: 600.01, duration: 60, eventInterval: 0.01, limit: 16 * gib) { t in
-            // 130 MiB/s taken but in the pauses; 20 MiB given back every half second but in the quiet stretches
-            let paused = pauses.reduce(0.0) { $0 + max(0, min(t, $1.upperBound) - $1.lowerBound) }
-            var frees = 0.0
-            var tick = 0.5
-            while tick <= t {
-                if !quiet.contains(where: { $0.contains(tick) }) { frees += 1 }
-                tick += 0.5
-            }
-            return MemoryShape(anon: 200 * mib + 130 * mib * (t - paused) - 20 * mib * frees)
-        }
+        let trace = Self.churnWithQuietStretches(limit: 16 * gib)
         let events = try trace.replay()
         #expect(events.anySuspected.isEmpty, "\(events.summary)")
         var forgetful = ConfirmationSettings()
         forgetful.fastChurnRecentRuns = .infinity
         let judgedOnTheWait = try trace.replay(confirmation: forgetful)
         #expect(!judgedOnTheWait.suspected(pid: Self.pid).isEmpty, "\(judgedOnTheWait.summary)")
+    }
+
+    /// The same churn in a cgroup whose limit is 100 MiB above where it stands 36 s in, when the
+    /// kernel's fast path fires again (its verdicts: 604, 608, 624, 636 s): the limit is nearer than
+    /// the wait, so it is believed at once, frees or not; an OOM kill that close is worth saying.
+    @Test func churnSecondsFromItsLimitIsSaidAtOnce() throws {
+        let limit = Self.churnLevel(36) + 100 * mib
+        let events = try Self.churnWithQuietStretches(limit: limit).replay()
+        let first = try #require(events.suspected(pid: Self.pid).first, "\(events.summary)")
+        #expect(first.t >= 636 && first.t <= 637, "suspected at \(first.t)")
+    }
+
+    /// 130 MiB/s taken but in two 2 s pauses; 20 MiB given back every half second but in the
+    /// 14 s quiet stretches that begin with the pauses.
+    static func churnLevel(_ t: Double) -> Double {
+        let pauses: [Range<Double>] = [18..<20, 40..<42]
+        let quiet: [Range<Double>] = [18..<32, 40..<54]
+        let paused = pauses.reduce(0.0) { $0 + max(0, min(t, $1.upperBound) - $1.lowerBound) }
+        var frees = 0.0
+        var tick = 0.5
+        while tick <= t {
+            if !quiet.contains(where: { $0.contains(tick) }) { frees += 1 }
+            tick += 0.5
+        }
+        return 200 * mib + 130 * mib * (t - paused) - 20 * mib * frees
+    }
+
+    static func churnWithQuietStretches(limit: Double) -> TraceBuilder {
+        var trace = TraceBuilder()
+        trace.process(pid: Self.pid, duration: 600, eventInterval: 0.5, limit: limit) { _ in
+            MemoryShape(anon: 200 * mib)
+        }
+        trace.process(pid: Self.pid, start: 600.01, duration: 60, eventInterval: 0.01, limit: limit) { t in
+            MemoryShape(anon: churnLevel(t))
+        }
+        return trace
     }
 
     @Test func cgroupOfChildrenEachLeakingALittleIsSuspectedAsACgroup() throws {

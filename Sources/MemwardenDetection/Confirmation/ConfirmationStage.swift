@@ -316,8 +316,9 @@ public struct ConfirmationStage: Sendable {
         // and churn that frees little but often: early on, a malloc stress's
         // live set grows so fast that its frees are a small share of it
         guard churn.runs + (deepNow ? 1 : 0) < s.fastChurnRuns else { return nil }
-        // nor churn that freed often lately, if not in this wait
-        guard watched.churn.score(at: time, settings: s) < s.fastChurnRecentRuns else { return nil }
+        // nor churn that freed often lately, if not in this wait (unless the limit is
+        // nearer than a wait: an OOM kill seconds away is worth saying, whatever the shape)
+        guard now || watched.churn.score(at: time, settings: s) < s.fastChurnRecentRuns else { return nil }
         let ctx = context()
         let rate = waited > 0 ? (held - fast.level) / waited : fast.rate
         var forecast: GrowthForecast?
