@@ -63,6 +63,10 @@ public final class Replayer {
     public let configuration: DetectorConfiguration
     @exclusivity(unchecked) public private(set) var confirmation: ConfirmationStage
     public let strings: TraceStrings
+    /// The limit of a target whose samples carry none: the node's memory, as
+    /// the live agent uses it (`LiveDetection.nodeMemory`); nil, no forecast
+    /// and the fast path's horizon unknown.
+    public let nodeMemory: UInt64?
     /// Called with every verdict change (before the assessor sees it).
     public var onVerdict: ((VerdictChange) -> Void)?
     @exclusivity(unchecked) public private(set) var samples = 0
@@ -94,8 +98,9 @@ public final class Replayer {
     @exclusivity(unchecked) private var freeCgroups: [Int32] = []
 
     public init(strings: TraceStrings, configuration: DetectorConfiguration = DetectorConfiguration(),
-                confirmation: ConfirmationSettings = ConfirmationSettings()) {
+                confirmation: ConfirmationSettings = ConfirmationSettings(), nodeMemory: UInt64? = nil) {
         self.strings = strings
+        self.nodeMemory = nodeMemory
         self.configuration = configuration
         self.confirmation = ConfirmationStage(settings: confirmation)
         config = configuration.raw
@@ -216,13 +221,13 @@ public final class Replayer {
         }
         return AssessmentContext(
             timeNanoseconds: t, scope: .process, pid: pid, comm: strings[process.comm],
-            cgroup: process.cgroup >= 0 ? strings[process.cgroup] : "", limit: process.limit, usage: usage,
+            cgroup: process.cgroup >= 0 ? strings[process.cgroup] : "", limit: process.limit ?? nodeMemory, usage: usage,
             cgroupHeld: held)
     }
 
     private func cgroupContext(_ slot: Int32, id: Int32, t: Int64) -> AssessmentContext {
         AssessmentContext(
-            timeNanoseconds: t, scope: .cgroup, pid: nil, comm: nil, cgroup: strings[id], limit: cgroups[Int(slot)].limit,
+            timeNanoseconds: t, scope: .cgroup, pid: nil, comm: nil, cgroup: strings[id], limit: cgroups[Int(slot)].limit ?? nodeMemory,
             usage: Self.rss(cgroups[Int(slot)].aggregate), cgroupHeld: Self.held(cgroups[Int(slot)].aggregate))
     }
 
@@ -294,6 +299,8 @@ public struct TraceReplay {
     public var configuration = DetectorConfiguration()
     public var confirmation = ConfirmationSettings()
     public var skipInvalid = false
+    /// See `Replayer.nodeMemory`.
+    public var nodeMemory: UInt64?
     public var onVerdict: ((VerdictChange) -> Void)?
 
     public init() {}
@@ -308,7 +315,8 @@ public struct TraceReplay {
     /// Replays `reader`'s trace, handing every event to `emit` as it happens.
     public func run(_ reader: TraceReader, emit: (LeakEvent) throws -> Void) throws -> Summary {
         reader.skipInvalid = skipInvalid
-        let replayer = Replayer(strings: reader.strings, configuration: configuration, confirmation: confirmation)
+        let replayer = Replayer(
+            strings: reader.strings, configuration: configuration, confirmation: confirmation, nodeMemory: nodeMemory)
         replayer.onVerdict = onVerdict
         var events: [LeakEvent] = []
         while let sample = try reader.next() {

@@ -19,6 +19,9 @@ struct ReplayCommand: ParsableCommand {
             clock, and "time", t after --start-epoch (default: the Unix epoch, so output is reproducible), \
             and the identity its cgroup path gives (runtime, container_id, pod_uid, qos, systemd_unit; \
             docs/identity.md). \
+            A target whose samples carry no limit is judged against --node-memory, as the live agent \
+            judges it against the node's memory; without it, such a target has no forecast and the fast \
+            path takes its horizon as unknown. \
             A bad line stops replay with exit 1 and a message naming the file, the line and the field; \
             with --skip-invalid bad lines are counted, reported at the end, and skipped.
             """)
@@ -38,8 +41,26 @@ struct ReplayCommand: ParsableCommand {
     @Option(help: "Detector thresholds: standard, or accelerated (time compressed, for leaksim's short scenarios).")
     var detectorProfile: DetectorConfiguration.Profile = .standard
 
+    @Option(help: ArgumentHelp(
+        "The memory of the node the trace was recorded on (a Kubernetes quantity such as 24Gi), the limit of targets whose samples carry none.",
+        valueName: "quantity"))
+    var nodeMemory: String?
+
     func validate() throws {
         guard startEpoch >= 0, startEpoch.isFinite else { throw ValidationError("--start-epoch must be 0 or more") }
+        _ = try nodeMemoryBytes()
+    }
+
+    func nodeMemoryBytes() throws -> UInt64? {
+        guard let nodeMemory else { return nil }
+        let quantity: KubernetesQuantity
+        do { quantity = try KubernetesQuantity(parsing: nodeMemory) } catch {
+            throw ValidationError("--node-memory: \(error)")
+        }
+        guard let bytes = quantity.bytes, bytes > 0 else {
+            throw ValidationError("--node-memory: '\(nodeMemory)' is not a size in bytes above 0")
+        }
+        return bytes
     }
 
     func run() throws {
@@ -49,6 +70,7 @@ struct ReplayCommand: ParsableCommand {
         replay.configuration = DetectorConfiguration(profile: detectorProfile)
         replay.confirmation = ConfirmationSettings(profile: detectorProfile)
         replay.skipInvalid = skipInvalid
+        replay.nodeMemory = try nodeMemoryBytes()
         if verdicts { replay.onVerdict = { output.append($0.jsonLine()) } }
         let summary: TraceReplay.Summary
         do {
