@@ -44,9 +44,13 @@ struct BenchDetectionCommand: ParsableCommand {
     @Option(name: .customLong("class"), help: "Only this class (repeatable).")
     var classes: [String] = []
 
+    @Option(help: NodeMemoryOption.help)
+    var nodeMemory: String?
+
     func validate() throws {
         guard variants > 0 else { throw ValidationError("--variants must be at least 1") }
         guard corpus == nil || seed == nil else { throw ValidationError("--corpus and --seed exclude each other") }
+        _ = try NodeMemoryOption.bytes(nodeMemory)
         for name in classes where !ScenarioCorpus.classNames.contains(name) {
             throw ValidationError(
                 "unknown class \(name); classes: \(ScenarioCorpus.classNames.joined(separator: ", "))")
@@ -106,7 +110,8 @@ struct BenchDetectionCommand: ParsableCommand {
         -> DetectionReport
     {
         let scores = try DetectionBench.score(
-            corpus, configuration: DetectorConfiguration(profile: detectorProfile), classes: filter)
+            corpus, configuration: DetectorConfiguration(profile: detectorProfile), classes: filter,
+            nodeMemory: try NodeMemoryOption.bytes(nodeMemory))
         return DetectionReport(
             seed: seed, corpus: seed == nil ? corpus.path : nil, profile: detectorProfile.rawValue, scores: scores,
             wallSeconds: monotonicSeconds() - start)

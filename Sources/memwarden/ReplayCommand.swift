@@ -41,9 +41,7 @@ struct ReplayCommand: ParsableCommand {
     @Option(help: "Detector thresholds: standard, or accelerated (time compressed, for leaksim's short scenarios).")
     var detectorProfile: DetectorConfiguration.Profile = .standard
 
-    @Option(help: ArgumentHelp(
-        "The memory of the node the trace was recorded on (a Kubernetes quantity such as 24Gi), the limit of targets whose samples carry none.",
-        valueName: "quantity"))
+    @Option(help: NodeMemoryOption.help)
     var nodeMemory: String?
 
     func validate() throws {
@@ -51,17 +49,7 @@ struct ReplayCommand: ParsableCommand {
         _ = try nodeMemoryBytes()
     }
 
-    func nodeMemoryBytes() throws -> UInt64? {
-        guard let nodeMemory else { return nil }
-        let quantity: KubernetesQuantity
-        do { quantity = try KubernetesQuantity(parsing: nodeMemory) } catch {
-            throw ValidationError("--node-memory: \(error)")
-        }
-        guard let bytes = quantity.bytes, bytes > 0 else {
-            throw ValidationError("--node-memory: '\(nodeMemory)' is not a size in bytes above 0")
-        }
-        return bytes
-    }
+    func nodeMemoryBytes() throws -> UInt64? { try NodeMemoryOption.bytes(nodeMemory) }
 
     func run() throws {
         let epoch = UInt64(startEpoch * 1e9)

@@ -4,12 +4,15 @@ import MemwardenModel
 /// `memwarden bench detection` runs.
 public enum DetectionBench {
     /// Replays one trace file and scores it against its label.
+    /// `nodeMemory`: the limit of traces whose samples carry none (see `Replayer.nodeMemory`).
     public static func score(
-        _ entry: CorpusDirectory.Entry, configuration: DetectorConfiguration = DetectorConfiguration()
+        _ entry: CorpusDirectory.Entry, configuration: DetectorConfiguration = DetectorConfiguration(),
+        nodeMemory: UInt64? = nil
     ) throws(TraceError) -> TraceScore {
         let reader = try TraceReader(path: entry.path)
         var replay = TraceReplay()
         replay.configuration = configuration
+        replay.nodeMemory = nodeMemory
         var events: [LeakEvent] = []
         let summary: TraceReplay.Summary
         do {
@@ -25,11 +28,11 @@ public enum DetectionBench {
     /// Every trace of `corpus` (or only those of `classes`), in label order.
     public static func score(
         _ corpus: CorpusDirectory, configuration: DetectorConfiguration = DetectorConfiguration(),
-        classes: Set<String>? = nil
+        classes: Set<String>? = nil, nodeMemory: UInt64? = nil
     ) throws(TraceError) -> [TraceScore] {
         var scores: [TraceScore] = []
         for entry in corpus.entries where classes?.contains(entry.label.className) ?? true {
-            scores.append(try score(entry, configuration: configuration))
+            scores.append(try score(entry, configuration: configuration, nodeMemory: nodeMemory))
         }
         return scores
     }
