@@ -355,6 +355,23 @@ struct ReplayShapeTests {
         }
     }
 
+    /// A corpus seed nobody tuned on (12), its first cache fill: 393 MiB over 108 minutes,
+    /// unevenly, then full for 1.7 hours. While it filled it was a linear leak that the
+    /// patience and the horizon held back; 14 minutes after it was full its growth test
+    /// still passed at a half-hour span and the forecast of the limit an hour away was
+    /// urgent: flagged for an hour. The growth had set no new top for those 14 minutes,
+    /// after one every minute or two while it filled (`ConfirmationStage.stalled`).
+    @Test func cacheThatFilledSlowlyIsNotSuspectedOnceFull() throws {
+        let trace = try #require(
+            ScenarioCorpus.generate(seed: 12, variantsPerClass: 1, classes: ["cache_fill"]).first)
+        #expect(trace.label.growthEnd == 6484)
+        var events: [LeakEvent] = []
+        var replay = TraceReplay()
+        _ = try replay.run(TraceReader(bytes: trace.traceBytes(), name: trace.fileName)) { events.append($0) }
+        let score = DetectionScore.score(name: trace.name, label: trace.label, events: events)
+        #expect(!score.flaggedAtAll, "\(events.summary)")
+    }
+
     @Test func bigBatchJobIsClearedSoonAfterEachCycle() throws {
         var trace = TraceBuilder()
         // 60 s growing at 20 MiB/s to 1.3 GiB, freed at once, 60 s idle; four cycles

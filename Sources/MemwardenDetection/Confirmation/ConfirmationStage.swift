@@ -421,6 +421,8 @@ public struct ConfirmationStage: Sendable {
         watched.settings = s
         let test = GrowthTest(settings: s)
         guard let growth = test.longest(watched.history, cache: &watched.growth) else { return nil }
+        // growth that ended before it was judged: its blocks still pass for up to a span after
+        if Self.stalled(watched.history, growth: growth, test: test) { return nil }
         let lasted = 3 * Double(growth.span.seconds)
         let points = Self.forecastPoints(watched.history, cgroup: cgroup, span: growth.span)
         var forecast: GrowthForecast?
@@ -468,6 +470,22 @@ public struct ConfirmationStage: Sendable {
             spanSeconds: Double(growth.span.seconds))
         watched.suspicion = suspicion
         return event(.suspected, suspicion, context: ctx)
+    }
+
+    /// Whether the growth's newest top has stood longer than its rhythm
+    /// explains: more than twice any wait between its tops in the window,
+    /// three buckets, and the time the trend takes to climb through the
+    /// noise around it before that top. A cache that filled to its bound or
+    /// a warm-up's last climb stalls; a leak keeps its own pace of new tops,
+    /// however slow, stepped, sawtoothed or noisy it is (`GrowthHistory.tops`).
+    static func stalled(_ history: GrowthHistory, growth: GrowthTest.Result, test: GrowthTest) -> Bool {
+        let tolerance = test.tolerance(level: growth.blocks.means.2)
+        let slope = (growth.blocks.means.2 - growth.blocks.means.0) / (2 * Double(growth.span.seconds))
+        guard slope > 0,
+            let tops = history.tops(since: growth.blocks.start, ring: growth.span.ring, tolerance: tolerance, slope: slope)
+        else { return false }
+        let width = Double(history.rings[growth.span.ring].widthNanoseconds) / 1e9
+        return tops.standing > max(2 * tops.longestWait, 3 * width, tops.spread / slope)
     }
 
     /// 0.5 at the first evidence, toward 1 as growth lasts through the

@@ -183,6 +183,59 @@ public struct GrowthHistory: Sendable {
         return true
     }
 
+    /// The growth's own rhythm since `start`, on one ring: how long the
+    /// newest top has stood (`standing`, seconds to the newest completed
+    /// bucket's end), the longest wait between tops before it (`longestWait`,
+    /// counting the wait from `start` to the first), and how far the bucket
+    /// means up to the newest top strayed from a line of `slope` bytes a
+    /// second (`spread`, highest less lowest residual). A top is a level held
+    /// over two buckets (`HeldTop`'s rule) more than `tolerance` above the
+    /// previous top. A leak sets tops at its own pace: a steady one every
+    /// tolerance's worth of growth, a staircase at each step, a leak under a
+    /// sawtooth at each tooth, a noisy one whenever the trend climbs past its
+    /// last excursion; a fill or a warm-up that ended sets none, and the
+    /// growth test's blocks still pass for up to a span after it ended.
+    /// nil: fewer than two buckets since `start`.
+    public func tops(
+        since start: Int64, ring index: Int, tolerance: Double, slope: Double
+    ) -> (standing: Double, longestWait: Double, spread: Double)? {
+        let ring = rings[index]
+        let width = ring.widthNanoseconds
+        var previousMean: Float?
+        var top: Double?
+        var topTime = start
+        var longest: Int64 = 0
+        var end = start
+        // residuals of the buckets up to the newest top (those after it are the stall itself)
+        var low = Double.infinity, high = -Double.infinity
+        var lowSinceTop = Double.infinity, highSinceTop = -Double.infinity
+        for i in 0..<ring.count where ring.number(i) * width >= start {
+            let mean = ring[i].mean
+            defer { previousMean = mean }
+            end = (ring.number(i) + 1) * width
+            let residual = Double(mean) - slope * Double(end) / 1e9
+            lowSinceTop = min(lowSinceTop, residual)
+            highSinceTop = max(highSinceTop, residual)
+            guard let previousMean else { continue }
+            let held = Double(min(previousMean, mean))
+            guard let current = top else {
+                top = held
+                continue
+            }
+            if held > current + tolerance {
+                longest = max(longest, end - topTime)
+                top = held
+                topTime = end
+                low = min(low, lowSinceTop)
+                high = max(high, highSinceTop)
+                lowSinceTop = .infinity
+                highSinceTop = -.infinity
+            }
+        }
+        guard top != nil else { return nil }
+        return (Double(end - topTime) / 1e9, Double(longest) / 1e9, high >= low ? high - low : 0)
+    }
+
     public var latest: Double { fine.lastValue }
 }
 
