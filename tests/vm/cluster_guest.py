@@ -519,10 +519,9 @@ def main() -> int:
                  lambda: api.call("GET", f"/api/v1/namespaces/{APP_NAMESPACE}/serviceaccounts/default", ok=(200, 404)).get("kind")
                  == "ServiceAccount", 120, 0.5)
         # 1 MiB/s of anonymous memory from LEAK_BASE MiB in a LEAK_LIMIT pod: the warning tier
-        # (70 %), where throttling starts, in about 110 s. The detector forecasts only once a
-        # young target has a minute of history (before that leak.suspected carries no
-        # seconds_to_limit): the leak runs unthrottled long enough for a leak.updated with the
-        # forecast. A small limit: the kernel's over-high penalty grows with the overage's share
+        # (70 %), where throttling starts, in about 110 s: the leak runs unthrottled long
+        # enough for a leak.updated with the forecast from a minute of history (the first
+        # alert's rests on 30 s). A small limit: the kernel's over-high penalty grows with the overage's share
         # of memory.high, so a larger cgroup overshoots the cap longer (1 GiB: 3.5x slower in
         # the minute after the write, 384 MiB: 7x).
         api.call("POST", f"/api/v1/namespaces/{APP_NAMESPACE}/pods",

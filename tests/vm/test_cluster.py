@@ -309,13 +309,17 @@ def test_leak_suspected_in_the_agent_pod_log_names_the_pod(cluster: Guest) -> No
 
 
 def test_the_leak_gets_a_forecast_in_the_pod_log(cluster: Guest) -> None:
-    # the leak's events in the agent's log (leak.suspected, then leak.updated) carry
-    # seconds_to_limit, the time left before the pod's memory limit
+    # the leak's events in the agent's log carry seconds_to_limit, the time left before the
+    # pod's memory limit, with its interval: the first alert already (a young target's growth
+    # of three 10 s buckets gets the line's forecast), and the updates after it
     facts = cluster.check("throttle")
     forecasts = [e for e in facts["leak_events"] if "seconds_to_limit" in e]
     FIGURES["first forecast"] = (f"{forecasts[0]['type']}: seconds_to_limit {forecasts[0]['seconds_to_limit']}"
                                  if forecasts else "none")
     assert forecasts, f"no leak event for the pod carries seconds_to_limit:\n{brief(facts['leak_events'])}"
+    first = facts["leak_suspected"]
+    assert "seconds_to_limit" in first, f"the first alert has no forecast: {brief(first)}"
+    assert first["seconds_to_limit_low"] <= first["seconds_to_limit"] <= first["seconds_to_limit_high"], brief(first)
 
 
 def test_throttle_through_the_chart_writes_memory_high_and_slows_the_leak(cluster: Guest) -> None:

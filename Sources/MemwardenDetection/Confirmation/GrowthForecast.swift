@@ -64,7 +64,8 @@ public struct GrowthForecast: Sendable, Hashable {
     public static func make(
         points: [Point], ceiling: Double, excess: Excess = Excess(), now: Double
     ) -> Outcome {
-        guard points.count >= 6, ceiling.isFinite else { return .none }
+        guard points.count >= 3, ceiling.isFinite else { return .none }
+        if points.count < 6 { return short(points, ceiling: ceiling, excess: excess, now: now) }
         let split = max(4, points.count * 3 / 4)
         let train = Array(points[..<split])
         let test = Array(points[split...])
@@ -137,6 +138,28 @@ public struct GrowthForecast: Sendable, Hashable {
         high = max(high, seconds * 1.1)
         return .forecast(
             GrowthForecast(model: model, seconds: seconds, low: low, high: high, rate: rate, fit: fit))
+    }
+
+    /// Growth seen for three to five buckets (a young target's first
+    /// verdict, in the accelerated profile): too few to hold a quarter out,
+    /// so no curve is chosen. The line's forecast, with an interval at least
+    /// half to twice it: three points tell a rate, not whether it holds.
+    static func short(_ points: [Point], ceiling: Double, excess: Excess, now: Double) -> Outcome {
+        guard let line = linear(points) else { return .none }
+        let rate = theilSen(points)
+        guard rate > 0 else { return .unreachable }
+        let headroom = ceiling - excess.typical - line(now)
+        let seconds = max(0, headroom) / rate
+        guard seconds <= 30 * 86_400 else { return .unreachable }
+        var low = seconds * 0.5
+        var high = seconds * 2
+        let (slopeLow, slopeHigh) = slopeQuartiles(points)
+        if slopeHigh > 0 { low = min(low, max(0, ceiling - excess.high - line(now)) / slopeHigh) }
+        if slopeLow > 0 { high = max(high, max(0, headroom) / slopeLow) }
+        let ssTot = variance(points) * Double(points.count)
+        let ssRes = points.reduce(0.0) { $0 + pow($1.y - line($1.t), 2) }
+        let fit = ssTot > 0 ? max(0, 1 - ssRes / ssTot) : 0
+        return .forecast(GrowthForecast(model: .linear, seconds: seconds, low: low, high: high, rate: rate, fit: fit))
     }
 
     /// How far above the trend of the points memory reaches (a sawtooth's
