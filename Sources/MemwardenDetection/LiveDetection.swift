@@ -98,6 +98,17 @@ public struct LiveDetection: Sendable {
     }
 }
 
+extension LiveDetection {
+    /// Lets targets gone quiet be judged (`ConfirmationStage.idle`): the
+    /// pipeline calls it every `Replayer.idleIntervalNanoseconds`, as replay
+    /// does on its trace's clock.
+    public mutating func idle(monotonicNanoseconds: UInt64) -> [LeakEvent] {
+        var events: [LeakEvent] = []
+        confirmation.idle(now: traceClock.nanoseconds(monotonicNanoseconds), into: &events)
+        return events
+    }
+}
+
 extension VerdictRecord {
     /// The process, for a process verdict.
     public var pid: Int32? {

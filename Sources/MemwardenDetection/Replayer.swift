@@ -71,6 +71,11 @@ public final class Replayer {
     public var onVerdict: ((VerdictChange) -> Void)?
     @exclusivity(unchecked) public private(set) var samples = 0
     @exclusivity(unchecked) public private(set) var verdictChanges = 0
+    /// When the trace's clock next lets quiet targets speak (`ConfirmationStage.idle`),
+    /// as often as the live agent does.
+    @exclusivity(unchecked) private var nextIdle: Int64 = 0
+    /// How often the live agent and replay call `ConfirmationStage.idle`.
+    public static let idleIntervalNanoseconds: Int64 = 5_000_000_000
 
     private struct Process {
         var slot: Int32
@@ -110,6 +115,10 @@ public final class Replayer {
     public func feed(_ sample: TraceSample, into events: inout [LeakEvent]) {
         samples += 1
         let t = sample.timeNanoseconds
+        if t >= nextIdle {
+            confirmation.idle(now: t, into: &events)
+            nextIdle = t + Self.idleIntervalNanoseconds
+        }
         var counters = mw_det_sample(
             t_ms: UInt64(t / 1_000_000), anon: sample.anon, file: sample.file, shmem: sample.shmem, swap: sample.swap,
             vsz: sample.vsz)

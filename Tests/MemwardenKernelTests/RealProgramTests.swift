@@ -1,5 +1,6 @@
 import Foundation
 import MemwardenAgent
+import MemwardenIdentity
 import MemwardenModel
 import Testing
 
@@ -24,6 +25,19 @@ enum StressNG {
     static var comment: Comment {
         if let reason = KernelAccess.unavailableReason { return Comment(rawValue: reason) }
         return path == nil ? "stress-ng is not installed (apt-get install stress-ng; scripts/setup-tests does)" : "stress-ng and the kernel available"
+    }
+}
+
+/// Debian's redis-server and redis-benchmark (redis-server, redis-tools).
+enum Redis {
+    static let server: String? = ["/usr/bin/redis-server", "/bin/redis-server"].first { access($0, X_OK) == 0 }
+    static let benchmark: String? = ["/usr/bin/redis-benchmark", "/bin/redis-benchmark"].first { access($0, X_OK) == 0 }
+    static var enabled: Bool { KernelAccess.isCI || (KernelAccess.enabled && server != nil && benchmark != nil) }
+    static var comment: Comment {
+        if let reason = KernelAccess.unavailableReason { return Comment(rawValue: reason) }
+        return server == nil || benchmark == nil
+            ? "redis is not installed (apt-get install redis-server redis-tools; scripts/setup-tests does)"
+            : "redis and the kernel available"
     }
 }
 
@@ -78,6 +92,82 @@ struct RealProgramTests {
         #expect(churnFlags.isEmpty, "the bounded malloc churn was flagged: \(churnFlags)")
         let defaultFlags = events.filter { $0["type"] as? String == "leak.suspected" && concerns($0, growing) }
         #expect(defaultFlags.isEmpty, "stress-ng --malloc with its default slots was flagged: \(defaultFlags)")
+    }
+
+    /// A cache that fills fast and then sits still: redis-server with a 512 MiB `maxmemory`
+    /// (LRU eviction) in a 1 GiB memory cgroup, filled by redis-benchmark with 1 KiB values
+    /// (about 30 MB/s here). While it fills, the fast path may flag it (the limit is seconds
+    /// away at that rate); once full, redis's memory does not move, the kernel sends nothing
+    /// for it, and the suspicion must still clear (`ConfirmationStage.idle`: it stayed until
+    /// redis exited before), and nothing may be flagged after.
+    @Test("redis-server filling its maxmemory and then sitting still: any flag of the fill clears within two minutes, none after", .enabled(if: Redis.enabled, Redis.comment))
+    func redisFillingItsMaxmemoryThenStill() throws {
+        let server = try #require(Redis.server, "redis-server is not installed (scripts/setup-tests installs it)")
+        let benchmark = try #require(Redis.benchmark, "redis-benchmark is not installed (scripts/setup-tests installs it)")
+        let memwarden = try AgentCommandTests.memwarden()
+        let parent = try ScratchCgroup()
+        let group = try ScratchCgroup(in: parent, name: "redis")
+        defer {
+            Self.killAll(in: group)
+            group.remove()
+            parent.remove()
+        }
+        let limitFile = group.hierarchy.version == .v2 ? "memory.max" : "memory.limit_in_bytes"
+        let limit = "\(1 << 30)\n"
+        #expect(limit.withCString { text in
+            let fd = open(group.directory + "/" + limitFile, O_WRONLY)
+            defer { close(fd) }
+            return fd >= 0 && write(fd, text, strlen(text)) == strlen(text)
+        }, "cannot set \(limitFile) of \(group.directory)")
+
+        let agent = try ChildProcess(memwarden, ["run", "--listen", "127.0.0.1:0", "--stats-interval", "5"], stdout: .pipe, stderr: .pipe)
+        defer { agent.signal(SIGKILL) }
+        try AgentCommandTests.waitUntilAttached(agent)
+
+        let port = try ClusterAgentTests.freePort()
+        let redis = try ChildProcess(
+            "/bin/sh",
+            ["-c", #"echo $$ > "$1/cgroup.procs" && shift && exec "$0" "$@""#, server, group.directory,
+             "--port", "\(port)", "--bind", "127.0.0.1", "--save", "", "--appendonly", "no",
+             "--maxmemory", "512mb", "--maxmemory-policy", "allkeys-lru"],
+            stdout: .pipe)
+        defer { redis.signal(SIGKILL) }
+        _ = try #require(
+            redis.stdout?.readLine(until: deadline(seconds: 20)) { $0.contains("Ready to accept connections") },
+            "redis-server on port \(port) did not say it was ready within 20 s")
+
+        var events: [[String: Any]] = []
+        func collect(until end: UInt64) {
+            while monotonicNanoseconds() < end {
+                guard let line = agent.stdout?.readLine(deadline: min(end, deadline(seconds: 0.5))) else { continue }
+                guard line.contains("\"type\":\"leak."), let event = AgentCommandTests.json(line),
+                    (event["cgroup"] as? String)?.hasPrefix(group.path) == true
+                else { continue }
+                events.append(event)
+            }
+        }
+        // 700,000 random keys of 1 KiB: more than maxmemory holds, so it fills and then evicts
+        let filler = try ChildProcess(
+            benchmark, ["-p", "\(port)", "-t", "set", "-n", "700000", "-r", "100000000", "-d", "1024", "-c", "4", "-q"],
+            stdout: .pipe)
+        defer { filler.signal(SIGKILL) }
+        let fillDeadline = deadline(seconds: 240)
+        while filler.exitCodeIfEnded() == nil && monotonicNanoseconds() < fillDeadline {
+            collect(until: min(fillDeadline, deadline(seconds: 1)))
+        }
+        #expect(filler.waitForExit(deadline: deadline(seconds: 1)) == 0, "redis-benchmark did not finish its 700,000 SETs within 240 s")
+        let filled = monotonicNanoseconds()
+        let duringFill = events.count
+        // the clear rule's minute, the idle timer's seconds and the kernel's heartbeat, with room
+        collect(until: filled + 120_000_000_000)
+        let late = events[duringFill...].filter { $0["type"] as? String == "leak.suspected" }
+        #expect(late.isEmpty, "flagged after the fill: \(late)")
+
+        let suspected = events.filter { $0["type"] as? String == "leak.suspected" }
+        let cleared = events.filter { $0["type"] as? String == "leak.cleared" }
+        #expect(cleared.count == suspected.count, "a suspicion of the fill was never cleared: \(events)")
+        #expect(cleared.allSatisfy { ($0["reasons"] as? [String]) == ["growth_stopped"] }, "\(cleared)")
+        #expect(redis.exitCodeIfEnded() == nil, "redis-server ended (an OOM kill?)")
     }
 
     /// stress-ng forks its workers:

@@ -18,7 +18,7 @@ struct RecordedProgramTests {
         let bytes = try #require(FileManager.default.contents(atPath: path), "fixture \(path)")
         #expect(bytes.count > 100_000, "\(path) is a real recording")
         var events: [LeakEvent] = []
-        var replay = TraceReplay()
+        let replay = TraceReplay()
         _ = try replay.run(TraceReader(bytes: Array(bytes), name: name)) { events.append($0) }
         return events
     }

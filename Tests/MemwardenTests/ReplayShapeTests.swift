@@ -366,10 +366,34 @@ struct ReplayShapeTests {
             ScenarioCorpus.generate(seed: 12, variantsPerClass: 1, classes: ["cache_fill"]).first)
         #expect(trace.label.growthEnd == 6484)
         var events: [LeakEvent] = []
-        var replay = TraceReplay()
+        let replay = TraceReplay()
         _ = try replay.run(TraceReader(bytes: trace.traceBytes(), name: trace.fileName)) { events.append($0) }
         let score = DetectionScore.score(name: trace.name, label: trace.label, events: events)
         #expect(!score.flaggedAtAll, "\(events.summary)")
+    }
+
+    /// redis-server filling 640 MiB of `maxmemory` at 33 MB/s into a 1 GiB cgroup, as
+    /// `redis-benchmark` fills it here: the fast path flags the fill (its limit is 23 s away at
+    /// that rate), and then redis sits still. The kernel sends nothing for a target whose memory
+    /// does not move, so the suspicion was never judged again and stayed until redis exited.
+    /// Another process's samples move the trace's clock on, as the live agent's timer does.
+    @Test func fastFillThatThenSitsStillIsCleared() throws {
+        var trace = TraceBuilder()
+        let fill = 20.0
+        trace.process(
+            pid: Self.pid, comm: "redis-server", cgroup: "/redis.scope", duration: 400, eventInterval: 0.05,
+            noise: 0, limit: 1 * gib, quietWhenFlat: true
+        ) { t in MemoryShape(anon: 12 * mib + 32 * mib * min(t, fill), file: 4 * mib) }
+        trace.process(pid: 9, comm: "sshd", cgroup: "/system.slice/ssh.service", duration: 400, eventInterval: 1) { _ in
+            MemoryShape(anon: 8 * mib, file: 4 * mib)
+        }
+        let events = try trace.replay()
+        let suspected = try #require(events.suspected(pid: Self.pid).first, "\(events.summary)")
+        #expect(suspected.t <= fill, "suspected at \(suspected.t)")
+        let cleared = try #require(events.cleared(pid: Self.pid).first, "never cleared: \(events.summary)")
+        #expect(cleared.reasons == ["growth_stopped"])
+        #expect(cleared.t <= fill + 120, "cleared at \(cleared.t)")
+        #expect(events.suspected(pid: Self.pid).count == 1, "\(events.summary)")
     }
 
     @Test func bigBatchJobIsClearedSoonAfterEachCycle() throws {

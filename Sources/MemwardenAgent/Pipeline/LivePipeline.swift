@@ -112,6 +112,27 @@ public struct LivePipeline: Service {
         var losses = LossTracker()
         var budgets = responses.map(BudgetFeed.init)
         var nextRecommendations: UInt64 = 0
+        func publish(_ leaks: [LeakEvent]) {
+            for leak in leaks {
+                var event = AgentEvent(
+                    leak: leak, epochNanoseconds: epoch, node: settings.node,
+                    identity: formatter.identity(cgroupPath: leak.cgroup))
+                if let ratio = losses.degradedRatio, case .leak(var details) = event.details, leak.kind != .cleared {
+                    details.samplesLostRatio = ratio
+                    event.details = .leak(details)
+                }
+                emit(event)
+                budgets?.leak(event)
+            }
+        }
+        // targets whose memory stopped moving send nothing: let them be judged on time
+        var nextIdle: UInt64 = 0
+        func idleIfDue() {
+            let now = monotonicNanoseconds()
+            guard now >= nextIdle else { return }
+            nextIdle = now + UInt64(Replayer.idleIntervalNanoseconds)
+            publish(detection.idle(monotonicNanoseconds: now))
+        }
         for await output in input {
             switch output {
             case .attached:
@@ -135,20 +156,12 @@ public struct LivePipeline: Service {
                                     .confirmationSettings(agentProfile: profile)
                             }
                         })
-                    for leak in leaks {
-                        var event = AgentEvent(
-                            leak: leak, epochNanoseconds: epoch, node: settings.node,
-                            identity: formatter.identity(cgroupPath: leak.cgroup))
-                        if let ratio = losses.degradedRatio, case .leak(var details) = event.details, leak.kind != .cleared {
-                            details.samplesLostRatio = ratio
-                            event.details = .leak(details)
-                        }
-                        emit(event)
-                        budgets?.leak(event)
-                    }
+                    publish(leaks)
                     feed(record, to: &budgets, formatter: &formatter)
                 }
+                idleIfDue()
             case .counters(var counters):
+                idleIfDue()
                 counters.stdoutDrops = outputs.stdout?.statistics.dropped ?? 0
                 let confirmation = detection.confirmation.statistics
                 outputs.stdout?.submit(line: formatter.statsLine(counters, confirmation: confirmation))

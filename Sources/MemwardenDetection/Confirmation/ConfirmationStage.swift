@@ -188,6 +188,32 @@ public struct ConfirmationStage: Sendable {
         if let event { events.append(event) }
     }
 
+    /// How long a suspected or waiting target may send nothing before `idle`
+    /// speaks for it: longer than the kernel's heartbeat (10 s), which a
+    /// target whose memory still moves sends at least that often.
+    public static let quietNanoseconds: Int64 = 15_000_000_000
+
+    /// Targets gone quiet. The kernel sends a sample only when memory moves
+    /// (a step, and a heartbeat on a later move), so a target whose memory
+    /// stopped moving sends nothing, and its suspicion (or fast candidate)
+    /// would never be judged again: a cache that filled fast and then sat
+    /// still stayed suspected until it exited. Each suspected or waiting
+    /// target whose newest sample is older than `quietNanoseconds` gets its
+    /// last value again at `now` (silence means no movement, as the rings
+    /// already assume). The live agent calls this every few seconds and
+    /// replay as its trace's clock passes, so the two agree.
+    public mutating func idle(now: Int64, into events: inout [LeakEvent]) {
+        for slot in watched.indices {
+            guard let target = watched[slot], target.suspicion != nil || target.fast != nil,
+                target.history.lastTime >= 0, now - target.history.lastTime >= Self.quietNanoseconds
+            else { continue }
+            var context = target.suspicion?.identity ?? target.fast!.context
+            context.timeNanoseconds = now
+            let held = UInt64(max(0, target.history.latest))
+            sample(keys[slot], time: now, held: held, context: { context }, into: &events)
+        }
+    }
+
     /// A kernel verdict change: the fast path (≥ 10 MiB/s for 6 s,
     /// docs/detectors.md). It only opens a candidate: the next samples must
     /// show the growth going on (`fastConfirmSeconds` more at half the rate,
