@@ -100,7 +100,7 @@ public struct LiveDetection: Sendable {
 
 extension LiveDetection {
     /// Lets targets gone quiet be judged (`ConfirmationStage.idle`): the
-    /// pipeline calls it every `Replayer.idleIntervalNanoseconds`, as replay
+    /// pipeline calls it every `ConfirmationStage.idleIntervalNanoseconds`, as replay
     /// does on its trace's clock.
     public mutating func idle(monotonicNanoseconds: UInt64) -> [LeakEvent] {
         var events: [LeakEvent] = []

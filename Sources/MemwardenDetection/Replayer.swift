@@ -74,8 +74,6 @@ public final class Replayer {
     /// When the trace's clock next lets quiet targets speak (`ConfirmationStage.idle`),
     /// as often as the live agent does.
     @exclusivity(unchecked) private var nextIdle: Int64 = 0
-    /// How often the live agent and replay call `ConfirmationStage.idle`.
-    public static let idleIntervalNanoseconds: Int64 = 5_000_000_000
 
     private struct Process {
         var slot: Int32
@@ -117,7 +115,7 @@ public final class Replayer {
         let t = sample.timeNanoseconds
         if t >= nextIdle {
             confirmation.idle(now: t, into: &events)
-            nextIdle = t + Self.idleIntervalNanoseconds
+            nextIdle = t + ConfirmationStage.idleIntervalNanoseconds
         }
         var counters = mw_det_sample(
             t_ms: UInt64(t / 1_000_000), anon: sample.anon, file: sample.file, shmem: sample.shmem, swap: sample.swap,

@@ -130,7 +130,7 @@ public struct LivePipeline: Service {
         func idleIfDue() {
             let now = monotonicNanoseconds()
             guard now >= nextIdle else { return }
-            nextIdle = now + UInt64(Replayer.idleIntervalNanoseconds)
+            nextIdle = now + UInt64(ConfirmationStage.idleIntervalNanoseconds)
             publish(detection.idle(monotonicNanoseconds: now))
         }
         for await output in input {

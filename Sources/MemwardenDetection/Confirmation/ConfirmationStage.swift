@@ -192,6 +192,8 @@ public struct ConfirmationStage: Sendable {
     /// speaks for it: longer than the kernel's heartbeat (10 s), which a
     /// target whose memory still moves sends at least that often.
     public static let quietNanoseconds: Int64 = 15_000_000_000
+    /// How often the live agent and replay call `idle`.
+    public static let idleIntervalNanoseconds: Int64 = 5_000_000_000
 
     /// Targets gone quiet. The kernel sends a sample only when memory moves
     /// (a step, and a heartbeat on a later move), so a target whose memory
