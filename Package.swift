@@ -209,7 +209,7 @@ let package = Package(
             swiftSettings: strictSettings
         ),
         // What the test targets share: waiting on a condition with a deadline, never a fixed
-        // sleep; pipes no child inherits.
+        // sleep; pipes no child inherits; free ports; the failure helpers throw.
         .target(
             name: "MemwardenTestSupport",
             dependencies: ["CMemwarden"],
@@ -253,6 +253,7 @@ let package = Package(
             dependencies: [
                 "MemwardenAgent", "MemwardenDetection", "MemwardenIdentity", "MemwardenKernel",
                 "MemwardenKubernetes", "MemwardenModel", "MemwardenOutput", "MemwardenResponse",
+                "MemwardenTestSupport",
                 "leaksim", "memwarden",
                 .product(name: "Logging", package: "swift-log"),
                 .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),

@@ -2,6 +2,7 @@ import Foundation
 import MemwardenAgent
 import MemwardenDetection
 import MemwardenModel
+import MemwardenTestSupport
 import Testing
 
 /// The `memwarden` executable itself, as a user runs it.

@@ -6,6 +6,7 @@ import Glibc
 #endif
 import MemwardenAgent
 import MemwardenModel
+import MemwardenTestSupport
 
 /// The agent with a policy, end to end: a process in a scratch memory cgroup
 /// grows through the tiers of a 100 MiB budget and shrinks back; the policy

@@ -7,6 +7,7 @@ import MemwardenIdentity
 import MemwardenKernel
 import MemwardenModel
 import MemwardenOutput
+import MemwardenTestSupport
 
 /// A child memory cgroup below the test's own (never anything else in the
 /// hierarchy), removed afterwards.

@@ -1,6 +1,7 @@
 import Foundation
 import MemwardenAgent
 import MemwardenModel
+import MemwardenTestSupport
 import Testing
 
 /// `memwarden check-config` as a user runs it. It needs no privileges; it

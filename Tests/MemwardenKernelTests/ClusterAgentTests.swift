@@ -8,6 +8,7 @@ import Glibc
 import MemwardenAgent
 import MemwardenKubernetes
 import MemwardenModel
+import MemwardenTestSupport
 
 /// The whole agent in a (kubelet-less) cluster: a real kube-apiserver knows a pod whose
 /// container is a scratch cgroup shaped like the kubelet's (cgroupfs driver) below the
@@ -17,25 +18,6 @@ import MemwardenModel
 @Suite(.serialized, .enabled(if: KernelAccess.enabled && KubeClusterAccess.enabled, KubeClusterAccess.comment))
 struct ClusterAgentTests {
     static let namespace = "mw-agent"
-
-    /// A free TCP port on 127.0.0.1 (bound once by the test, then given to the agent).
-    static func freePort() throws -> Int {
-        let fd = socket(AF_INET, Int32(SOCK_STREAM.rawValue), 0)
-        guard fd >= 0 else { throw TestFailure("socket: errno \(errno)") }
-        defer { close(fd) }
-        var address = sockaddr_in()
-        address.sin_family = sa_family_t(AF_INET)
-        address.sin_addr.s_addr = inet_addr("127.0.0.1")
-        address.sin_port = 0
-        var length = socklen_t(MemoryLayout<sockaddr_in>.size)
-        let bound = withUnsafeMutablePointer(to: &address) {
-            $0.withMemoryRebound(to: sockaddr.self, capacity: 1) {
-                bind(fd, $0, length) == 0 && getsockname(fd, $0, &length) == 0
-            }
-        }
-        guard bound else { throw TestFailure("bind: errno \(errno)") }
-        return Int(UInt16(bigEndian: address.sin_port))
-    }
 
     /// HTTP status and body of a GET (curl, which setup-tests installs).
     static func get(_ url: String) -> (status: Int, body: String)? {
@@ -117,7 +99,7 @@ struct ClusterAgentTests {
             annotations: true
         """.write(toFile: policy, atomically: true, encoding: .utf8)
 
-        let port = try Self.freePort()
+        let port = try freePort()
         let agent = try Self.startAgent(memwarden, port: port, policy: policy, directory: directory, cluster: cluster)
         defer { agent.signal(SIGKILL) }
         try AgentCommandTests.waitUntilAttached(agent)
@@ -224,7 +206,7 @@ struct ClusterAgentTests {
         """.write(toFile: policy, atomically: true, encoding: .utf8)
 
         try cluster.stopAPIServer()
-        let port = try Self.freePort()
+        let port = try freePort()
         let agent = try Self.startAgent(memwarden, port: port, policy: policy, directory: directory, cluster: cluster)
         defer { agent.signal(SIGKILL) }
         try AgentCommandTests.waitUntilAttached(agent)

@@ -7,6 +7,7 @@ import Glibc
 import MemwardenAgent
 import MemwardenIdentity
 import MemwardenModel
+import MemwardenTestSupport
 
 /// containerd, ctr, runc and a static busybox: the real container tests need
 /// all four (scripts/setup installs them). Elsewhere the tests skip with the

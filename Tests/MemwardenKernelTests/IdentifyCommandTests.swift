@@ -6,6 +6,7 @@ import Glibc
 #endif
 import MemwardenAgent
 import MemwardenModel
+import MemwardenTestSupport
 
 /// `memwarden identify` and the identity on `memwarden replay`'s events, run
 /// as a user runs them. No privileges needed: host roots are faked in temp dirs.

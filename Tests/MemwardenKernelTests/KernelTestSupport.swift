@@ -6,6 +6,7 @@ import Glibc
 import MemwardenAgent
 import MemwardenKernel
 import MemwardenModel
+import MemwardenTestSupport
 
 /// Kernel tests need root (or CAP_BPF + CAP_PERFMON), kernel BTF and tracefs.
 /// Elsewhere they skip and say why; with CI=true they never skip: they run and
@@ -28,11 +29,6 @@ enum KernelAccess {
 
     static var enabled: Bool { isCI || unavailableReason == nil }
     static var comment: Comment { Comment(rawValue: unavailableReason ?? "kernel available") }
-}
-
-struct TestFailure: Error, CustomStringConvertible {
-    var description: String
-    init(_ description: String) { self.description = description }
 }
 
 /// A `leaksim serve` child: one command per line, one answer per command.

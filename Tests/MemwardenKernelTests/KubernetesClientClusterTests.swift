@@ -1,6 +1,7 @@
 import Foundation
 import Logging
 import MemwardenKubernetes
+import MemwardenTestSupport
 import Testing
 
 /// KubernetesClient against a real kube-apiserver: the server's certificate is verified, the

@@ -8,6 +8,7 @@ import Glibc
 import MemwardenAgent
 import MemwardenKubernetes
 import MemwardenModel
+import MemwardenTestSupport
 
 /// The real-API tests need etcd (Debian's etcd-server), a kube-apiserver built by
 /// scripts/kube-apiserver, openssl and curl. Elsewhere they skip and say why; with CI=true they
@@ -203,18 +204,6 @@ struct ClusterWriter {
         let response = try await client.send(.POST, path, body: JSONSerialization.data(withJSONObject: object))
         return (try JSONSerialization.jsonObject(with: response.body) as? [String: Any]) ?? [:]
     }
-}
-
-/// Polls `condition` every 50 ms until it holds or `seconds` pass; the failure says what was
-/// awaited.
-func waitUntil(_ what: String, seconds: Double, _ condition: () async throws -> Bool) async throws {
-    let end = ContinuousClock.now + .milliseconds(Int64(seconds * 1000))
-    while ContinuousClock.now < end {
-        if try await condition() { return }
-        try await Task.sleep(for: .milliseconds(50))
-    }
-    if try await condition() { return }
-    throw TestFailure("waited \(seconds) s for \(what)")
 }
 
 func containerID(_ n: Int) -> String { String(format: "%064x", 0xC0FFEE_0000 + n) }

@@ -3,6 +3,7 @@ import Logging
 import MemwardenKubernetes
 import MemwardenModel
 import MemwardenOutput
+import MemwardenTestSupport
 import ServiceLifecycle
 import Synchronization
 import Testing
@@ -66,7 +67,7 @@ struct KubernetesSinkClusterTests {
         do {
             // 1. leak.suspected: one Event regarding the pod's container, and both leak annotations.
             sink.submit(Self.event(.leakSuspected, Self.leak, pod: pod))
-            try await waitUntil("a LeakSuspected Event and the leak annotations", seconds: 30) {
+            try await waitUntil("a LeakSuspected Event and the leak annotations", seconds: 30, interval: .milliseconds(50)) {
                 let found = try await events(reason: "LeakSuspected")
                 let values = try await annotations()
                 return !found.isEmpty && values["memwarden.io/leak-suspected"] == "true"
@@ -86,11 +87,11 @@ struct KubernetesSinkClusterTests {
 
             // 2. Two repeats: the same Event's series counts 2, then 3; no second Event.
             sink.submit(Self.event(.leakSuspected, Self.leak, pod: pod, at: 1_000_000))
-            try await waitUntil("the LeakSuspected Event's series to count 2", seconds: 30) {
+            try await waitUntil("the LeakSuspected Event's series to count 2", seconds: 30, interval: .milliseconds(50)) {
                 try await events(reason: "LeakSuspected").first.flatMap(seriesCount) == 2
             }
             sink.submit(Self.event(.leakSuspected, Self.leak, pod: pod, at: 2_000_000))
-            try await waitUntil("the series to count 3", seconds: 30) {
+            try await waitUntil("the series to count 3", seconds: 30, interval: .milliseconds(50)) {
                 try await events(reason: "LeakSuspected").first.flatMap(seriesCount) == 3
             }
             // a repeat keeps the start of the suspicion
@@ -106,7 +107,7 @@ struct KubernetesSinkClusterTests {
                     .budget(BudgetDetails(tier: .high, rule: "r", budgetBytes: 1 << 30, usageBytes: 950 << 20, share: 0.93, growthBytesPerSecond: nil, secondsToBudget: nil)),
                     pod: pod))
             sink.submit(Self.event(.responseThrottle, .response(ResponseDetails(mode: .throttle, rule: "r", memoryHighAfter: 900 << 20)), pod: pod))
-            try await waitUntil("budget-tier=high and throttled=true", seconds: 30) {
+            try await waitUntil("budget-tier=high and throttled=true", seconds: 30, interval: .milliseconds(50)) {
                 let values = try await annotations()
                 return values["memwarden.io/budget-tier"] == "high" && values["memwarden.io/throttled"] == "true"
             }
@@ -114,7 +115,7 @@ struct KubernetesSinkClusterTests {
             // 4. leak.cleared and response.restore remove their annotations; the others stay.
             sink.submit(Self.event(.leakCleared, Self.leak, pod: pod, at: 3_000_000))
             sink.submit(Self.event(.responseRestore, .response(ResponseDetails(mode: .throttle, rule: "r", reason: "leak_cleared")), pod: pod))
-            try await waitUntil("the leak and throttled annotations to go", seconds: 30) {
+            try await waitUntil("the leak and throttled annotations to go", seconds: 30, interval: .milliseconds(50)) {
                 let values = try await annotations()
                 return values["memwarden.io/leak-suspected"] == nil && values["memwarden.io/leak-since"] == nil
                     && values["memwarden.io/throttled"] == nil
@@ -173,7 +174,7 @@ struct KubernetesSinkClusterTests {
         let firstGroup = ServiceGroup(configuration: .init(services: [.init(service: first)], logger: logger))
         let firstRun = Task { try await firstGroup.run() }
         first.submit(Self.event(.responseThrottle, .response(ResponseDetails(mode: .throttle, rule: "r", memoryHighAfter: 900 << 20)), pod: pod))
-        try await waitUntil("the throttled annotation", seconds: 30) { try await throttled() == "true" }
+        try await waitUntil("the throttled annotation", seconds: 30, interval: .milliseconds(50)) { try await throttled() == "true" }
         await firstGroup.triggerGracefulShutdown()
         try await firstRun.value
 
@@ -219,7 +220,7 @@ struct KubernetesSinkClusterTests {
         #expect(afterSubmit.dropped >= UInt64(count - queueSize - 1))
 
         // Every event ends up dropped from the queue or failed after its attempts: none vanish.
-        try await waitUntil("the queue to drain into failures", seconds: 60) {
+        try await waitUntil("the queue to drain into failures", seconds: 60, interval: .milliseconds(50)) {
             let statistics = sink.statistics
             return statistics.queued == 0 && statistics.lost == UInt64(count)
         }
@@ -251,7 +252,7 @@ struct KubernetesSinkClusterTests {
             finished.store(true, ordering: .sequentiallyConsistent)
         }
         await group.triggerGracefulShutdown()
-        try await waitUntil("the sink to stop after its flush deadline", seconds: 30) {
+        try await waitUntil("the sink to stop after its flush deadline", seconds: 30, interval: .milliseconds(50)) {
             finished.load(ordering: .sequentiallyConsistent)
         }
         try await running.value

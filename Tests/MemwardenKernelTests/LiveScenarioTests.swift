@@ -1,6 +1,7 @@
 import Foundation
 import MemwardenAgent
 import MemwardenModel
+import MemwardenTestSupport
 import Testing
 
 /// The leak simulators under the real agent: the kernel's detectors on the real

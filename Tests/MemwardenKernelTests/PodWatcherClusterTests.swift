@@ -2,6 +2,7 @@ import Foundation
 import Logging
 import MemwardenKubernetes
 import MemwardenModel
+import MemwardenTestSupport
 import ServiceLifecycle
 import Testing
 
@@ -42,7 +43,7 @@ struct PodWatcherClusterTests {
 
         do {
             // 1. The list resolves both containers of the first pod.
-            try await waitUntil("the first list to resolve web-0's app container", seconds: 30) {
+            try await waitUntil("the first list to resolve web-0's app container", seconds: 30, interval: .milliseconds(50)) {
                 index.metadata(podUID: nil, containerID: containerID(1)) != nil
             }
             #expect(index.synced)
@@ -65,7 +66,7 @@ struct PodWatcherClusterTests {
             try await writer.createPod(
                 namespace: Self.namespace, name: "db-0", node: node, labels: ["app": "db"], containers: [("postgres", "containerd://\(containerID(3))")],
                 memoryRequest: "1Gi", memoryLimit: "1Gi")
-            try await waitUntil("the watch to deliver db-0's status", seconds: 30) {
+            try await waitUntil("the watch to deliver db-0's status", seconds: 30, interval: .milliseconds(50)) {
                 index.metadata(podUID: nil, containerID: containerID(3))?.container == "postgres"
             }
             #expect(index.statistics.events > eventsBefore)
@@ -88,7 +89,7 @@ struct PodWatcherClusterTests {
             try await writer.createPod(
                 namespace: Self.namespace, name: "cache-0", node: node, labels: ["app": "cache"],
                 containers: [("redis", "containerd://\(containerID(4))")])
-            try await waitUntil("cache-0 to resolve after the API server restart", seconds: 60) {
+            try await waitUntil("cache-0 to resolve after the API server restart", seconds: 60, interval: .milliseconds(50)) {
                 index.metadata(podUID: nil, containerID: containerID(4))?.container == "redis"
             }
             let after = index.statistics
@@ -99,7 +100,7 @@ struct PodWatcherClusterTests {
 
             // 5. A deleted pod is kept for late events.
             try await writer.deletePod(namespace: Self.namespace, name: "web-0")
-            try await waitUntil("the watch to deliver web-0's deletion", seconds: 30) { index.statistics.deletedRetained == 1 }
+            try await waitUntil("the watch to deliver web-0's deletion", seconds: 30, interval: .milliseconds(50)) { index.statistics.deletedRetained == 1 }
             #expect(index.metadata(podUID: nil, containerID: containerID(1))?.name == "web-0")
             #expect(index.statistics.pods == 2)
         } catch {
@@ -129,7 +130,7 @@ struct PodWatcherClusterTests {
             logger: Logger(label: "test.kubernetes"))
         let group = ServiceGroup(configuration: .init(services: [.init(service: watcher)], logger: Logger(label: "test")))
         let running = Task { try await group.run() }
-        try await waitUntil("three failed lists", seconds: 20) { index.statistics.errors >= 3 }
+        try await waitUntil("three failed lists", seconds: 20, interval: .milliseconds(50)) { index.statistics.errors >= 3 }
         #expect(!index.synced)
         #expect(index.statistics.relists == 0)
         let stopping = ContinuousClock.now

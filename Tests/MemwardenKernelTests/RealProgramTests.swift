@@ -2,6 +2,7 @@ import Foundation
 import MemwardenAgent
 import MemwardenIdentity
 import MemwardenModel
+import MemwardenTestSupport
 import Testing
 
 /// Programs nobody here wrote, under the real agent with its standard
@@ -124,7 +125,7 @@ struct RealProgramTests {
         defer { agent.signal(SIGKILL) }
         try AgentCommandTests.waitUntilAttached(agent)
 
-        let port = try ClusterAgentTests.freePort()
+        let port = try freePort()
         let redis = try ChildProcess(
             "/bin/sh",
             ["-c", #"echo $$ > "$1/cgroup.procs" && shift && exec "$0" "$@""#, server, group.directory,

@@ -8,6 +8,7 @@ import Glibc
 import MemwardenIdentity
 import MemwardenModel
 import MemwardenResponse
+import MemwardenTestSupport
 
 /// The responder's file access on this machine's real cgroups: a v1 memory
 /// group below the test's own (usage, limit, stat; throttling unsupported),

@@ -6,6 +6,7 @@ import Glibc
 #endif
 import MemwardenAgent
 import MemwardenModel
+import MemwardenTestSupport
 
 /// `memwarden run` under systemd's notify protocol: the test plays systemd,
 /// listening on a Unix datagram socket named by NOTIFY_SOCKET.

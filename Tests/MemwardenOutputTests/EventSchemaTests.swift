@@ -5,6 +5,7 @@ import MemwardenIdentity
 import MemwardenModel
 import MemwardenOutput
 import MemwardenResponse
+import MemwardenTestSupport
 import Synchronization
 import Testing
 

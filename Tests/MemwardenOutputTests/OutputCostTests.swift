@@ -1,6 +1,7 @@
 import Logging
 import MemwardenModel
 import MemwardenOutput
+import MemwardenTestSupport
 import Testing
 
 /// Full queues and the metrics' target cap: what is kept and what is counted.

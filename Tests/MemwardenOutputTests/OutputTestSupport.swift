@@ -1,4 +1,5 @@
 import Foundation
+import MemwardenTestSupport
 import Testing
 
 /// The real programs the output tests run: python3 with the jsonschema
@@ -45,11 +46,6 @@ enum OutputAccess {
     static func comment(_ tool: Tool) -> Comment { Comment(rawValue: unavailableReason(tool) ?? "\(tool.rawValue) available") }
 }
 
-struct TestFailure: Error, CustomStringConvertible {
-    var description: String
-    init(_ description: String) { self.description = description }
-}
-
 struct RunResult {
     var status: Int32
     var stdout: String
@@ -83,25 +79,6 @@ let repositoryRoot: URL = URL(fileURLWithPath: #filePath).deletingLastPathCompon
     .deletingLastPathComponent()
 
 func repositoryFile(_ path: String) -> String { repositoryRoot.appendingPathComponent(path).path }
-
-/// A TCP port nobody listens on now (bound, read and released).
-func freePort() throws -> Int {
-    let fd = socket(AF_INET, Int32(SOCK_STREAM.rawValue), 0)
-    guard fd >= 0 else { throw TestFailure("socket() failed") }
-    defer { close(fd) }
-    var address = sockaddr_in()
-    address.sin_family = sa_family_t(AF_INET)
-    address.sin_addr.s_addr = inet_addr("127.0.0.1")
-    address.sin_port = 0
-    var length = socklen_t(MemoryLayout<sockaddr_in>.size)
-    let bound = withUnsafeMutablePointer(to: &address) {
-        $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { pointer in
-            bind(fd, pointer, length) == 0 && getsockname(fd, pointer, &length) == 0
-        }
-    }
-    guard bound else { throw TestFailure("cannot bind a free port") }
-    return Int(UInt16(bigEndian: address.sin_port))
-}
 
 /// A temporary directory, removed by `remove()`.
 struct TemporaryDirectory {

@@ -2,6 +2,7 @@ import HTTPTypes
 import Hummingbird
 import HummingbirdTLS
 import Logging
+import MemwardenTestSupport
 import NIOCore
 import ServiceLifecycle
 import Synchronization

@@ -269,7 +269,3 @@ extension PolicyStoreTests {
     }
 }
 
-struct TestFailure: Error, CustomStringConvertible {
-    var description: String
-    init(_ description: String) { self.description = description }
-}

@@ -2,6 +2,7 @@ import Foundation
 import MemwardenIdentity
 import MemwardenModel
 import MemwardenResponse
+import MemwardenTestSupport
 import Synchronization
 import Testing
 
