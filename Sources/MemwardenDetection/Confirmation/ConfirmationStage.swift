@@ -508,7 +508,7 @@ public struct ConfirmationStage: Sendable {
     /// however slow, stepped, sawtoothed or noisy it is (`GrowthHistory.tops`).
     static func stalled(_ history: GrowthHistory, growth: GrowthTest.Result, test: GrowthTest) -> Bool {
         let tolerance = test.tolerance(level: growth.blocks.means.2)
-        let slope = (growth.blocks.means.2 - growth.blocks.means.0) / (2 * Double(growth.span.seconds))
+        let slope = growth.rate
         guard slope > 0,
             let tops = history.tops(since: growth.blocks.start, ring: growth.span.ring, tolerance: tolerance, slope: slope)
         else { return false }

@@ -97,9 +97,7 @@ public struct GrowthForecast: Sendable, Hashable {
         let chosen = best < 0.6 * lineError ? candidates.first { $0.error == best }! : candidates[0]
         let model = chosen.model!
         guard let full = refit(model, points, t0: t0, span: span) else { return .none }
-        let ssTot = variance(points) * Double(points.count)
-        let ssRes = points.reduce(0.0) { $0 + pow($1.y - full($1.t), 2) }
-        let fit = ssTot > 0 ? max(0, 1 - ssRes / ssTot) : 0
+        let (fit, ssRes) = goodness(full, points)
         let residual = sqrt(ssRes / Double(points.count))
         let rate = (full(now) - full(now - max(span / 20, 1))) / max(span / 20, 1)
         guard rate > 0 else { return .unreachable }
@@ -156,10 +154,15 @@ public struct GrowthForecast: Sendable, Hashable {
         let (slopeLow, slopeHigh) = slopeQuartiles(points)
         if slopeHigh > 0 { low = min(low, max(0, ceiling - excess.high - line(now)) / slopeHigh) }
         if slopeLow > 0 { high = max(high, max(0, headroom) / slopeLow) }
+        return .forecast(
+            GrowthForecast(model: .linear, seconds: seconds, low: low, high: high, rate: rate, fit: goodness(line, points).fit))
+    }
+
+    /// R² of `f` over `points` (0...1), and its residual sum of squares.
+    static func goodness(_ f: (Double) -> Double, _ points: [Point]) -> (fit: Double, residualSquares: Double) {
         let ssTot = variance(points) * Double(points.count)
-        let ssRes = points.reduce(0.0) { $0 + pow($1.y - line($1.t), 2) }
-        let fit = ssTot > 0 ? max(0, 1 - ssRes / ssTot) : 0
-        return .forecast(GrowthForecast(model: .linear, seconds: seconds, low: low, high: high, rate: rate, fit: fit))
+        let ssRes = points.reduce(0.0) { $0 + pow($1.y - f($1.t), 2) }
+        return (ssTot > 0 ? max(0, 1 - ssRes / ssTot) : 0, ssRes)
     }
 
     /// How far above the trend of the points memory reaches (a sawtooth's

@@ -48,6 +48,8 @@ public struct GrowthTest: Sendable {
         public var blocks: Blocks
         /// Floor growth over the window (last floor − first floor), bytes.
         public var growth: Double
+        /// The window's rate: first to last block mean, bytes a second.
+        public var rate: Double
     }
 
     public var settings: ConfirmationSettings
@@ -135,7 +137,7 @@ public struct GrowthTest: Sendable {
         if let previous = b.previousFloorHigh, b.floors.2 <= previous + tol { return nil }
         let rate = (b.means.2 - b.means.0) / (2 * Double(span.seconds))
         if !history.passesEarlierTops(since: b.start, tolerance: tol, rate: rate) { return nil }
-        return Result(span: span, blocks: b, growth: growth)
+        return Result(span: span, blocks: b, growth: growth, rate: rate)
     }
 
     /// The longest span at which growth holds, looking at every span (a
