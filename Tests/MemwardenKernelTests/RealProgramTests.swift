@@ -5,9 +5,36 @@ import MemwardenModel
 import MemwardenTestSupport
 import Testing
 
+/// Debian programs the suite runs: where each is, and why a test cannot run
+/// without them. In CI a missing one fails the test (scripts/setup-tests
+/// installs them) instead of skipping.
+struct RealPrograms: Sendable {
+    let names: [String]
+    /// The Debian packages that hold them.
+    let packages: String
+
+    static let stressNG = RealPrograms(names: ["stress-ng"], packages: "stress-ng")
+    static let redis = RealPrograms(names: ["redis-server", "redis-benchmark"], packages: "redis-server redis-tools")
+
+    /// The program's path, if installed.
+    static func path(_ name: String) -> String? {
+        ["/usr/bin/\(name)", "/bin/\(name)"].first { access($0, X_OK) == 0 }
+    }
+
+    var installed: Bool { names.allSatisfy { Self.path($0) != nil } }
+    var enabled: Bool { KernelAccess.isCI || (KernelAccess.enabled && installed) }
+    var comment: Comment {
+        if let reason = KernelAccess.unavailableReason { return Comment(rawValue: reason) }
+        let what = names.joined(separator: " and ")
+        return installed
+            ? "\(what) and the kernel available"
+            : "\(what) not installed (apt-get install \(packages); scripts/setup-tests does)"
+    }
+}
+
 /// Programs nobody here wrote, under the real agent with its standard
-/// thresholds: Debian's stress-ng. A bounded allocate/free churn must not be
-/// flagged. (stress-ng --bigheap, ~200 MB/s into a 4 GiB memory cgroup, was
+/// thresholds: Debian's stress-ng and redis. A bounded allocate/free churn must not be
+/// flagged, nor a cache once it is full. (stress-ng --bigheap, ~200 MB/s into a 4 GiB memory cgroup, was
 /// flagged before its first OOM kill in one run here and not in a CI run: a
 /// heap that fills its limit within seconds of starting is an open gap,
 /// docs/detectors.md.)
@@ -18,35 +45,11 @@ import Testing
 /// it takes: the fast path's churn rule must see the frees, and nothing
 /// forecasts a limit, so it is not flagged in its first minute either.
 /// `--malloc-max 32` (its least) bounds it.
-/// Where stress-ng is, and why the suite cannot run without it.
-enum StressNG {
-    static let path: String? = ["/usr/bin/stress-ng", "/bin/stress-ng"].first { access($0, X_OK) == 0 }
-    /// In CI a missing stress-ng fails the test (scripts/setup-tests installs it) instead of skipping.
-    static var enabled: Bool { KernelAccess.isCI || (KernelAccess.enabled && path != nil) }
-    static var comment: Comment {
-        if let reason = KernelAccess.unavailableReason { return Comment(rawValue: reason) }
-        return path == nil ? "stress-ng is not installed (apt-get install stress-ng; scripts/setup-tests does)" : "stress-ng and the kernel available"
-    }
-}
-
-/// Debian's redis-server and redis-benchmark (redis-server, redis-tools).
-enum Redis {
-    static let server: String? = ["/usr/bin/redis-server", "/bin/redis-server"].first { access($0, X_OK) == 0 }
-    static let benchmark: String? = ["/usr/bin/redis-benchmark", "/bin/redis-benchmark"].first { access($0, X_OK) == 0 }
-    static var enabled: Bool { KernelAccess.isCI || (KernelAccess.enabled && server != nil && benchmark != nil) }
-    static var comment: Comment {
-        if let reason = KernelAccess.unavailableReason { return Comment(rawValue: reason) }
-        return server == nil || benchmark == nil
-            ? "redis is not installed (apt-get install redis-server redis-tools; scripts/setup-tests does)"
-            : "redis and the kernel available"
-    }
-}
-
-@Suite(.serialized, .enabled(if: StressNG.enabled, StressNG.comment))
+@Suite(.serialized, .enabled(if: RealPrograms.stressNG.enabled, RealPrograms.stressNG.comment))
 struct RealProgramTests {
     @Test("stress-ng: malloc churn, bounded or with the default 65,536 slots, is never flagged in a minute under the agent")
     func stressNGUnderTheAgent() throws {
-        let stressNG = try #require(StressNG.path, "stress-ng is not installed (scripts/setup-tests installs it)")
+        let stressNG = try #require(RealPrograms.path("stress-ng"), "stress-ng is not installed (scripts/setup-tests installs it)")
         let memwarden = try AgentCommandTests.memwarden()
         let parent = try ScratchCgroup()
         let churn = try ScratchCgroup(in: parent, name: "malloc-churn")
@@ -101,10 +104,10 @@ struct RealProgramTests {
     /// away at that rate); once full, redis's memory does not move, the kernel sends nothing
     /// for it, and the suspicion must still clear (`ConfirmationStage.idle`: it stayed until
     /// redis exited before), and nothing may be flagged after.
-    @Test("redis-server filling its maxmemory and then sitting still: any flag of the fill clears within two minutes, none after", .enabled(if: Redis.enabled, Redis.comment))
+    @Test("redis-server filling its maxmemory and then sitting still: any flag of the fill clears within two minutes, none after", .enabled(if: RealPrograms.redis.enabled, RealPrograms.redis.comment))
     func redisFillingItsMaxmemoryThenStill() throws {
-        let server = try #require(Redis.server, "redis-server is not installed (scripts/setup-tests installs it)")
-        let benchmark = try #require(Redis.benchmark, "redis-benchmark is not installed (scripts/setup-tests installs it)")
+        let server = try #require(RealPrograms.path("redis-server"), "redis-server is not installed (scripts/setup-tests installs it)")
+        let benchmark = try #require(RealPrograms.path("redis-benchmark"), "redis-benchmark is not installed (scripts/setup-tests installs it)")
         let memwarden = try AgentCommandTests.memwarden()
         let parent = try ScratchCgroup()
         let group = try ScratchCgroup(in: parent, name: "redis")
@@ -114,12 +117,7 @@ struct RealProgramTests {
             parent.remove()
         }
         let limitFile = group.hierarchy.version == .v2 ? "memory.max" : "memory.limit_in_bytes"
-        let limit = "\(1 << 30)\n"
-        #expect(limit.withCString { text in
-            let fd = open(group.directory + "/" + limitFile, O_WRONLY)
-            defer { close(fd) }
-            return fd >= 0 && write(fd, text, strlen(text)) == strlen(text)
-        }, "cannot set \(limitFile) of \(group.directory)")
+        try String(1 << 30).write(toFile: group.directory + "/" + limitFile, atomically: false, encoding: .utf8)
 
         let agent = try ChildProcess(memwarden, ["run", "--listen", "127.0.0.1:0", "--stats-interval", "5"], stdout: .pipe, stderr: .pipe)
         defer { agent.signal(SIGKILL) }
