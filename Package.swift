@@ -74,9 +74,11 @@ let package = Package(
             capability: .buildTool(),
             dependencies: ["bpf-embed"]
         ),
-        // Only the embedded objects: a change in ebpf/ rebuilds this small module.
+        // The embedded objects and their skeletons (maps, programs, typed settings): a
+        // change in ebpf/ rebuilds this small module.
         .target(
             name: "MemwardenBPF",
+            dependencies: ["CMemwarden"],
             swiftSettings: strictSettings,
             plugins: ["BPFObjectPlugin"]
         ),
@@ -219,7 +221,7 @@ let package = Package(
         .testTarget(
             name: "MemwardenTests",
             dependencies: [
-                "MemwardenAgent", "MemwardenDetection", "MemwardenIdentity", "MemwardenKernel",
+                "MemwardenAgent", "MemwardenBPF", "MemwardenDetection", "MemwardenIdentity", "MemwardenKernel",
                 "MemwardenKubernetes", "MemwardenModel", "MemwardenOutput", "MemwardenPolicy",
                 "MemwardenResponse",
                 "MemwardenTestSupport",

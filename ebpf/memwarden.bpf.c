@@ -26,6 +26,7 @@
 #include <bpf/bpf_helpers.h>
 #include <bpf/bpf_core_read.h>
 #include "memwarden.h"
+#include "detectors_impl.h"
 
 char LICENSE[] SEC("license") = "Dual BSD/GPL";
 

@@ -12,8 +12,8 @@
 #include <linux/types.h>
 #endif
 
-/* The detectors' types (on the BPF side also their code): their state lives in
- * the map values below, their verdicts cross the ring buffer. */
+/* The detectors' types: their state lives in the map values below, their
+ * verdicts cross the ring buffer. */
 #include "detectors.h"
 
 #define MW_COMM_LEN 16

@@ -1,6 +1,3 @@
-/* The userspace build of the kernel's detectors: ebpf/detectors.h, compiled
+/* The userspace build of the kernel's detectors: ebpf/detectors_impl.h, compiled
  * here with external linkage so Swift calls plain functions. */
-#include "mw_detectors.h"
-
-#define MW_DET_IMPLEMENTATION
-#include "detectors.h"
+#include "../../ebpf/detectors_impl.h"

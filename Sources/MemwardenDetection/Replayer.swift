@@ -53,7 +53,7 @@ public struct VerdictChange: Sendable {
     }
 }
 
-/// Replays a trace through exactly the kernel's detector code (ebpf/detectors.h
+/// Replays a trace through exactly the kernel's detector code (ebpf/detectors_impl.h
 /// compiled for userspace): per process, and per memory cgroup with the
 /// kernel's aggregation rule (`mw_agg_*`). Several processes may share a
 /// cgroup, processes come and go, exec starts a process over. Every sample

@@ -5,6 +5,7 @@ import Glibc
 #elseif canImport(Musl)
 import Musl
 #endif
+import MemwardenBPF
 import MemwardenModel
 
 /// One BPF object opened from memory, loaded and attached. Holds libbpf
@@ -17,10 +18,11 @@ final class BPFObject {
     /// bpf_object__open_mem keeps pointing at the ELF bytes until close.
     private let elf: UnsafeMutableRawBufferPointer
 
-    /// Opens an object embedded as base64 (see EmbeddedBPFObjects).
-    init(name: String, base64: StaticString) throws(KernelError) {
+    /// Opens an object embedded as base64 (a skeleton's `object`).
+    init(_ embedded: BPFEmbeddedObject) throws(KernelError) {
+        let name = embedded.name
         self.name = name
-        let text = base64.withUTF8Buffer { String(decoding: $0, as: UTF8.self) }
+        let text = embedded.base64.withUTF8Buffer { String(decoding: $0, as: UTF8.self) }
         guard let bytes = Base64.decode(text) else {
             throw KernelError(.openFailed, "embedded BPF object \(name) is not valid base64")
         }
@@ -58,17 +60,22 @@ final class BPFObject {
     }
 
     /// Sets a `const volatile` global before load: an integer setting, or a
-    /// struct such as the detector thresholds (the sizes must match exactly).
-    func setGlobal<T>(_ variable: String, _ value: T) throws(KernelError) {
+    /// struct such as the detector thresholds. The skeleton typed it from the
+    /// object's BTF; the sizes must match exactly (libbpf checks them again).
+    func setGlobal<T>(_ setting: BPFSetting<T>, _ value: T) throws(KernelError) {
+        guard setting.matchesValueSize else {
+            throw KernelError(
+                .loadFailed, "cannot set \(setting.name) in \(name): \(setting.size) bytes there, \(MemoryLayout<T>.size) given")
+        }
         var copy = value
-        let result = withUnsafeBytes(of: &copy) { mw_set_rodata(object, variable, $0.baseAddress, $0.count) }
+        let result = withUnsafeBytes(of: &copy) { mw_set_rodata(object, setting.name, $0.baseAddress, $0.count) }
         guard result == 0 else {
-            throw KernelError(.loadFailed, "cannot set \(variable) in \(name): \(String(cString: strerror(-result)))")
+            throw KernelError(.loadFailed, "cannot set \(setting.name) in \(name): \(String(cString: strerror(-result)))")
         }
     }
 
-    func setMaxEntries(map: String, _ entries: UInt32) throws(KernelError) {
-        guard let handle = bpf_object__find_map_by_name(object, map),
+    func setMaxEntries(_ map: BPFMapName, _ entries: UInt32) throws(KernelError) {
+        guard let handle = bpf_object__find_map_by_name(object, map.name),
             bpf_map__set_max_entries(handle, entries) == 0
         else {
             throw KernelError(.loadFailed, "cannot size map \(map) of \(name) to \(entries)")
@@ -148,11 +155,34 @@ final class BPFObject {
         }
     }
 
-    func mapFD(_ map: String) throws(KernelError) -> Int32 {
-        guard let handle = bpf_object__find_map_by_name(object, map) else {
+    func mapFD(_ map: BPFMapName) throws(KernelError) -> Int32 {
+        guard let handle = bpf_object__find_map_by_name(object, map.name) else {
             throw KernelError(.mapFailed, "\(name) has no map \(map)")
         }
         return bpf_map__fd(handle)
+    }
+
+    /// The maps libbpf found in the object (its internal ones, such as
+    /// "memwarde.rodata", included).
+    func mapNames() -> [String] {
+        var result: [String] = []
+        var map = bpf_object__next_map(object, nil)
+        while let current = map {
+            result.append(String(cString: bpf_map__name(current)))
+            map = bpf_object__next_map(object, current)
+        }
+        return result
+    }
+
+    /// Each program's name and section, as libbpf read them.
+    func programSections() -> [(name: String, section: String)] {
+        var result: [(String, String)] = []
+        var program = bpf_object__next_program(object, nil)
+        while let current = program {
+            result.append((String(cString: bpf_program__name(current)), String(cString: bpf_program__section_name(current))))
+            program = bpf_object__next_program(object, current)
+        }
+        return result
     }
 
     func programFDs() -> [(name: String, fd: Int32)] {

@@ -51,7 +51,7 @@ public final class BaselineProgram {
 
     public init() throws(KernelError) {
         try KernelPreflight.check()
-        object = try BPFObject(name: "bench_empty", base64: EmbeddedBPFObjects.benchEmpty)
+        object = try BPFObject(BenchEmptySkeleton.object)
         try object.load()
         try object.attachAll()
     }
@@ -62,8 +62,10 @@ public final class BaselineProgram {
 }
 
 extension KernelMonitor {
-    /// bpf_stats of one of the program's entry points (e.g. "mw_rss_stat").
-    public func runStats(program: String) -> ProgramRunStats? {
-        programFDs().first(where: { $0.name == program }).flatMap { ProgramRunStats.read(fd: $0.fd) }
+    /// bpf_stats of the hot path: the program on kmem:rss_stat.
+    public func hotPathRunStats() -> ProgramRunStats? {
+        programFDs().first(where: { $0.name == MemwardenSkeleton.Programs.mwRssStat.name }).flatMap {
+            ProgramRunStats.read(fd: $0.fd)
+        }
     }
 }

@@ -66,7 +66,7 @@ struct BenchKernelCommand: ParsableCommand {
             let monitor: KernelMonitor
             do { monitor = try KernelMonitor() } catch { reportAndExit(error) }
             _ = monitor.drain()
-            let before = monitor.runStats(program: "mw_rss_stat")
+            let before = monitor.hotPathRunStats()
             // samples while the storm grows (one per MiB is the goal) and while munmap shrinks it
             var growth = 0, shrink = 0
             var lastRSS: UInt64 = 0
@@ -77,7 +77,7 @@ struct BenchKernelCommand: ParsableCommand {
                         lastRSS = p.memory.rss
                     }
                 })
-            if let before, let after = monitor.runStats(program: "mw_rss_stat") { nsReal.append((after - before).nanosecondsPerRun) }
+            if let before, let after = monitor.hotPathRunStats() { nsReal.append((after - before).nanosecondsPerRun) }
             growthSamplesPerMiB.append(Double(growth) / Double(mib * passes))
             shrinkSamplesPerMiB.append(Double(shrink) / Double(mib * passes))
         }

@@ -7,9 +7,9 @@
 #include <bpf/libbpf.h>
 #include <bpf/bpf.h>
 
-/* The structs and enums shared with the BPF program. */
+/* The structs and enums shared with the BPF program, and the detectors' functions
+ * (ebpf/detectors.h declares them; Sources/CMemwarden/detectors.c builds them). */
 #include "../../../ebpf/memwarden.h"
-#include "mw_detectors.h"
 
 /* libbpf prints through a va_list callback that Swift cannot take: keep the
  * most recent output (the verifier log on a failed load) in a buffer instead. */
