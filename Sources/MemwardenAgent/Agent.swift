@@ -77,8 +77,9 @@ public enum Agent {
         if case .events(_, let setup) = output, let configuration = setup.kubernetes {
             kubernetes = (try KubernetesClient(configuration: configuration, logger: logger), PodIndex())
         }
-        let formatter = SampleFormatter(hierarchy: hierarchy, hostPaths: hostPaths, metadata: kubernetes?.pods)
-        if formatter.cgroups == nil {
+        let resolver = RecordResolver(hierarchy: hierarchy, hostPaths: hostPaths, metadata: kubernetes?.pods)
+        let formatter = SampleFormatter()
+        if resolver.cgroups == nil {
             logger.warning("no memory cgroup hierarchy found: samples will name no cgroup")
         }
         // The parts of the one service list below, filled in per output.
@@ -119,7 +120,7 @@ public enum Agent {
                 sink: events)
             let stage = ResponseStage(responder: responder, sink: events, node: settings.node, clock: clock)
             pipeline = LivePipeline(
-                input: source.output, formatter: formatter,
+                input: source.output, resolver: resolver, formatter: formatter,
                 outputs: PipelineOutputs(
                     events: events, stdout: outputs.sinks.stdout, metrics: outputs.metrics, targets: observer,
                     status: outputs.status,
@@ -134,7 +135,7 @@ public enum Agent {
             stages = [responder, setup.policy] + outputs.servers + clusterServices
         case .trace(let writer, let filter, let verdicts):
             pipeline = TraceRecorder(
-                input: source.output, formatter: formatter, writer: writer, filter: filter, verdictWriter: verdicts,
+                input: source.output, resolver: resolver, formatter: formatter, writer: writer, filter: filter, verdictWriter: verdicts,
                 logger: logger)
         }
         let countdown: [any Service] = duration.map { [Countdown(duration: $0)] } ?? []

@@ -1,8 +1,9 @@
 import MemwardenModel
 
-/// Turns the kernel's records into leak events for the live agent: every
-/// process and cgroup sample goes to the confirmation stage with its target's
-/// identity, limit and usage, verdict changes go there as the fast path, and
+/// Turns the kernel's records, their cgroups resolved (the Identity stage's
+/// RecordResolver), into leak events for the live agent: every process and
+/// cgroup sample goes to the confirmation stage with its target's cgroup,
+/// limit and usage, verdict changes go there as the fast path, and
 /// exit, exec and an emptied cgroup end a target. The same sequence
 /// `Replayer` follows over a trace.
 public struct LiveDetection: Sendable {
@@ -25,18 +26,16 @@ public struct LiveDetection: Sendable {
         confirmation = ConfirmationStage(settings: settings)
     }
 
-    /// What the agent knows of a cgroup: its path and the limit that applies.
-    public typealias CgroupLookup = (_ id: UInt64, _ pid: Int32?, _ own: MemoryLimit) -> (path: String, limit: UInt64?)
-
     /// `resolve`: a target's confirmation settings (its policy rule's
     /// `detectors`); nil, the node's.
     public mutating func events(
-        for record: KernelRecord, lookup: CgroupLookup, resolve: ConfirmationStage.SettingsResolver? = nil
+        for resolved: ResolvedRecord, resolve: ConfirmationStage.SettingsResolver? = nil
     ) -> [LeakEvent] {
         var events: [LeakEvent] = []
-        switch record {
+        let path = resolved.cgroup.path
+        let limit = resolved.cgroup.limit
+        switch resolved.record {
         case .verdict(let verdict):
-            let (path, limit) = lookup(verdict.cgroupID, verdict.pid, verdict.limit)
             let context = AssessmentContext(
                 timeNanoseconds: traceClock.nanoseconds(verdict.monotonicNanoseconds),
                 scope: verdict.pid == nil ? .cgroup : .process,
@@ -53,8 +52,7 @@ public struct LiveDetection: Sendable {
             let cgroupNow = cgroupUsage[process.cgroupID]
             let usage = cgroupNow?.usage ?? process.memory.rss
             func context() -> AssessmentContext {
-                let (path, limit) = lookup(process.cgroupID, process.pid, process.limit)
-                return AssessmentContext(
+                AssessmentContext(
                     timeNanoseconds: t, scope: .process, pid: process.pid, comm: process.comm, cgroup: path,
                     limit: limit ?? nodeMemory, usage: usage, cgroupHeld: cgroupNow?.held)
             }
@@ -75,8 +73,7 @@ public struct LiveDetection: Sendable {
         case .cgroup(let cgroup):
             let t = traceClock.nanoseconds(cgroup.monotonicNanoseconds)
             func context() -> AssessmentContext {
-                let (path, limit) = lookup(cgroup.cgroupID, nil, cgroup.limit)
-                return AssessmentContext(
+                AssessmentContext(
                     timeNanoseconds: t, scope: .cgroup, pid: nil, comm: nil, cgroup: path, limit: limit ?? nodeMemory,
                     usage: cgroup.usage ?? cgroup.memory.rss,
                     cgroupHeld: cgroup.memory.anon &+ cgroup.memory.shmem &+ cgroup.memory.swap)
@@ -106,13 +103,5 @@ extension LiveDetection {
         var events: [LeakEvent] = []
         confirmation.idle(now: traceClock.nanoseconds(monotonicNanoseconds), into: &events)
         return events
-    }
-}
-
-extension VerdictRecord {
-    /// The process, for a process verdict.
-    public var pid: Int32? {
-        if case .process(let pid) = scope { return pid }
-        return nil
     }
 }

@@ -1,38 +1,17 @@
-import MemwardenIdentity
 import MemwardenModel
 
-/// Turns kernel records into the agent's JSON lines and into trace lines,
-/// resolving cgroup ids to paths and limits to the effective limit.
+/// Turns kernel records, their cgroups resolved (RecordResolver), into the
+/// agent's JSON lines and into trace lines: formatting only.
 public struct SampleFormatter: Sendable {
-    public private(set) var cgroups: CgroupIndex?
     public let clock: WallClock
-    /// The host's procfs (for the /proc/PID/cgroup fallback).
-    public let hostPaths: HostPaths
-    /// Names the owner of each line's cgroup (container, pod, systemd unit).
-    public private(set) var identities: IdentityResolver
     /// The clock of `t`.
     public let traceClock: TraceClock
     /// Monotonic nanoseconds at which `t` is 0.
     public var origin: UInt64 { traceClock.origin }
     private var timestamps: TimestampCache
-    /// Effective limits by (cgroup id, the kernel's own-limit value), refreshed
-    /// on the index's schedule: walking ancestors per record is too slow.
-    private var limits: [LimitKey: (limit: UInt64?, readAt: UInt64)] = [:]
-    private struct LimitKey: Hashable {
-        var path: String
-        var own: MemoryLimit
-    }
 
     /// `t` counts from `origin` on the trace's clock (TraceClock says why it rounds).
-    public init(
-        hierarchy: CgroupHierarchy?, hostPaths: HostPaths = HostPaths(), metadata: (any PodMetadataSource)? = nil,
-        clock: WallClock = WallClock(), origin: UInt64 = monotonicNanoseconds()
-    ) {
-        cgroups = hierarchy.map(CgroupIndex.init)
-        self.hostPaths = hostPaths
-        // paths here come from the index (host paths) or /proc, whose "/.." paths
-        // the resolver maps back through the same hierarchy
-        identities = IdentityResolver(hostPaths: hostPaths, hierarchy: hierarchy, metadata: metadata)
+    public init(clock: WallClock = WallClock(), origin: UInt64 = monotonicNanoseconds()) {
         self.clock = clock
         traceClock = TraceClock(origin: origin)
         timestamps = TimestampCache(clock: clock)
@@ -49,45 +28,8 @@ public struct SampleFormatter: Sendable {
         traceClock.seconds(monotonic)
     }
 
-    /// The memory cgroup's path; "" when neither the id nor /proc can tell (the process is gone).
-    public mutating func cgroupPath(id: UInt64, pid: Int32?) -> String {
-        if id != 0, let path = cgroups?.path(for: id) { return path }
-        if let pid, let version = cgroups?.hierarchy.version,
-            let path = ProcCgroup.memoryCgroupPath(pid: pid, procRoot: hostPaths.proc, version: version)
-        {
-            // a cgroup newer than the index's last walk: the cgroup's own aggregate
-            // records (no pid) that follow find it by id
-            cgroups?.learn(path: path, for: id)
-            return path
-        }
-        return ""
-    }
-
-    /// The identity of a cgroup path, from the same cache the lines use (for
-    /// the leak and budget events about the same cgroups).
-    public mutating func identity(cgroupPath path: String) -> TargetIdentity {
-        identities.identity(cgroupPath: path)
-    }
-
-    mutating func limit(path: String, own: MemoryLimit) -> UInt64? {
-        guard !path.isEmpty, cgroups != nil else { return own.bytes }
-        let key = LimitKey(path: path, own: own)
-        let now = monotonicNanoseconds()
-        if let cached = limits[key], now &- cached.readAt < 1_000_000_000 { return cached.limit }
-        if limits.count > 4096 { limits.removeAll(keepingCapacity: true) }
-        let limit = cgroups!.effectiveLimit(path: path, own: own, now: now).bytes
-        limits[key] = (limit, now)
-        return limit
-    }
-
-    /// The path and effective limit of a record's cgroup.
-    public mutating func cgroupAndLimit(id: UInt64, pid: Int32?, own: MemoryLimit) -> (path: String, limit: UInt64?) {
-        let path = cgroupPath(id: id, pid: pid)
-        return (path, limit(path: path, own: own))
-    }
-
     /// `memwarden run`'s line for a process record.
-    public mutating func eventLine(_ record: ProcessRecord) -> String {
+    public mutating func eventLine(_ record: ProcessRecord, cgroup: ResolvedCgroup) -> String {
         var line = JSONLine()
         switch record.kind {
         case .sample: line.add("type", "sample")
@@ -95,19 +37,18 @@ public struct SampleFormatter: Sendable {
         case .exit: line.add("type", "process.exit")
         }
         line.add("time", timestamps.rfc3339(monotonic: record.monotonicNanoseconds))
-        addTraceFields(record, to: &line, identity: true)
+        addTraceFields(record, cgroup: cgroup, to: &line, identity: true)
         line.add("rss", record.memory.rss)
         return line.finish()
     }
 
     /// `memwarden run`'s line for a cgroup aggregate.
-    public mutating func eventLine(_ record: CgroupRecord) -> String {
+    public mutating func eventLine(_ record: CgroupRecord, cgroup: ResolvedCgroup) -> String {
         var line = JSONLine()
         line.add("type", "cgroup_sample")
         line.add("time", timestamps.rfc3339(monotonic: record.monotonicNanoseconds))
         line.add("t", traceTime(record.monotonicNanoseconds), decimals: 6)
-        let path = cgroupPath(id: record.cgroupID, pid: nil)
-        line.addIdentity(identities.identity(cgroupPath: path))
+        line.addIdentity(cgroup.identity)
         line.add("cgroup_id", record.cgroupID)
         line.add("processes", record.processCount)
         line.add("anon", record.memory.anon)
@@ -116,15 +57,15 @@ public struct SampleFormatter: Sendable {
         line.add("swap", record.memory.swap)
         line.add("rss", record.memory.rss)
         line.add("usage", record.usage)
-        if let limit = limit(path: path, own: record.limit) { line.add("limit", limit) }
+        if let limit = cgroup.limit { line.add("limit", limit) }
         return line.finish()
     }
 
     /// One line of the trace format (docs/trace-format.md). exec and exit
     /// records are samples too, marked with "event".
-    public mutating func traceLine(_ record: ProcessRecord) -> String {
+    public func traceLine(_ record: ProcessRecord, cgroup: ResolvedCgroup) -> String {
         var line = JSONLine()
-        addTraceFields(record, to: &line)
+        addTraceFields(record, cgroup: cgroup, to: &line)
         switch record.kind {
         case .sample: break
         case .exec: line.add("event", "exec")
@@ -168,21 +109,22 @@ public struct SampleFormatter: Sendable {
     }
 
     /// The trace's fields; event lines (`identity`) also name the cgroup's owner.
-    private mutating func addTraceFields(_ record: ProcessRecord, to line: inout JSONLine, identity: Bool = false) {
+    private func addTraceFields(
+        _ record: ProcessRecord, cgroup: ResolvedCgroup, to line: inout JSONLine, identity: Bool = false
+    ) {
         line.add("t", traceTime(record.monotonicNanoseconds), decimals: 6)
         line.add("pid", record.pid)
         line.add("comm", record.comm)
-        let path = cgroupPath(id: record.cgroupID, pid: record.pid)
         if identity {
-            line.addIdentity(identities.identity(cgroupPath: path))
+            line.addIdentity(cgroup.identity)
         } else {
-            line.add("cgroup", path)
+            line.add("cgroup", cgroup.path)
         }
         line.add("anon", record.memory.anon)
         line.add("file", record.memory.file)
         line.add("shmem", record.memory.shmem)
         line.add("swap", record.memory.swap)
         line.add("vsz", record.virtualSize)
-        if let limit = limit(path: path, own: record.limit) { line.add("limit", limit) }
+        if let limit = cgroup.limit { line.add("limit", limit) }
     }
 }

@@ -46,6 +46,29 @@ struct BenchPipelineCommand: ParsableCommand {
             for i in 0..<count where resolver.identity(cgroupPath: paths[i % 1000]).podUID != nil { parsed += 1 }
         }
 
+        // the pipeline's first step: a record's cgroup (path, owner, limit) from the
+        // resolver's per-cgroup cache, on a fake v2 tree of 200 pod containers
+        let tree = FileManager.default.temporaryDirectory.appendingPathComponent("memwarden-bench-\(getpid())").path
+        defer { try? FileManager.default.removeItem(atPath: tree) }
+        var cgroupIDs: [UInt64] = []
+        for path in paths.prefix(200) {
+            try FileManager.default.createDirectory(atPath: tree + path, withIntermediateDirectories: true)
+            cgroupIDs.append(try (FileManager.default.attributesOfItem(atPath: tree + path)[.systemFileNumber] as? NSNumber)?
+                .uint64Value ?? 0)
+        }
+        var records = RecordResolver(hierarchy: CgroupHierarchy(mountPoint: tree, version: .v2))
+        let samples = cgroupIDs.enumerated().map { i, id in
+            KernelRecord.process(
+                ProcessRecord(
+                    kind: .sample, pid: Int32(1000 + i), monotonicNanoseconds: 0, cgroupID: id,
+                    memory: MemoryCounters(anon: 1 << 20, file: 0, shmem: 0, swap: 0), virtualSize: 1 << 22,
+                    limit: .bytes(1 << 30), comm: "api"))
+        }
+        for sample in samples { _ = records.resolve(sample) }
+        measure("identity: resolve a record (200 cgroups, cached)", count) {
+            for i in 0..<count where records.resolve(samples[i % 200]).cgroup.identity.containerID != nil { parsed += 1 }
+        }
+
         let policy = try PolicyLoader.parse(Self.policy, file: "bench.yaml")
         let identities = paths.prefix(1000).map {
             var identity = CgroupPathIdentity.parse($0)

@@ -83,9 +83,9 @@ struct CgroupChargeTests {
         if let usage = aggregate.usage { #expect(usage >= 60 * mib, "usage \(usage)") }
 
         // the id resolves to the path userspace prints
-        var formatter = SampleFormatter(hierarchy: cgroup.hierarchy)
-        #expect(formatter.cgroupPath(id: sample.cgroupID, pid: nil) == cgroup.path)
-        let line = formatter.traceLine(sample)
+        var resolver = RecordResolver(hierarchy: cgroup.hierarchy)
+        #expect(resolver.cgroupPath(id: sample.cgroupID, pid: nil) == cgroup.path)
+        let line = SampleFormatter().traceLine(sample, cgroup: resolver.resolve(.process(sample)).cgroup)
         #expect(line.contains("\"cgroup\":\"\(cgroup.path)\""))
 
         // leaving: the aggregate goes back down when the process exits

@@ -150,22 +150,21 @@ struct EventSchemaTests {
     /// The trace stream of `run` (samples, exec/exit, cgroup aggregates,
     /// stats), made by the real formatter, validates against its schema.
     @Test func traceStreamLinesValidate() throws {
-        var formatter = SampleFormatter(hierarchy: nil, clock: WallClock(offset: 1_700_000_000_000_000_000), origin: 1_000_000_000)
+        var formatter = SampleFormatter(clock: WallClock(offset: 1_700_000_000_000_000_000), origin: 1_000_000_000)
+        var resolver = RecordResolver(hierarchy: nil)
         let memory = MemoryCounters(anon: 90112, file: 999_424, shmem: 0, swap: 4096)
         var lines: [String] = []
         for kind in [ProcessRecord.Kind.sample, .exec, .exit] {
-            lines.append(
-                formatter.eventLine(
-                    ProcessRecord(
-                        kind: kind, pid: 5120, monotonicNanoseconds: 2_000_000_000, cgroupID: 2840, memory: memory,
-                        virtualSize: 2_433_024, limit: .bytes(512 << 20), comm: "python3")))
+            let record = ProcessRecord(
+                kind: kind, pid: 5120, monotonicNanoseconds: 2_000_000_000, cgroupID: 2840, memory: memory,
+                virtualSize: 2_433_024, limit: .bytes(512 << 20), comm: "python3")
+            lines.append(formatter.eventLine(record, cgroup: resolver.resolve(.process(record)).cgroup))
         }
         for usage in [UInt64?.some(1_011_122_176), nil] {
-            lines.append(
-                formatter.eventLine(
-                    CgroupRecord(
-                        cgroupID: 2840, monotonicNanoseconds: 2_500_000_000, processCount: 3, memory: memory, usage: usage,
-                        limit: .unlimited)))
+            let record = CgroupRecord(
+                cgroupID: 2840, monotonicNanoseconds: 2_500_000_000, processCount: 3, memory: memory, usage: usage,
+                limit: .unlimited)
+            lines.append(formatter.eventLine(record, cgroup: resolver.resolve(.cgroup(record)).cgroup))
         }
         var counters = KernelCounters()
         counters.events = 61901

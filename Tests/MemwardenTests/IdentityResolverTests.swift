@@ -211,19 +211,22 @@ struct IdentityResolverTests {
         let id = try host.inode(Self.container)
         let directory = PodDirectory()
         directory.add(PodMetadata(name: "web-0", namespace: "shop", uid: Self.uid, container: "app"))
-        var formatter = SampleFormatter(
+        var resolver = RecordResolver(
             hierarchy: CgroupHierarchy(mountPoint: host.paths.cgroup, version: .v2), hostPaths: host.paths,
-            metadata: directory, clock: WallClock(offset: 0), origin: 0)
+            metadata: directory)
+        var formatter = SampleFormatter(clock: WallClock(offset: 0), origin: 0)
         let record = ProcessRecord(
             kind: .sample, pid: 7, monotonicNanoseconds: 1_000_000_000, cgroupID: id,
             memory: MemoryCounters(anon: 1, file: 2, shmem: 3, swap: 4), virtualSize: 10, limit: .unlimited, comm: "app")
+        let cgroup = resolver.resolve(.process(record)).cgroup
         let identity = #""cgroup":"\#(Self.container)","container_id":"\#(Self.c1)","pod_uid":"\#(Self.uid)","qos":"besteffort","pod":"web-0","namespace":"shop","container":"app","anon":1"#
-        #expect(formatter.eventLine(record).contains(identity))
-        #expect(!formatter.traceLine(record).contains("container_id"))
+        #expect(formatter.eventLine(record, cgroup: cgroup).contains(identity))
+        #expect(!formatter.traceLine(record, cgroup: cgroup).contains("container_id"))
         let aggregate = CgroupRecord(
             cgroupID: id, monotonicNanoseconds: 1_000_000_000, processCount: 1,
             memory: MemoryCounters(anon: 1, file: 2, shmem: 3, swap: 4), usage: 10, limit: .unlimited)
-        #expect(formatter.eventLine(aggregate).contains(#""container_id":"\#(Self.c1)""#))
+        #expect(formatter.eventLine(aggregate, cgroup: resolver.resolve(.cgroup(aggregate)).cgroup)
+            .contains(#""container_id":"\#(Self.c1)""#))
     }
 
     @Test("a cgroup newer than the last walk is learnt from a process's path, only when the directory's inode is the id")
@@ -242,18 +245,18 @@ struct IdentityResolverTests {
         let found = index.path(for: id, now: 3)
         #expect(found == Self.container)
 
-        // the formatter learns it from a process record's /proc fallback, so the
+        // the resolver learns it from a process record's /proc fallback, so the
         // cgroup's aggregate record right after names it
-        var formatter = SampleFormatter(
-            hierarchy: CgroupHierarchy(mountPoint: host.paths.cgroup, version: .v2), hostPaths: host.paths,
-            clock: WallClock(offset: 0), origin: 0)
-        _ = formatter.cgroupPath(id: 1, pid: nil)  // the first walk, before the container's cgroup exists
+        var resolver = RecordResolver(
+            hierarchy: CgroupHierarchy(mountPoint: host.paths.cgroup, version: .v2), hostPaths: host.paths)
+        _ = resolver.cgroupPath(id: 1, pid: nil)  // the first walk, before the container's cgroup exists
         try host.cgroup("/kubepods/besteffort/pod\(Self.uid)/\(CgroupPathIdentityTests.c2)")
         let late = try host.inode("/kubepods/besteffort/pod\(Self.uid)/\(CgroupPathIdentityTests.c2)")
         try host.process(4321, cgroup: "0::/kubepods/besteffort/pod\(Self.uid)/\(CgroupPathIdentityTests.c2)\n")
-        let fromProc = formatter.cgroupPath(id: late, pid: 4321)
-        let byID = formatter.cgroupPath(id: late, pid: nil)
-        #expect(fromProc.hasSuffix(CgroupPathIdentityTests.c2) && byID == fromProc)
+        let fromProc = resolver.cgroup(id: late, pid: 4321, own: .unlimited)
+        let byID = resolver.cgroup(id: late, pid: nil, own: .unlimited, now: 0)
+        #expect(fromProc.path.hasSuffix(CgroupPathIdentityTests.c2) && byID.path == fromProc.path)
+        #expect(fromProc.identity.containerID == CgroupPathIdentityTests.c2)
     }
 
     @Test func identifyWritesEveryKeyWithNullsForTheUnknown() {

@@ -2,6 +2,7 @@ import Foundation
 import Testing
 
 @testable import MemwardenAgent
+@testable import MemwardenIdentity
 @testable import MemwardenKernel
 @testable import MemwardenModel
 @testable import MemwardenOutput
@@ -90,39 +91,44 @@ struct TraceOutputTests {
         memory: MemoryCounters(anon: 10, file: 20, shmem: 30, swap: 40), virtualSize: 100, limit: .bytes(4096),
         comm: "a\"b")
 
+    /// Without a cgroup hierarchy: no path, the kernel's own limit.
+    static func cgroup(_ record: ProcessRecord) -> ResolvedCgroup {
+        var resolver = RecordResolver(hierarchy: nil)
+        return resolver.resolve(.process(record)).cgroup
+    }
+
     @Test func traceLineHasTheDocumentedFields() {
-        var formatter = SampleFormatter(hierarchy: nil, clock: WallClock(offset: 0), origin: 1_000_000_000)
-        let line = formatter.traceLine(Self.record)
+        let formatter = SampleFormatter(clock: WallClock(offset: 0), origin: 1_000_000_000)
+        let line = formatter.traceLine(Self.record, cgroup: Self.cgroup(Self.record))
         #expect(line == #"{"t":2.5,"pid":7,"comm":"a\"b","cgroup":"","anon":10,"file":20,"shmem":30,"swap":40,"vsz":100,"limit":4096}"#)
     }
 
     @Test func traceTimeIsWholeMillisecondsOfTheKernelClockPlusTruncatedMicroseconds() {
         // origin 1.0005 s rounds down to 1.000 s; 3.4567899 s is 2.456789 s after it, not 2.45679
-        let formatter = SampleFormatter(hierarchy: nil, clock: WallClock(offset: 0), origin: 1_000_500_000)
+        let formatter = SampleFormatter(clock: WallClock(offset: 0), origin: 1_000_500_000)
         #expect(formatter.origin == 1_000_000_000)
         #expect(formatter.traceTime(3_456_789_999) == 2.456789)
         #expect(formatter.traceTime(999_000_000) == 0)
         var record = Self.record
         record.monotonicNanoseconds = 3_456_789_999
-        var mutable = formatter
-        #expect(mutable.traceLine(record).hasPrefix(#"{"t":2.456789,"#))
+        #expect(formatter.traceLine(record, cgroup: Self.cgroup(record)).hasPrefix(#"{"t":2.456789,"#))
     }
 
     @Test func execAndExitAreMarked() {
-        var formatter = SampleFormatter(hierarchy: nil, clock: WallClock(offset: 0), origin: 0)
+        let formatter = SampleFormatter(clock: WallClock(offset: 0), origin: 0)
         var record = Self.record
         record.kind = .exec
-        #expect(formatter.traceLine(record).hasSuffix(#","event":"exec"}"#))
+        #expect(formatter.traceLine(record, cgroup: Self.cgroup(record)).hasSuffix(#","event":"exec"}"#))
         record.kind = .exit
         record.limit = .unlimited
-        let line = formatter.traceLine(record)
+        let line = formatter.traceLine(record, cgroup: Self.cgroup(record))
         #expect(line.hasSuffix(#","event":"exit"}"#))
         #expect(!line.contains("limit"))
     }
 
     @Test func eventLineCarriesTypeTimeAndRSS() {
-        var formatter = SampleFormatter(hierarchy: nil, clock: WallClock(offset: 0), origin: 0)
-        let line = formatter.eventLine(Self.record)
+        var formatter = SampleFormatter(clock: WallClock(offset: 0), origin: 0)
+        let line = formatter.eventLine(Self.record, cgroup: Self.cgroup(Self.record))
         #expect(line.hasPrefix(#"{"type":"sample","time":"1970-01-01T00:00:03.500Z","t":3.5,"pid":7"#))
         #expect(line.hasSuffix(#""rss":60}"#))
     }

@@ -1,6 +1,7 @@
 import Foundation
 import Logging
 @testable import MemwardenAgent
+import MemwardenIdentity
 import MemwardenKernel
 import MemwardenModel
 import MemwardenOutput
@@ -31,7 +32,7 @@ struct LivePipelineTests {
         for output in outputs { continuation.yield(output) }
         continuation.finish()
         let pipeline = LivePipeline(
-            input: stream, formatter: SampleFormatter(hierarchy: nil),
+            input: stream, resolver: RecordResolver(hierarchy: nil), formatter: SampleFormatter(),
             outputs: PipelineOutputs(events: EventFanout([stdout, sink]), stdout: stdout, metrics: metrics), settings: settings,
             logger: logger)
         let group = ServiceGroup(services: [stdout], logger: logger)

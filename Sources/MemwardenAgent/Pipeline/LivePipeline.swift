@@ -1,6 +1,7 @@
 import Foundation
 import Logging
 import MemwardenDetection
+import MemwardenIdentity
 import MemwardenKernel
 import MemwardenModel
 import MemwardenOutput
@@ -69,7 +70,9 @@ public struct PipelineOutputs: Sendable {
 /// stream ends, so that on shutdown everything the source drained is handled.
 public struct LivePipeline: Service {
     let input: AsyncStream<SourceOutput>
-    var formatter: SampleFormatter
+    /// Resolves each record's cgroup once, before anything else sees it.
+    let resolver: RecordResolver
+    let formatter: SampleFormatter
     let outputs: PipelineOutputs
     let settings: PipelineSettings
     /// Budgets and responses (nil: detection only).
@@ -81,10 +84,11 @@ public struct LivePipeline: Service {
     static let recommendationIntervalNanoseconds: UInt64 = 60_000_000_000
 
     public init(
-        input: AsyncStream<SourceOutput>, formatter: SampleFormatter, outputs: PipelineOutputs,
+        input: AsyncStream<SourceOutput>, resolver: RecordResolver, formatter: SampleFormatter, outputs: PipelineOutputs,
         settings: PipelineSettings = PipelineSettings(), responses: PipelineResponses? = nil, logger: Logger
     ) {
         self.input = input
+        self.resolver = resolver
         self.formatter = formatter
         self.outputs = outputs
         self.settings = settings
@@ -103,6 +107,7 @@ public struct LivePipeline: Service {
 
     /// Handles the source's output until its stream ends (the source stopped).
     public func handleInput() async {
+        var resolver = resolver
         var formatter = formatter
         let profile = settings.detectorProfile
         var detection = LiveDetection(
@@ -116,7 +121,7 @@ public struct LivePipeline: Service {
             for leak in leaks {
                 var event = AgentEvent(
                     leak: leak, epochNanoseconds: epoch, node: settings.node,
-                    identity: formatter.identity(cgroupPath: leak.cgroup))
+                    identity: resolver.identity(cgroupPath: leak.cgroup))
                 if let ratio = losses.degradedRatio, case .leak(var details) = event.details, leak.kind != .cleared {
                     details.samplesLostRatio = ratio
                     event.details = .leak(details)
@@ -140,24 +145,29 @@ public struct LivePipeline: Service {
                 emit(agentEvent(.agentStarted, details: AgentDetails(version: MemwardenVersion.current)))
             case .records(let records):
                 for record in records {
+                    let resolved = resolver.resolve(record)
                     if let stdout = outputs.stdout {
                         switch record {
-                        case .process(let process) where settings.samples: stdout.submit(line: formatter.eventLine(process))
-                        case .cgroup(let cgroup) where settings.samples: stdout.submit(line: formatter.eventLine(cgroup))
-                        case .verdict(let verdict) where settings.verdicts: stdout.submit(line: formatter.verdictLine(verdict))
+                        case .process(let process) where settings.samples:
+                            stdout.submit(line: formatter.eventLine(process, cgroup: resolved.cgroup))
+                        case .cgroup(let cgroup) where settings.samples:
+                            stdout.submit(line: formatter.eventLine(cgroup, cgroup: resolved.cgroup))
+                        case .verdict(let verdict) where settings.verdicts:
+                            stdout.submit(line: formatter.verdictLine(verdict, cgroupPath: resolved.cgroup.path))
                         default: break
                         }
                     }
                     let leaks = detection.events(
-                        for: record, lookup: { formatter.cgroupAndLimit(id: $0, pid: $1, own: $2) },
+                        for: resolved,
                         resolve: responses.map { responses in
                             { context in
-                                responses.policy.resolve(for: formatter.identity(cgroupPath: context.cgroup))
+                                responses.policy.resolve(for: resolver.identity(cgroupPath: context.cgroup))
                                     .confirmationSettings(agentProfile: profile)
                             }
                         })
                     publish(leaks)
-                    feed(record, to: &budgets, formatter: &formatter)
+                    feed(resolved, to: &budgets)
+                    if case .cgroup(let cgroup) = record, cgroup.processCount == 0 { resolver.forget(id: cgroup.cgroupID) }
                 }
                 idleIfDue()
             case .counters(var counters):
@@ -176,7 +186,7 @@ public struct LivePipeline: Service {
                 if let board = outputs.recommendations, monotonicNanoseconds() >= nextRecommendations {
                     board.post(
                         LiveRecommendations.compute(
-                            detection.confirmation, formatter: &formatter, table: outputs.targets?.table))
+                            detection.confirmation, resolver: &resolver, table: outputs.targets?.table))
                     nextRecommendations = monotonicNanoseconds() + Self.recommendationIntervalNanoseconds
                 }
             }
@@ -190,12 +200,12 @@ public struct LivePipeline: Service {
 
     /// Cgroup usage to the budget evaluator and the target table; targets that
     /// went to the responder and out of the table.
-    private func feed(_ record: KernelRecord, to budgets: inout BudgetFeed?, formatter: inout SampleFormatter) {
-        switch record {
+    private func feed(_ resolved: ResolvedRecord, to budgets: inout BudgetFeed?) {
+        let identity = resolved.cgroup.identity
+        switch resolved.record {
         case .cgroup(let cgroup):
-            let (path, limit) = formatter.cgroupAndLimit(id: cgroup.cgroupID, pid: nil, own: cgroup.limit)
-            guard !path.isEmpty else { return }
-            let identity = formatter.identity(cgroupPath: path)
+            guard !resolved.cgroup.path.isEmpty else { return }
+            let limit = resolved.cgroup.limit
             if cgroup.processCount == 0 {
                 let target = EventTarget(scope: .cgroup, identity: identity)
                 budgets?.gone(target)
@@ -209,9 +219,7 @@ public struct LivePipeline: Service {
                     budget: policy.flatMap { BudgetEvaluator.resolve($0.budget, limit: limit) }, rule: policy?.rule)
             }
         case .process(let process) where process.kind == .exit:
-            let path = formatter.cgroupPath(id: process.cgroupID, pid: nil)
-            budgets?.gone(
-                EventTarget(scope: .process, pid: process.pid, comm: process.comm, identity: formatter.identity(cgroupPath: path)))
+            budgets?.gone(EventTarget(scope: .process, pid: process.pid, comm: process.comm, identity: identity))
         default:
             break
         }
@@ -271,11 +279,11 @@ struct LossTracker {
 extension SampleFormatter {
     /// A kernel verdict change in the form `memwarden replay --verdicts` prints,
     /// on the trace's clock, so the two can be compared line for line.
-    mutating func verdictLine(_ record: VerdictRecord) -> String {
+    func verdictLine(_ record: VerdictRecord, cgroupPath: String) -> String {
         VerdictChange(
             timeNanoseconds: traceNanoseconds(record.monotonicNanoseconds),
             scope: record.pid == nil ? .cgroup : .process, pid: record.pid,
-            cgroup: cgroupPath(id: record.cgroupID, pid: record.pid), verdict: DetectorVerdict(raw: record.raw)
+            cgroup: cgroupPath, verdict: DetectorVerdict(raw: record.raw)
         ).jsonLine()
     }
 }

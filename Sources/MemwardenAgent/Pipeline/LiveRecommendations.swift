@@ -1,4 +1,5 @@
 import MemwardenDetection
+import MemwardenIdentity
 import MemwardenModel
 import MemwardenOutput
 
@@ -8,7 +9,7 @@ import MemwardenOutput
 /// workload (`Workload.key`), else one row per cgroup.
 enum LiveRecommendations {
     static func compute(
-        _ confirmation: ConfirmationStage, formatter: inout SampleFormatter, table: TargetTable?,
+        _ confirmation: ConfirmationStage, resolver: inout RecordResolver, table: TargetTable?,
         settings: RecommendationSettings = RecommendationSettings()
     ) -> [RecommendedTarget] {
         let processLeaks = confirmation.processLeaks()
@@ -19,9 +20,9 @@ enum LiveRecommendations {
             uniquingKeysWith: { first, _ in first })
         var groups: [String: (identity: TargetIdentity, workload: String?, members: [RecommendationMember], limit: UInt64?)] = [:]
         for (id, history, leak) in confirmation.cgroupHistories() {
-            let path = formatter.cgroupPath(id: id, pid: nil)
+            let path = resolver.cgroupPath(id: id, pid: nil)
             guard !path.isEmpty else { continue }
-            let identity = formatter.identity(cgroupPath: path)
+            let identity = resolver.identity(cgroupPath: path)
             let workload = identity.pod.flatMap(Workload.key)
             let member = RecommendationMember(history: UsageHistory(history), leak: leak ?? processLeaks[path])
             let key = workload ?? "cgroup:" + path

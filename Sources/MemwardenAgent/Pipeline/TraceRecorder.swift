@@ -1,5 +1,6 @@
 import Logging
 import MemwardenDetection
+import MemwardenIdentity
 import MemwardenKernel
 import MemwardenModel
 import MemwardenOutput
@@ -28,6 +29,7 @@ public struct TraceFilter: Sendable {
 /// Writes process records as a trace (JSON Lines, docs/trace-format.md).
 public struct TraceRecorder: Service {
     let input: AsyncStream<SourceOutput>
+    let resolver: RecordResolver
     let formatter: SampleFormatter
     let writer: LineWriter
     let filter: TraceFilter
@@ -37,10 +39,11 @@ public struct TraceRecorder: Service {
     let logger: Logger
 
     public init(
-        input: AsyncStream<SourceOutput>, formatter: SampleFormatter, writer: LineWriter, filter: TraceFilter,
-        verdictWriter: LineWriter? = nil, logger: Logger
+        input: AsyncStream<SourceOutput>, resolver: RecordResolver, formatter: SampleFormatter, writer: LineWriter,
+        filter: TraceFilter, verdictWriter: LineWriter? = nil, logger: Logger
     ) {
         self.input = input
+        self.resolver = resolver
         self.formatter = formatter
         self.writer = writer
         self.filter = filter
@@ -49,7 +52,7 @@ public struct TraceRecorder: Service {
     }
 
     public func run() async throws {
-        var formatter = formatter
+        var resolver = resolver
         var written = 0
         // cgroups that a kept process was in: their verdicts belong to the trace too
         var keptCgroups = Set<UInt64>()
@@ -74,15 +77,14 @@ public struct TraceRecorder: Service {
                 for record in records {
                     switch record {
                     case .process(let process):
-                        let path = formatter.cgroupPath(id: process.cgroupID, pid: process.pid)
-                        guard filter.keeps(pid: process.pid, cgroupPath: path) else { continue }
-                        lines.append(formatter.traceLine(process))
+                        let cgroup = resolver.resolve(record).cgroup
+                        guard filter.keeps(pid: process.pid, cgroupPath: cgroup.path) else { continue }
+                        lines.append(formatter.traceLine(process, cgroup: cgroup))
                         keptCgroups.insert(process.cgroupID)
                     case .verdict(let verdict) where verdictWriter != nil:
-                        let kept = verdict.pid.map { pid in
-                            filter.keeps(pid: pid, cgroupPath: formatter.cgroupPath(id: verdict.cgroupID, pid: pid))
-                        } ?? keptCgroups.contains(verdict.cgroupID)
-                        if kept { verdicts.append(formatter.verdictLine(verdict)) }
+                        let path = resolver.resolve(record).cgroup.path
+                        let kept = verdict.pid.map { filter.keeps(pid: $0, cgroupPath: path) } ?? keptCgroups.contains(verdict.cgroupID)
+                        if kept { verdicts.append(formatter.verdictLine(verdict, cgroupPath: path)) }
                     default:
                         continue
                     }
