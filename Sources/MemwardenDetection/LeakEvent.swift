@@ -103,3 +103,15 @@ extension LeakEvent.Kind {
         }
     }
 }
+
+/// Why a suspicion ended: a `leak.cleared` event's `reasons` (docs/events.md).
+/// Live and replay end targets on the same facts, so both spell them here.
+public enum ClearReason: String, Sendable, CaseIterable {
+    /// The growth test no longer passes, or growth stalled (ConfirmationStage).
+    case growthStopped = "growth_stopped"
+    case processExited = "process_exited"
+    /// exec started the process over: a new program, a new baseline.
+    case exec
+    /// The cgroup's last process left.
+    case cgroupEmpty = "cgroup_empty"
+}

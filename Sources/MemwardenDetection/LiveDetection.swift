@@ -58,7 +58,7 @@ public struct LiveDetection: Sendable {
             }
             switch process.kind {
             case .exit, .exec:
-                let reason = process.kind == .exit ? "process_exited" : "exec"
+                let reason: ClearReason = process.kind == .exit ? .processExited : .exec
                 if let event = confirmation.end(.process(process.pid), reason: reason, context: context()) {
                     events.append(event)
                 }
@@ -80,7 +80,7 @@ public struct LiveDetection: Sendable {
             }
             if cgroup.processCount == 0 {
                 cgroupUsage[cgroup.cgroupID] = nil
-                if let event = confirmation.end(.cgroup(cgroup.cgroupID), reason: "cgroup_empty", context: context()) {
+                if let event = confirmation.end(.cgroup(cgroup.cgroupID), reason: .cgroupEmpty, context: context()) {
                     events.append(event)
                 }
             } else {

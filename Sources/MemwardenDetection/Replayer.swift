@@ -125,7 +125,7 @@ public final class Replayer {
             guard let index = processIndex.remove(Self.key(sample.pid)) else { return }
             var process = processes[Int(index)]
             if let event = confirmation.end(
-                .process(sample.pid), reason: "process_exited", context: context(process, pid: sample.pid, t: t))
+                .process(sample.pid), reason: .processExited, context: context(process, pid: sample.pid, t: t))
             {
                 events.append(event)
             }
@@ -141,7 +141,7 @@ public final class Replayer {
             if sample.event == .exec {
                 let process = processes[Int(index)]
                 if let event = confirmation.end(
-                    .process(sample.pid), reason: "exec", context: context(process, pid: sample.pid, t: t))
+                    .process(sample.pid), reason: .exec, context: context(process, pid: sample.pid, t: t))
                 {
                     events.append(event)
                 }
@@ -269,7 +269,7 @@ public final class Replayer {
         if cgroups[Int(slot)].aggregate.members == 0 {
             let cgroup = cgroups[Int(slot)]
             if let event = confirmation.end(
-                .cgroup(UInt64(id)), reason: "cgroup_empty", context: cgroupContext(slot, id: id, t: t))
+                .cgroup(UInt64(id)), reason: .cgroupEmpty, context: cgroupContext(slot, id: id, t: t))
             {
                 events.append(event)
             }

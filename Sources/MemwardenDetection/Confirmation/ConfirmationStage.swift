@@ -367,9 +367,9 @@ public struct ConfirmationStage: Sendable {
 
     /// The target is gone or starts over (exit, exec, emptied cgroup): its
     /// suspicion ends and its history goes.
-    public mutating func end(_ key: ConfirmationKey, reason: String, context: AssessmentContext) -> LeakEvent? {
+    public mutating func end(_ key: ConfirmationKey, reason: ClearReason, context: AssessmentContext) -> LeakEvent? {
         guard let watched = remove(key), let suspicion = watched.suspicion else { return nil }
-        return Self.cleared(suspicion, reasons: [reason], context: context)
+        return Self.cleared(suspicion, reason: reason, context: context)
     }
 
     public func isSuspected(_ key: ConfirmationKey) -> Bool { self[key]?.suspicion != nil }
@@ -539,7 +539,7 @@ public struct ConfirmationStage: Sendable {
         let suspectedFor = Double(time - suspicion.since) / 1e9
         if level < suspicion.startLevel - tol {
             watched.suspicion = nil
-            return cleared(suspicion, reasons: ["growth_stopped"], context: context())
+            return cleared(suspicion, reason: .growthStopped, context: context())
         }
         if suspectedFor >= window {
             let recent = Self.recentPoints(history, seconds: window)
@@ -547,7 +547,7 @@ public struct ConfirmationStage: Sendable {
                 let slope = GrowthForecast.theilSen(recent)
                 if slope < 0.25 * suspicion.rate {
                     watched.suspicion = nil
-                    return cleared(suspicion, reasons: ["growth_stopped"], context: context())
+                    return cleared(suspicion, reason: .growthStopped, context: context())
                 }
             }
         }
@@ -690,12 +690,12 @@ public struct ConfirmationStage: Sendable {
             forecastInterval: suspicion.forecast.map { $0.low...$0.high }, forecastModel: suspicion.forecast?.model.rawValue)
     }
 
-    private static func cleared(_ suspicion: Suspicion, reasons: [String], context: AssessmentContext) -> LeakEvent {
+    private static func cleared(_ suspicion: Suspicion, reason: ClearReason, context: AssessmentContext) -> LeakEvent {
         let identity = suspicion.identity
         return LeakEvent(
             kind: .cleared, timeNanoseconds: context.timeNanoseconds, scope: identity.scope, pid: identity.pid,
             comm: identity.comm, cgroup: identity.cgroup, detectors: [], confidence: suspicion.confidence,
-            growthBytesPerSecond: 0, secondsToLimit: nil, limit: identity.limit, reasons: reasons,
+            growthBytesPerSecond: 0, secondsToLimit: nil, limit: identity.limit, reasons: [reason.rawValue],
             suspectedSeconds: Double(context.timeNanoseconds - suspicion.since) / 1e9)
     }
 }
