@@ -64,13 +64,15 @@ public enum Agent {
         // loaded before); the watchdog service pings and sends STOPPING=1. No-ops
         // outside systemd.
         let systemd = SystemdNotifier(logger: logger)
-        // once attached, the startup work is done: its pages of the executable need not stay resident
+        // once attached, the loading work is done: its pages of the executable need not stay
+        // resident; once the other services have started (the first counters), theirs neither
         let source = BPFSource(
             configuration: kernel, statsInterval: statsInterval, logger: logger,
             onAttached: {
                 systemd.ready()
                 StartupPages.release()
-            })
+            },
+            onSettled: { StartupPages.release() })
         let hierarchy = CgroupHierarchy.detect(hostPaths: hostPaths)
         // in a cluster: pod metadata from the API server's watch, for every identity
         var kubernetes: (client: KubernetesClient, pods: PodIndex)?
@@ -157,8 +159,13 @@ public enum Agent {
             logger: logger)
         configuration.gracefulShutdownSignals = [.sigterm, .sigint]
         do {
+            // the program first, while little else of the agent is resident: libbpf holds the
+            // kernel's whole BTF while it loads, and that and the other services' start were
+            // the peak (BENCHMARKS.md, Footprint)
+            try await source.attach()
             try await ServiceGroup(configuration: configuration).run()
         } catch {
+            await source.stop()
             try? await kubernetes?.client.shutdown()
             throw error
         }

@@ -37,8 +37,11 @@ final class BPFObject {
         // every module's BTF, and listing those (BPF_BTF_GET_NEXT_ID) needs CAP_SYS_ADMIN, which the
         // chart does not grant: the load failed with EPERM on 6.12 under CAP_BPF + CAP_PERFMON.
         // With the path, libbpf searches vmlinux only; no program here reads a module's types.
+        // Only where listing is refused, though: the path makes libbpf 1.1 parse the kernel's BTF
+        // a second time (the tp_btf programs need it loaded as well) and hold both copies while
+        // it loads, 7 MiB more at the agent's peak here (BENCHMARKS.md, Footprint).
         let vmlinux = Self.kernelBTFPath
-        let hasVmlinux = access(vmlinux, R_OK) == 0
+        let hasVmlinux = access(vmlinux, R_OK) == 0 && !Self.mayListKernelBTF()
         let opened: OpaquePointer? = name.withCString { cName in
             vmlinux.withCString { cPath in
                 options.object_name = cName
@@ -51,6 +54,15 @@ final class BPFObject {
             throw KernelError(.openFailed, "libbpf could not open \(name): \(Self.lastLog())")
         }
         object = opened
+    }
+
+    /// Whether this process may list the kernel's BTF objects (module BTF included):
+    /// BPF_BTF_GET_NEXT_ID needs CAP_SYS_ADMIN, which the systemd unit and the chart on
+    /// Debian-like kernels grant for perf_event_open() anyway.
+    static func mayListKernelBTF() -> Bool {
+        var next: UInt32 = 0
+        let result = bpf_btf_get_next_id(0, &next)
+        return result == 0 || result == -ENOENT
     }
 
     deinit {

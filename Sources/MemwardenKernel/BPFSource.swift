@@ -16,6 +16,11 @@ public enum SourceOutput: Sendable {
 /// The agent's kernel source: loads the program, drains the ring buffer on a
 /// dedicated thread (libbpf handles never leave it), and streams batches of
 /// records and periodic counters. Graceful shutdown detaches everything.
+///
+/// `attach()` may come before the service group starts: the agent loads the
+/// program first, while little else of it is resident, because libbpf holds
+/// the kernel's whole BTF in memory while it loads (BENCHMARKS.md, Footprint).
+/// Records drained before the pipeline runs wait in the bounded stream.
 public final class BPFSource: Service, Sendable {
     public let output: AsyncStream<SourceOutput>
     private let continuation: AsyncStream<SourceOutput>.Continuation
@@ -25,16 +30,22 @@ public final class BPFSource: Service, Sendable {
     private let stopRequested = Atomic<Bool>(false)
     private let userspaceDrops = Atomic<UInt64>(0)
     private let onAttached: @Sendable () -> Void
+    private let onSettled: @Sendable () -> Void
+    /// Whether the drain thread was started, and who waits for it to end.
+    private let thread = Mutex<(started: Bool, ended: Bool, waiter: CheckedContinuation<Void, Never>?)>((false, false, nil))
 
     /// - Parameter bufferedBatches: batches held for a slow consumer before the
     ///   oldest are dropped (and counted in `userspaceDrops`).
     /// - Parameter onAttached: called once, on the drain thread, when the program is attached
     ///   (systemd's READY=1 waits for this).
+    /// - Parameter onSettled: called once, on the drain thread, at the first counters reading
+    ///   (`statsInterval` after attaching: the other services have started by then).
     public init(
         configuration: KernelConfiguration, statsInterval: Duration = .seconds(5), bufferedBatches: Int = 4096,
-        logger: Logger, onAttached: @escaping @Sendable () -> Void = {}
+        logger: Logger, onAttached: @escaping @Sendable () -> Void = {}, onSettled: @escaping @Sendable () -> Void = {}
     ) {
         self.onAttached = onAttached
+        self.onSettled = onSettled
         (output, continuation) = AsyncStream.makeStream(of: SourceOutput.self, bufferingPolicy: .bufferingNewest(bufferedBatches))
         self.configuration = configuration
         let (seconds, attoseconds) = statsInterval.components
@@ -45,7 +56,8 @@ public final class BPFSource: Service, Sendable {
     public func run() async throws {
         try await withGracefulShutdownHandler {
             try await withTaskCancellationHandler {
-                try await drainOnThread()
+                if !thread.withLock({ $0.started }) { try await attach() }
+                await drained()
             } onCancel: {
                 stopRequested.store(true, ordering: .relaxed)
             }
@@ -54,16 +66,22 @@ public final class BPFSource: Service, Sendable {
         }
     }
 
-    private func drainOnThread() async throws {
+    /// Loads and attaches the program on the drain thread, which then drains
+    /// until `stop()` or a graceful shutdown; throws what the kernel refused.
+    /// Once only: `run()` calls it if nobody did.
+    public func attach() async throws {
         let configuration = configuration
-        try await withCheckedThrowingContinuation { (done: CheckedContinuation<Void, any Error>) in
+        precondition(!thread.withLock { $0.started }, "BPFSource.attach() called twice")
+        thread.withLock { $0.started = true }
+        try await withCheckedThrowingContinuation { (attached: CheckedContinuation<Void, any Error>) in
             DedicatedThread.start { [self] in
                 let monitor: KernelMonitor
                 do {
                     monitor = try KernelMonitor(configuration: configuration)
                 } catch {
                     continuation.finish()
-                    done.resume(throwing: error)
+                    ended()
+                    attached.resume(throwing: error)
                     return
                 }
                 logger.info(
@@ -71,6 +89,8 @@ public final class BPFSource: Service, Sendable {
                     metadata: ["step_bytes": "\(configuration.stepBytes)", "heartbeat_ns": "\(configuration.heartbeatNanoseconds)"])
                 send(.attached, count: 0)
                 onAttached()
+                attached.resume()
+                var settled = false
                 var nextStats = monotonicNanoseconds() + statsIntervalNanoseconds
                 while !stopRequested.load(ordering: .relaxed) {
                     let records = monitor.poll(timeoutMilliseconds: 100)
@@ -79,6 +99,10 @@ public final class BPFSource: Service, Sendable {
                     if now >= nextStats {
                         send(.counters(counters(monitor)), count: 0)
                         nextStats = now + statsIntervalNanoseconds
+                        if !settled {
+                            settled = true
+                            onSettled()
+                        }
                     }
                 }
                 // what is already in the ring buffer still goes out, then a last reading
@@ -86,9 +110,36 @@ public final class BPFSource: Service, Sendable {
                 if !rest.isEmpty { send(.records(rest), count: rest.count) }
                 send(.counters(counters(monitor)), count: 0)
                 continuation.finish()
-                done.resume()
+                ended()
             }
         }
+    }
+
+    /// Detaches without a service group (the agent failed between `attach()`
+    /// and starting its group): the thread drains what is left and ends.
+    public func stop() async {
+        stopRequested.store(true, ordering: .relaxed)
+        if thread.withLock({ $0.started }) { await drained() }
+    }
+
+    private func drained() async {
+        await withCheckedContinuation { (waiter: CheckedContinuation<Void, Never>) in
+            let resumeNow = thread.withLock { state in
+                if state.ended { return true }
+                state.waiter = waiter
+                return false
+            }
+            if resumeNow { waiter.resume() }
+        }
+    }
+
+    private func ended() {
+        let waiter = thread.withLock { state in
+            state.ended = true
+            defer { state.waiter = nil }
+            return state.waiter
+        }
+        waiter?.resume()
     }
 
     private func counters(_ monitor: KernelMonitor) -> KernelCounters {
