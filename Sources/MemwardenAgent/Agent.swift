@@ -158,6 +158,19 @@ public enum Agent {
             },
             logger: logger)
         configuration.gracefulShutdownSignals = [.sigterm, .sigint]
+        // The group owns SIGTERM and SIGINT once it runs (its signal handling is in place before
+        // it runs any service, the source included). Until then (the program's load takes
+        // seconds on a busy node) this does: a stop during the load still ends the agent as a
+        // stop, exit 0 with STOPPING=1 and no READY=1, not killed by the signal.
+        let signals = await UnixSignalsSequence(trapping: .sigterm, .sigint)
+        let stopDuringLoad = Task {
+            for await _ in signals where !source.isRunning {
+                systemd.stopping()
+                await source.stop()
+                return
+            }
+        }
+        defer { stopDuringLoad.cancel() }
         do {
             // the program first, while little else of the agent is resident: libbpf holds the
             // kernel's whole BTF while it loads, and that and the other services' start were

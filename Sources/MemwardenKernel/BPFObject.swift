@@ -186,22 +186,15 @@ final class BPFObject {
         return result
     }
 
-    /// Each program's name and section, as libbpf read them.
-    func programSections() -> [(name: String, section: String)] {
-        var result: [(String, String)] = []
+    /// Each program's name and section as libbpf read them, and its fd once loaded (-1 before).
+    func programs() -> [(name: String, section: String, fd: Int32)] {
+        var result: [(String, String, Int32)] = []
         var program = bpf_object__next_program(object, nil)
         while let current = program {
-            result.append((String(cString: bpf_program__name(current)), String(cString: bpf_program__section_name(current))))
-            program = bpf_object__next_program(object, current)
-        }
-        return result
-    }
-
-    func programFDs() -> [(name: String, fd: Int32)] {
-        var result: [(String, Int32)] = []
-        var program = bpf_object__next_program(object, nil)
-        while let current = program {
-            result.append((String(cString: bpf_program__name(current)), bpf_program__fd(current)))
+            result.append((
+                String(cString: bpf_program__name(current)), String(cString: bpf_program__section_name(current)),
+                bpf_program__fd(current)
+            ))
             program = bpf_object__next_program(object, current)
         }
         return result

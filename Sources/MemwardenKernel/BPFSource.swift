@@ -32,7 +32,11 @@ public final class BPFSource: Service, Sendable {
     private let onAttached: @Sendable () -> Void
     private let onSettled: @Sendable () -> Void
     /// Whether the drain thread was started, and who waits for it to end.
-    private let thread = Mutex<(started: Bool, ended: Bool, waiter: CheckedContinuation<Void, Never>?)>((false, false, nil))
+    private let thread = Mutex<(started: Bool, ended: Bool, waiters: [CheckedContinuation<Void, Never>])>((false, false, []))
+    private let running = Atomic<Bool>(false)
+
+    /// The service group runs this source (and so handles the stop signals).
+    public var isRunning: Bool { running.load(ordering: .acquiring) }
 
     /// - Parameter bufferedBatches: batches held for a slow consumer before the
     ///   oldest are dropped (and counted in `userspaceDrops`).
@@ -54,6 +58,7 @@ public final class BPFSource: Service, Sendable {
     }
 
     public func run() async throws {
+        running.store(true, ordering: .releasing)
         try await withGracefulShutdownHandler {
             try await withTaskCancellationHandler {
                 if !thread.withLock({ $0.started }) { try await attach() }
@@ -71,8 +76,11 @@ public final class BPFSource: Service, Sendable {
     /// Once only: `run()` calls it if nobody did.
     public func attach() async throws {
         let configuration = configuration
-        precondition(!thread.withLock { $0.started }, "BPFSource.attach() called twice")
-        thread.withLock { $0.started = true }
+        let wasStarted = thread.withLock { state in
+            defer { state.started = true }
+            return state.started
+        }
+        precondition(!wasStarted, "BPFSource.attach() called twice")
         try await withCheckedThrowingContinuation { (attached: CheckedContinuation<Void, any Error>) in
             DedicatedThread.start { [self] in
                 let monitor: KernelMonitor
@@ -126,7 +134,7 @@ public final class BPFSource: Service, Sendable {
         await withCheckedContinuation { (waiter: CheckedContinuation<Void, Never>) in
             let resumeNow = thread.withLock { state in
                 if state.ended { return true }
-                state.waiter = waiter
+                state.waiters.append(waiter)
                 return false
             }
             if resumeNow { waiter.resume() }
@@ -134,12 +142,12 @@ public final class BPFSource: Service, Sendable {
     }
 
     private func ended() {
-        let waiter = thread.withLock { state in
+        let waiters = thread.withLock { state in
             state.ended = true
-            defer { state.waiter = nil }
-            return state.waiter
+            defer { state.waiters = [] }
+            return state.waiters
         }
-        waiter?.resume()
+        for waiter in waiters { waiter.resume() }
     }
 
     private func counters(_ monitor: KernelMonitor) -> KernelCounters {

@@ -133,7 +133,7 @@ public final class KernelMonitor {
     }
 
     /// Program names and fds, for the benchmark's bpf_stats.
-    func programFDs() -> [(name: String, fd: Int32)] { object.programFDs() }
+    func programs() -> [(name: String, section: String, fd: Int32)] { object.programs() }
 }
 
 /// The kernel's per-process state, as read back from the `procs` map.

@@ -57,14 +57,14 @@ public final class BaselineProgram {
     }
 
     public func runStats() -> ProgramRunStats? {
-        object.programFDs().first.flatMap { ProgramRunStats.read(fd: $0.fd) }
+        object.programs().first.flatMap { ProgramRunStats.read(fd: $0.fd) }
     }
 }
 
 extension KernelMonitor {
     /// bpf_stats of the hot path: the program on kmem:rss_stat.
     public func hotPathRunStats() -> ProgramRunStats? {
-        programFDs().first(where: { $0.name == MemwardenSkeleton.Programs.mwRssStat.name }).flatMap {
+        programs().first(where: { $0.name == MemwardenSkeleton.Programs.mwRssStat.name }).flatMap {
             ProgramRunStats.read(fd: $0.fd)
         }
     }

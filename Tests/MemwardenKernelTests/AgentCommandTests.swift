@@ -181,6 +181,31 @@ struct AgentCommandTests {
         #expect((count ?? 0) > 0, "no drop count on stderr: \(String(describing: summary))")
     }
 
+    @Test("SIGTERM while the program loads (before the service group runs) still stops the agent: exit 0, agent.stopping")
+    func sigtermDuringTheLoadStopsCleanly() throws {
+        let agent = try ChildProcess(try Self.memwarden(), ["run", "--listen", "127.0.0.1:0"], stdout: .pipe, stderr: .pipe)
+        defer { agent.signal(SIGKILL) }
+        // the load has begun once the agent holds a BPF map; it is not over while no program
+        // is attached (the verifier takes a while with the detectors): signal in between
+        let fds = "/proc/\(agent.pid)/fd"
+        let loading = deadline(seconds: 30)
+        var holdsMap = false
+        while !holdsMap && monotonicNanoseconds() < loading {
+            let links = (try? FileManager.default.contentsOfDirectory(atPath: fds)) ?? []
+            holdsMap = links.contains { (try? FileManager.default.destinationOfSymbolicLink(atPath: fds + "/" + $0)) == "anon_inode:bpf-map" }
+            if !holdsMap { usleep(500) }
+        }
+        #expect(holdsMap, "the agent created no BPF map within 30 s")
+        agent.signal(SIGTERM)
+        let status = agent.waitForExit(deadline: deadline(seconds: 60))
+        #expect(status == 0, "exit status \(String(describing: status))")
+        var types: [String] = []
+        while let line = agent.stdout?.readLine(deadline: deadline(seconds: 5)) {
+            if let type = Self.json(line)?["type"] as? String { types.append(type) }
+        }
+        #expect(types.last == "agent.stopping", "events: \(types)")
+    }
+
     @Test("record writes a valid trace in the documented format, filtered by pid")
     func recordWritesTrace() throws {
         let path = FileManager.default.temporaryDirectory.appendingPathComponent("memwarden-trace-\(getpid()).jsonl").path

@@ -210,8 +210,13 @@ struct ClusterAgentTests {
         let agent = try Self.startAgent(memwarden, port: port, policy: policy, directory: directory, cluster: cluster)
         defer { agent.signal(SIGKILL) }
         try AgentCommandTests.waitUntilAttached(agent)
-        // not ready without the pod list, and says so
-        let notReady = Self.get("http://127.0.0.1:\(port)/readyz")
+        // not ready without the pod list, and says so (the HTTP API starts right after the
+        // program is attached)
+        var notReady: (status: Int, body: String)?
+        try await waitUntil("the agent's HTTP API to answer /readyz", seconds: 20, interval: .milliseconds(50)) {
+            notReady = Self.get("http://127.0.0.1:\(port)/readyz")
+            return notReady != nil
+        }
         #expect(notReady?.status == 503, "/readyz with the API server down: \(String(describing: notReady))")
 
         let simulator = try Self.simulator(leaksim, in: container)

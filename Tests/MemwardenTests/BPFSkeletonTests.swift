@@ -15,7 +15,7 @@ struct BPFSkeletonTests {
         let declared = object.mapNames().filter { !$0.contains(".") }
         #expect(Set(declared) == Set(MemwardenSkeleton.Maps.all.map(\.name)))
         #expect(declared.count == MemwardenSkeleton.Maps.all.count)
-        let programs = object.programSections()
+        let programs = object.programs()
         #expect(programs.map(\.name).sorted() == MemwardenSkeleton.Programs.all.map(\.name).sorted())
         for program in MemwardenSkeleton.Programs.all {
             #expect(programs.first(where: { $0.name == program.name })?.section == program.section)
@@ -28,7 +28,7 @@ struct BPFSkeletonTests {
         let object = try BPFObject(BenchEmptySkeleton.object)
         #expect(object.mapNames().filter { !$0.contains(".") }.isEmpty)
         #expect(BenchEmptySkeleton.Maps.all.isEmpty)
-        #expect(object.programSections().map(\.name) == BenchEmptySkeleton.Programs.all.map(\.name))
+        #expect(object.programs().map(\.name) == BenchEmptySkeleton.Programs.all.map(\.name))
     }
 
     @Test("every setting's Swift type is as large as the variable in the object")
