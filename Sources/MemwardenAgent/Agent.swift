@@ -137,8 +137,8 @@ public enum Agent {
             stages = [responder, setup.policy] + outputs.servers + clusterServices
         case .trace(let writer, let filter, let verdicts):
             pipeline = TraceRecorder(
-                input: source.output, resolver: resolver, formatter: formatter, writer: writer, filter: filter, verdictWriter: verdicts,
-                logger: logger)
+                input: source.output, resolver: resolver, formatter: formatter, writer: writer, filter: filter,
+                verdictWriter: verdicts, logger: logger)
         }
         let countdown: [any Service] = duration.map { [Countdown(duration: $0)] } ?? []
         let watchdog = SystemdWatchdog(notifier: systemd)

@@ -83,7 +83,8 @@ public struct TraceRecorder: Service {
                         keptCgroups.insert(process.cgroupID)
                     case .verdict(let verdict) where verdictWriter != nil:
                         let path = resolver.resolve(record).cgroup.path
-                        let kept = verdict.pid.map { filter.keeps(pid: $0, cgroupPath: path) } ?? keptCgroups.contains(verdict.cgroupID)
+                        let kept =
+                            verdict.pid.map { filter.keeps(pid: $0, cgroupPath: path) } ?? keptCgroups.contains(verdict.cgroupID)
                         if kept { verdicts.append(formatter.verdictLine(verdict, cgroupPath: path)) }
                     default:
                         continue
