@@ -7,8 +7,9 @@ import MemwardenModel
 ///
 /// Cached per cgroup id for a second: a fault storm sends thousands of
 /// records a second for a few cgroups, and a second is also how fresh the
-/// limits (read from the cgroup files) and a pod's metadata (the API
-/// server's watch may learn a pod after its first sample) need to be.
+/// limits (read from the cgroup files) and a pod's metadata need to be. A
+/// pod's cgroup whose pod the API server's watch does not know yet is not
+/// cached: the watch may learn it after the first samples.
 /// A value with a single owner, like IdentityResolver.
 public struct RecordResolver: Sendable {
     public private(set) var cgroups: CgroupIndex?
@@ -52,8 +53,11 @@ public struct RecordResolver: Sendable {
         }
         let path = cgroupPath(id: id, pid: pid)
         let cgroup = ResolvedCgroup(path: path, identity: identities.identity(cgroupPath: path), limit: limit(path: path, own: own))
-        // an unknown cgroup may be found on the next record (the index rescans, or /proc tells)
-        if id != 0, !path.isEmpty {
+        // an unknown cgroup may be found on the next record (the index rescans, or /proc tells),
+        // and a pod the API server's watch has not told of yet (the agent's own pod, whose
+        // records start while the watch lists) may be named on the next
+        let podPending = cgroup.identity.pod == nil && (cgroup.identity.podUID != nil || cgroup.identity.containerID != nil)
+        if id != 0, !path.isEmpty, !podPending || identities.metadata == nil {
             if resolved.count >= capacity { resolved.removeAll(keepingCapacity: true) }
             resolved[id] = Entry(own: own, cgroup: cgroup, resolvedAt: now)
         }

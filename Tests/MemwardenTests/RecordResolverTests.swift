@@ -40,7 +40,7 @@ struct RecordResolverTests {
         #expect(resolver.resolve(aggregate).cgroup == resolved.cgroup)
     }
 
-    @Test("within a second a cgroup is resolved from the cache (one metadata lookup); after it, afresh")
+    @Test("a pod not known yet is looked up on every record; once known, from the cache for a second, then afresh")
     func resolutionIsCachedPerCgroupForASecond() throws {
         let host = try FakeHost.v2("resolve-cache")
         try host.cgroup(Self.container)
@@ -48,18 +48,22 @@ struct RecordResolverTests {
         let pods = PodDirectory()
         var resolver = RecordResolver(
             hierarchy: CgroupHierarchy(mountPoint: host.paths.cgroup, version: .v2), hostPaths: host.paths, metadata: pods)
+        // a pod the watch does not know yet is looked up again on the next record
         let first = resolver.resolve(Self.sample(cgroupID: id), now: 10_000_000_000)
         #expect(first.cgroup.identity.pod == nil)
-        let lookups = pods.lookups
-        // the watch learns the pod: records within the second keep the cached owner...
         pods.add(PodMetadata(name: "web-0", namespace: "shop", uid: IdentityResolverTests.uid, container: "app"))
+        let next = resolver.resolve(Self.sample(cgroupID: id), now: 10_001_000_000)
+        #expect(next.cgroup.identity.pod?.name == "web-0")
+        // once known, records within the second take it from the cache...
+        let lookups = pods.lookups
+        pods.add(PodMetadata(name: "web-0", namespace: "shop", uid: IdentityResolverTests.uid, container: "renamed"))
         for step in 1...100 {
-            _ = resolver.resolve(Self.sample(cgroupID: id), now: 10_000_000_000 + UInt64(step) * 9_000_000)
+            _ = resolver.resolve(Self.sample(cgroupID: id), now: 10_001_000_000 + UInt64(step) * 9_000_000)
         }
         #expect(pods.lookups == lookups)
-        // ...and the first record after it names the pod
-        let later = resolver.resolve(Self.sample(cgroupID: id), now: 11_000_000_000)
-        #expect(later.cgroup.identity.pod?.name == "web-0")
+        // ...and the first record after it reads the metadata again
+        let later = resolver.resolve(Self.sample(cgroupID: id), now: 11_001_000_000)
+        #expect(later.cgroup.identity.pod?.container == "renamed")
         // a different own limit (the cgroup's memory.max was changed) is read at once
         let resized = resolver.resolve(Self.sample(cgroupID: id, own: .bytes(64 << 20)), now: 11_000_000_001)
         #expect(resized.cgroup.limit == 64 << 20)
