@@ -158,27 +158,13 @@ public enum Agent {
             },
             logger: logger)
         configuration.gracefulShutdownSignals = [.sigterm, .sigint]
-        // The group owns SIGTERM and SIGINT once it runs (its signal handling is in place before
-        // it runs any service, the source included). Until then (the program's load takes
-        // seconds on a busy node) this does: a stop during the load still ends the agent as a
-        // stop, exit 0 with STOPPING=1 and no READY=1, not killed by the signal.
-        let signals = await UnixSignalsSequence(trapping: .sigterm, .sigint)
-        let stopDuringLoad = Task {
-            for await _ in signals where !source.isRunning {
-                systemd.stopping()
-                await source.stop()
-                return
-            }
-        }
-        defer { stopDuringLoad.cancel() }
+        // The source loads the program inside the group, beside the other services: loading it
+        // first lowered the peak by 6 MiB, but then the agent's own records came before the
+        // pod watch had listed, the HTTP probes waited for the load, and the signals needed a
+        // second owner (BENCHMARKS.md, Footprint).
         do {
-            // the program first, while little else of the agent is resident: libbpf holds the
-            // kernel's whole BTF while it loads, and that and the other services' start were
-            // the peak (BENCHMARKS.md, Footprint)
-            try await source.attach()
             try await ServiceGroup(configuration: configuration).run()
         } catch {
-            await source.stop()
             try? await kubernetes?.client.shutdown()
             throw error
         }

@@ -16,11 +16,6 @@ public enum SourceOutput: Sendable {
 /// The agent's kernel source: loads the program, drains the ring buffer on a
 /// dedicated thread (libbpf handles never leave it), and streams batches of
 /// records and periodic counters. Graceful shutdown detaches everything.
-///
-/// `attach()` may come before the service group starts: the agent loads the
-/// program first, while little else of it is resident, because libbpf holds
-/// the kernel's whole BTF in memory while it loads (BENCHMARKS.md, Footprint).
-/// Records drained before the pipeline runs wait in the bounded stream.
 public final class BPFSource: Service, Sendable {
     public let output: AsyncStream<SourceOutput>
     private let continuation: AsyncStream<SourceOutput>.Continuation
@@ -33,10 +28,7 @@ public final class BPFSource: Service, Sendable {
     private let onSettled: @Sendable () -> Void
     /// Whether the drain thread was started, and who waits for it to end.
     private let thread = Mutex<(started: Bool, ended: Bool, waiters: [CheckedContinuation<Void, Never>])>((false, false, []))
-    private let running = Atomic<Bool>(false)
 
-    /// The service group runs this source (and so handles the stop signals).
-    public var isRunning: Bool { running.load(ordering: .acquiring) }
 
     /// - Parameter bufferedBatches: batches held for a slow consumer before the
     ///   oldest are dropped (and counted in `userspaceDrops`).
@@ -58,10 +50,9 @@ public final class BPFSource: Service, Sendable {
     }
 
     public func run() async throws {
-        running.store(true, ordering: .releasing)
         try await withGracefulShutdownHandler {
             try await withTaskCancellationHandler {
-                if !thread.withLock({ $0.started }) { try await attach() }
+                try await attach()
                 await drained()
             } onCancel: {
                 stopRequested.store(true, ordering: .relaxed)
@@ -72,9 +63,8 @@ public final class BPFSource: Service, Sendable {
     }
 
     /// Loads and attaches the program on the drain thread, which then drains
-    /// until `stop()` or a graceful shutdown; throws what the kernel refused.
-    /// Once only: `run()` calls it if nobody did.
-    public func attach() async throws {
+    /// until a graceful shutdown; throws what the kernel refused. Once only.
+    private func attach() async throws {
         let configuration = configuration
         let wasStarted = thread.withLock { state in
             defer { state.started = true }
@@ -121,13 +111,6 @@ public final class BPFSource: Service, Sendable {
                 ended()
             }
         }
-    }
-
-    /// Detaches without a service group (the agent failed between `attach()`
-    /// and starting its group): the thread drains what is left and ends.
-    public func stop() async {
-        stopRequested.store(true, ordering: .relaxed)
-        if thread.withLock({ $0.started }) { await drained() }
     }
 
     private func drained() async {

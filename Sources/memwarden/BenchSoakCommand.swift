@@ -66,11 +66,14 @@ struct BenchSoakCommand: ParsableCommand {
             memwarden,
             ["run", "--policy", policyPath, "--listen", "127.0.0.1:0", "--stats-interval", "5", "--state-file", directory + "/state.json"],
             stdout: .pipe, stderr: .pipe)
+        // both lines, in whichever order the services log them
         var port = 0
+        var attached = false
         guard agent.stderr?.readLine(until: deadline(seconds: 60), where: { line in
             if line.contains("HTTP server listening"), let value = Self.port(in: line) { port = value }
-            return line.contains("kernel program attached")
-        }) != nil, port > 0 else {
+            if line.contains("kernel program attached") { attached = true }
+            return attached && port > 0
+        }) != nil else {
             agent.signal(SIGKILL)
             throw ValidationError("the agent did not start its HTTP server and attach its program within 60 s")
         }

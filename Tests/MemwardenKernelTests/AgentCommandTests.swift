@@ -181,7 +181,7 @@ struct AgentCommandTests {
         #expect((count ?? 0) > 0, "no drop count on stderr: \(String(describing: summary))")
     }
 
-    @Test("SIGTERM while the program loads (before the service group runs) still stops the agent: exit 0, agent.stopping")
+    @Test("SIGTERM while the program loads still stops the agent: exit 0, agent.stopping")
     func sigtermDuringTheLoadStopsCleanly() throws {
         let agent = try ChildProcess(try Self.memwarden(), ["run", "--listen", "127.0.0.1:0"], stdout: .pipe, stderr: .pipe)
         defer { agent.signal(SIGKILL) }
