@@ -208,12 +208,9 @@ struct KubernetesSinkClusterTests {
         let pod = PodMetadata(name: "p", namespace: "ns", uid: "u")
 
         let count = 5000
-        let started = ContinuousClock.now
         for n in 0..<count { sink.submit(Self.event(.leakSuspected, Self.leak, pod: pod, at: UInt64(n))) }
-        let submitting = ContinuousClock.now - started
-        // 5000 submits against a dead server: no network wait in the caller (a request would
-        // take at least a connect attempt each)
-        #expect(submitting < .seconds(1), "5000 submits took \(submitting)")
+        // 5000 submits against a dead server: a caller that waited for each request would never
+        // fill the queue, so the queue-full drops show it did not wait (no stopwatch needed)
         let afterSubmit = sink.statistics
         #expect(afterSubmit.submitted == UInt64(count))
         #expect(afterSubmit.queued <= queueSize)

@@ -54,6 +54,7 @@ public func waitUntil(
 /// nobody reads, a receiver holding its answer), fails the test naming `what`
 /// instead of hanging it, and a busy machine cannot fail it the way a
 /// stopwatch on each call would.
+@discardableResult
 public func waitForReturn<Value: Sendable>(
     _ what: String, seconds: Double = defaultWaitSeconds, _ work: @escaping @Sendable () async throws -> Value
 ) async throws -> Value {
