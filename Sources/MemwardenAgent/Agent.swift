@@ -126,11 +126,11 @@ public enum Agent {
                 outputs: PipelineOutputs(
                     events: events, stdout: outputs.sinks.stdout, metrics: outputs.metrics, targets: observer,
                     status: outputs.status,
-                    sinkLosses: { [reported = LossCounter(), responderReported = LossCounter(), kubernetesLosses] in
-                        var lost = outputs.sinks.lostSinceLastReport()
-                        if let kubernetesLosses, let delta = reported.delta(kubernetesLosses()) { lost["sink.kubernetes"] = delta }
-                        if let delta = responderReported.delta(responder.dropped) { lost["responder"] = delta }
-                        return lost
+                    lossTotals: { [kubernetesLosses] in
+                        var totals = outputs.sinks.lossTotals()
+                        if let kubernetesLosses { totals["sink.kubernetes"] = kubernetesLosses() }
+                        totals["responder"] = responder.dropped
+                        return totals
                     }, recommendations: outputs.recommendations),
                 settings: settings, responses: PipelineResponses(policy: setup.policy, stage: stage), logger: logger)
             sinks = outputs.sinks.services + sinks
@@ -198,19 +198,6 @@ struct PodSyncReadiness: Service {
                 }
                 try await Task.sleep(for: .milliseconds(500))
             }
-        }
-    }
-}
-
-/// Turns a growing total into deltas (for agent.events_lost).
-final class LossCounter: Sendable {
-    private let last = Mutex<UInt64>(0)
-
-    /// What was added since the last call; nil when nothing was.
-    func delta(_ total: UInt64) -> UInt64? {
-        last.withLock { last in
-            defer { last = max(last, total) }
-            return total > last ? total - last : nil
         }
     }
 }

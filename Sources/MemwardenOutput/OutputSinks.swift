@@ -1,7 +1,6 @@
 import Logging
 import MemwardenModel
 import ServiceLifecycle
-import Synchronization
 
 /// The sinks `OutputSettings` asks for, built once at start: submit an event
 /// here and every sink gets it. Each network sink (and stdout's writer) is a
@@ -14,8 +13,6 @@ public final class OutputSinks: EventSink, Sendable {
     public let alertmanager: AlertmanagerSink?
     /// Everything that receives events: the configured sinks and the extras.
     public let sinks: [any EventSink]
-    /// Drops already reported in agent.events_lost, by sink.
-    private let reported = Mutex<[String: UInt64]>([:])
 
     public init(settings: OutputSettings, extra: [any EventSink] = [], logger: Logger) throws(OutputConfigurationError) {
         stdout = settings.stdout ? StdoutSink(logger: logger) : nil
@@ -50,18 +47,9 @@ public final class OutputSinks: EventSink, Sendable {
         for sink in sinks { sink.submit(event) }
     }
 
-    /// Drops since the last call, keyed `sink.<name>`: the `lost` field of
-    /// the next agent.events_lost event (empty: nothing to report).
-    public func lostSinceLastReport() -> [String: UInt64] {
-        let now = counting.map { ($0.name, $0.statistics.dropped) }
-        return reported.withLock { reported in
-            var lost: [String: UInt64] = [:]
-            for (name, dropped) in now {
-                let before = reported[name] ?? 0
-                if dropped > before { lost["sink." + name] = dropped - before }
-                reported[name] = dropped
-            }
-            return lost
-        }
+    /// What each sink dropped so far, for the agent's loss ledger: stdout's lines under
+    /// `stdout` (its key in events and metrics), the other sinks' events under `sink.<name>`.
+    public func lossTotals() -> [String: UInt64] {
+        Dictionary(counting.map { ($0 is StdoutSink ? $0.name : "sink." + $0.name, $0.statistics.dropped) }) { $0 + $1 }
     }
 }

@@ -6,6 +6,7 @@ import MemwardenKernel
 import MemwardenModel
 import MemwardenOutput
 import ServiceLifecycle
+import Synchronization
 import Testing
 
 /// The live pipeline fed by hand: what it prints and what it hands to sinks.
@@ -21,7 +22,8 @@ struct LivePipelineTests {
     /// Runs the pipeline over `outputs`, with stdout's sink writing to a
     /// file, and returns the file's lines.
     static func run(
-        _ outputs: [SourceOutput], sink: CollectingSink, settings: PipelineSettings, metrics: AgentMetrics? = nil
+        _ outputs: [SourceOutput], sink: CollectingSink, settings: PipelineSettings, metrics: AgentMetrics? = nil,
+        lossTotals: @escaping @Sendable () -> [String: UInt64] = { [:] }
     ) async throws -> [String] {
         let path = FileManager.default.temporaryDirectory.appendingPathComponent("pipeline-\(UUID().uuidString)").path
         defer { try? FileManager.default.removeItem(atPath: path) }
@@ -33,7 +35,9 @@ struct LivePipelineTests {
         continuation.finish()
         let pipeline = LivePipeline(
             input: stream, resolver: RecordResolver(hierarchy: nil), formatter: SampleFormatter(),
-            outputs: PipelineOutputs(events: EventFanout([stdout, sink]), stdout: stdout, metrics: metrics), settings: settings,
+            outputs: PipelineOutputs(
+                events: EventFanout([stdout, sink]), stdout: stdout, metrics: metrics, lossTotals: lossTotals),
+            settings: settings,
             logger: logger)
         let group = ServiceGroup(services: [stdout], logger: logger)
         try await withThrowingTaskGroup(of: Void.self) { tasks in
@@ -68,6 +72,32 @@ struct LivePipelineTests {
         #expect(lines[2].contains(#""lost":{"ring_buffer":7}"#), "\(lines[2])")
     }
 
+    @Test("one ledger: the kernel's, the sinks' and the responder's losses are each reported once, in the interval they grew")
+    func everyLossReportedOnce() async throws {
+        var counters = KernelCounters()
+        counters.ringBufferDrops = 7
+        // the sinks' and the responder's running totals at each counters reading
+        let readings = Mutex<[[String: UInt64]]>([
+            ["sink.webhook": 2, "responder": 0], ["sink.webhook": 2, "responder": 1], ["sink.webhook": 2, "responder": 1],
+        ])
+        let sink = CollectingSink()
+        _ = try await Self.run(
+            [.attached, .counters(counters), .counters(counters), .counters(counters)], sink: sink,
+            settings: PipelineSettings(node: "n"),
+            lossTotals: { readings.withLock { $0.isEmpty ? [:] : $0.removeFirst() } })
+        let lost = sink.events.filter { $0.type == .agentEventsLost }.map(\.details)
+        #expect(lost == [.agent(AgentDetails(lost: ["ring_buffer": 7, "sink.webhook": 2])), .agent(AgentDetails(lost: ["responder": 1]))])
+    }
+
+    @Test func aLossLedgerReportsGrowthOnceAndARestartedTotalAsNew() {
+        var ledger = LossLedger()
+        #expect(ledger.grown(["ring_buffer": 5, "map_full": 0]) == ["ring_buffer": 5])
+        #expect(ledger.grown(["ring_buffer": 5]).isEmpty)
+        #expect(ledger.grown(["ring_buffer": 9, "sink.webhook": 1]) == ["ring_buffer": 4, "sink.webhook": 1])
+        // a reloaded program counts from zero again: its 3 are new
+        #expect(ledger.grown(["ring_buffer": 3, "sink.webhook": 1]) == ["ring_buffer": 3])
+    }
+
     @Test("the share of samples lost per stats interval: a metric, and what marks leak forecasts as low confidence")
     func samplesLostRatioPerInterval() async throws {
         // 93 samples written and 7 lost to a full ring, then 3 more lost by userspace of 200, then none lost
@@ -77,17 +107,19 @@ struct LivePipelineTests {
         (second.processSamples, second.userspaceDrops) = (90 + 200, 3)
         var third = second
         third.processSamples += 50
-        var tracker = LossTracker()
-        _ = tracker.update(first)
+        var ledger = LossLedger()
+        var tracker = SampleLossShare()
+        func update(_ counters: KernelCounters) { tracker.update(counters, lost: ledger.grown(counters.lossTotals)) }
+        update(first)
         #expect(tracker.ratio == 0.07 && tracker.degradedRatio == 0.07)
-        _ = tracker.update(second)
+        update(second)
         #expect(tracker.ratio == 0.015 && tracker.degradedRatio == 0.015)
-        _ = tracker.update(third)
+        update(third)
         #expect(tracker.ratio == 0 && tracker.degradedRatio == nil)
         // below a percent lost: reported, not marking forecasts
         var fourth = third
         (fourth.processSamples, fourth.ringBufferDrops) = (third.processSamples + 995, 12)
-        _ = tracker.update(fourth)
+        update(fourth)
         #expect(tracker.ratio == 0.005 && tracker.degradedRatio == nil)
 
         let metrics = AgentMetrics(maxTargets: 10)

@@ -85,16 +85,4 @@ public final class AgentOutputs: EventSink, Sendable {
     public func record(kernelCounters: KernelCounters) {
         metrics.record(kernelCounters: kernelCounters)
     }
-
-    /// An agent.events_lost event for what the sinks dropped since the last
-    /// call, plus `more` (e.g. the kernel's ring-buffer drops since the last
-    /// report); nil when nothing was lost. The caller submits it.
-    public func lostEvent(more: [String: UInt64] = [:], at epochNanoseconds: UInt64 = realtimeNanoseconds()) -> AgentEvent? {
-        var lost = sinks.lostSinceLastReport()
-        for (key, count) in more where count > 0 { lost[key, default: 0] += count }
-        guard !lost.isEmpty else { return nil }
-        return AgentEvent(
-            type: .agentEventsLost, severity: .warning, epochNanoseconds: epochNanoseconds, node: node,
-            details: .agent(AgentDetails(lost: lost)))
-    }
 }

@@ -43,14 +43,15 @@ public struct PipelineOutputs: Sendable {
     public var metrics: AgentMetrics?
     public var targets: TargetObserver?
     public var status: AgentStatus?
-    /// What the sinks dropped since the last call, for agent.events_lost.
-    public var sinkLosses: @Sendable () -> [String: UInt64]
+    /// The running totals of what the sinks and the responder dropped, by place (`sink.NAME`,
+    /// `responder`), for the loss ledger.
+    public var lossTotals: @Sendable () -> [String: UInt64]
     /// Where the right-sizing figures go (/api/v1/recommendations; nil: not computed).
     public var recommendations: RecommendationBoard?
 
     public init(
         events: any EventSink, stdout: StdoutSink?, metrics: AgentMetrics? = nil, targets: TargetObserver? = nil,
-        status: AgentStatus? = nil, sinkLosses: @escaping @Sendable () -> [String: UInt64] = { [:] },
+        status: AgentStatus? = nil, lossTotals: @escaping @Sendable () -> [String: UInt64] = { [:] },
         recommendations: RecommendationBoard? = nil
     ) {
         self.events = events
@@ -58,7 +59,7 @@ public struct PipelineOutputs: Sendable {
         self.metrics = metrics
         self.targets = targets
         self.status = status
-        self.sinkLosses = sinkLosses
+        self.lossTotals = lossTotals
         self.recommendations = recommendations
     }
 }
@@ -114,7 +115,8 @@ public struct LivePipeline: Service {
             origin: formatter.origin, settings: TargetPolicy.builtIn.confirmationSettings(agentProfile: profile),
             nodeMemory: ProcessInfo.processInfo.physicalMemory)
         let epoch = formatter.clock.realtime(fromMonotonic: formatter.origin)
-        var losses = LossTracker()
+        var losses = LossLedger()
+        var sampleLoss = SampleLossShare()
         var budgets = responses.map(BudgetFeed.init)
         var nextRecommendations: UInt64 = 0
         func publish(_ leaks: [LeakEvent]) {
@@ -122,7 +124,7 @@ public struct LivePipeline: Service {
                 var event = AgentEvent(
                     leak: leak, epochNanoseconds: epoch, node: settings.node,
                     identity: resolver.identity(cgroupPath: leak.cgroup))
-                if let ratio = losses.degradedRatio, case .leak(var details) = event.details, leak.kind != .cleared {
+                if let ratio = sampleLoss.degradedRatio, case .leak(var details) = event.details, leak.kind != .cleared {
                     details.samplesLostRatio = ratio
                     event.details = .leak(details)
                 }
@@ -177,9 +179,9 @@ public struct LivePipeline: Service {
                 outputs.stdout?.submit(line: formatter.statsLine(counters, confirmation: confirmation))
                 outputs.metrics?.record(kernelCounters: counters)
                 outputs.metrics?.record(confirmation: confirmation)
-                var lost = losses.update(counters)
-                outputs.metrics?.record(samplesLostRatio: losses.ratio)
-                lost.merge(outputs.sinkLosses()) { $0 + $1 }
+                let lost = losses.grown(counters.lossTotals.merging(outputs.lossTotals()) { $0 + $1 })
+                sampleLoss.update(counters, lost: lost)
+                outputs.metrics?.record(samplesLostRatio: sampleLoss.ratio)
                 if !lost.isEmpty {
                     emit(agentEvent(.agentEventsLost, severity: .warning, details: AgentDetails(lost: lost)))
                 }
@@ -238,12 +240,10 @@ public struct LivePipeline: Service {
     }
 }
 
-/// Notices what was lost between two counter readings, for `agent.events_lost`, and the
-/// share of the kernel's samples lost over the interval, which says how far detection can
-/// be trusted: the detectors fill a gap with the last value, so a lost stretch of growth
-/// makes a forecast late or a verdict missing.
-struct LossTracker {
-    private var last: [String: UInt64] = [:]
+/// The share of the kernel's samples lost over a counters interval, which says how far
+/// detection can be trusted: the detectors fill a gap with the last value, so a lost stretch
+/// of growth makes a forecast late or a verdict missing.
+struct SampleLossShare {
     private var lastSamples: UInt64 = 0
     /// Samples lost over the last interval, as a share of those produced (0 when none were).
     private(set) var ratio: Double = 0
@@ -255,24 +255,16 @@ struct LossTracker {
     /// The last interval's loss share when it is high enough to mark forecasts (nil: not).
     var degradedRatio: Double? { ratio >= Self.degradedShare ? ratio : nil }
 
-    /// What grew since the last reading, by where it was lost (empty when nothing was).
-    mutating func update(_ counters: KernelCounters) -> [String: UInt64] {
-        let now: [String: UInt64] = [
-            "ring_buffer": counters.ringBufferDrops, "userspace": counters.userspaceDrops,
-            "stdout": counters.stdoutDrops, "map_full": counters.mapFull,
-        ]
-        var grown: [String: UInt64] = [:]
-        for (key, value) in now where value > last[key, default: 0] { grown[key] = value - last[key, default: 0] }
+    /// `lost`: what the loss ledger says grew over the interval, by place.
+    mutating func update(_ counters: KernelCounters, lost: [String: UInt64]) {
         // samples the kernel wrote (counted only once reserved) and those it could not
         // write or userspace dropped behind it: a reload restarts the counters
         let samples = counters.processSamples + counters.cgroupSamples
         let produced = samples >= lastSamples ? samples - lastSamples : samples
-        let lostSamples = grown["ring_buffer", default: 0] + grown["userspace", default: 0]
-        let total = produced + grown["ring_buffer", default: 0]
+        let lostSamples = lost["ring_buffer", default: 0] + lost["userspace", default: 0]
+        let total = produced + lost["ring_buffer", default: 0]
         ratio = total == 0 ? 0 : min(1, Double(lostSamples) / Double(total))
         lastSamples = samples
-        last = now
-        return grown
     }
 }
 
