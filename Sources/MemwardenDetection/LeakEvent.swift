@@ -1,6 +1,9 @@
 import MemwardenModel
 
-/// A change of the combined verdict: the start or the end of a suspicion.
+/// A change of the combined verdict: the start or the end of a suspicion. What it says
+/// about the leak is the events' own `LeakDetails` (one type for replay, live, events and
+/// the HTTP API), read through this value as if its fields were its own (`leak.confidence`).
+@dynamicMemberLookup
 public struct LeakEvent: Sendable, Hashable {
     public enum Kind: String, Sendable, Hashable {
         case suspected = "leak.suspected"
@@ -19,25 +22,16 @@ public struct LeakEvent: Sendable, Hashable {
     public var comm: String?
     /// The memory cgroup's path ("" when unknown).
     public var cgroup: String
-    /// The detectors that fired (suspected), in `DetectorKind` order.
-    public var detectors: [String]
-    /// 0...1; at least 0.5 while suspected.
-    public var confidence: Double
-    /// The rate of the evidence that fired, from the floor's trend (or the fast
-    /// window's floor for a fast leak), bytes per second.
-    public var growthBytesPerSecond: Int64
-    /// Seconds until the cgroup reaches its limit at that rate; nil when no
-    /// limit is known or nothing grows.
-    public var secondsToLimit: Double?
-    public var limit: UInt64?
-    /// The forecast's interval (`seconds_to_limit_low` / `_high`) and the growth
-    /// model it came from (`linear`, `quadratic`, `exponential`), when there is one.
-    public var forecastInterval: ClosedRange<Double>?
-    public var forecastModel: String?
-    /// Why (suspected: the detectors' reason codes; cleared: why it ended).
-    public var reasons: [String]
-    /// Cleared only: how long the suspicion lasted.
-    public var suspectedSeconds: Double?
+    /// The detectors that fired, the confidence (0...1; at least 0.5 while suspected), the
+    /// growth (from the floor's trend, or the fast window's floor for a fast leak), the
+    /// forecast to the limit with its interval and model, and why (suspected: the detectors'
+    /// reason codes; cleared: why it ended, with how long it lasted).
+    public var details: LeakDetails
+
+    public subscript<Value>(dynamicMember field: WritableKeyPath<LeakDetails, Value>) -> Value {
+        get { details[keyPath: field] }
+        set { details[keyPath: field] = newValue }
+    }
 
     public init(
         kind: Kind, timeNanoseconds: Int64, scope: LeakScope, pid: Int32?, comm: String?, cgroup: String,
@@ -45,21 +39,16 @@ public struct LeakEvent: Sendable, Hashable {
         reasons: [String], suspectedSeconds: Double? = nil, forecastInterval: ClosedRange<Double>? = nil,
         forecastModel: String? = nil
     ) {
-        self.forecastInterval = forecastInterval
-        self.forecastModel = forecastModel
         self.kind = kind
         self.timeNanoseconds = timeNanoseconds
         self.scope = scope
         self.pid = pid
         self.comm = comm
         self.cgroup = cgroup
-        self.detectors = detectors
-        self.confidence = confidence
-        self.growthBytesPerSecond = growthBytesPerSecond
-        self.secondsToLimit = secondsToLimit
-        self.limit = limit
-        self.reasons = reasons
-        self.suspectedSeconds = suspectedSeconds
+        details = LeakDetails(
+            detectors: detectors, confidence: confidence, growthBytesPerSecond: growthBytesPerSecond,
+            secondsToLimit: secondsToLimit, limit: limit, reasons: reasons, suspectedSeconds: suspectedSeconds,
+            forecastInterval: forecastInterval, forecastModel: forecastModel)
     }
 
     /// Seconds on the target's clock.
@@ -85,12 +74,7 @@ extension AgentEvent {
             severity: leak.kind == .cleared ? .info : .warning,
             epochNanoseconds: UInt64(max(0, wall)), t: leak.t, node: node,
             target: EventTarget(scope: leak.scope, pid: leak.pid, comm: leak.comm, identity: resolved),
-            details: .leak(
-                LeakDetails(
-                    detectors: leak.detectors, confidence: leak.confidence,
-                    growthBytesPerSecond: leak.growthBytesPerSecond, secondsToLimit: leak.secondsToLimit,
-                    limit: leak.limit, reasons: leak.reasons, suspectedSeconds: leak.suspectedSeconds,
-                    forecastInterval: leak.forecastInterval, forecastModel: leak.forecastModel)))
+            details: .leak(leak.details))
     }
 }
 
