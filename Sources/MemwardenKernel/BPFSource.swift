@@ -29,7 +29,6 @@ public final class BPFSource: Service, Sendable {
     /// Whether the drain thread was started, and who waits for it to end.
     private let thread = Mutex<(started: Bool, ended: Bool, waiters: [CheckedContinuation<Void, Never>])>((false, false, []))
 
-
     /// - Parameter bufferedBatches: batches held for a slow consumer before the
     ///   oldest are dropped (and counted in `userspaceDrops`).
     /// - Parameter onAttached: called once, on the drain thread, when the program is attached
