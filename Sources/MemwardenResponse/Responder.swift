@@ -222,7 +222,7 @@ public struct Responder: Sendable {
                     continue
                 }
             } catch {
-                let unsafe = (error as? CgroupFileError)?.code == .unsafePath
+                let unsafe = error.code == .unsafePath
                 if unsafe { logger.error("state file: \(error): not restored") }
                 events.append(skipped(target, policy, reason: unsafe ? "unsafe_path" : "cgroup_gone"))
                 continue
