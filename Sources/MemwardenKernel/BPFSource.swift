@@ -26,8 +26,6 @@ public final class BPFSource: Service, Sendable {
     private let userspaceDrops = Atomic<UInt64>(0)
     private let onAttached: @Sendable () -> Void
     private let onSettled: @Sendable () -> Void
-    /// Whether the drain thread was started, and who waits for it to end.
-    private let thread = Mutex<(started: Bool, ended: Bool, waiters: [CheckedContinuation<Void, Never>])>((false, false, []))
 
     /// - Parameter bufferedBatches: batches held for a slow consumer before the
     ///   oldest are dropped (and counted in `userspaceDrops`).
@@ -51,8 +49,7 @@ public final class BPFSource: Service, Sendable {
     public func run() async throws {
         try await withGracefulShutdownHandler {
             try await withTaskCancellationHandler {
-                try await attach()
-                await drained()
+                try await drainOnThread()
             } onCancel: {
                 stopRequested.store(true, ordering: .relaxed)
             }
@@ -61,24 +58,18 @@ public final class BPFSource: Service, Sendable {
         }
     }
 
-    /// Loads and attaches the program on the drain thread, which then drains
-    /// until a graceful shutdown; throws what the kernel refused. Once only.
-    private func attach() async throws {
+    /// Loads and attaches the program on a thread of its own, which then drains
+    /// until a graceful shutdown; throws what the kernel refused.
+    private func drainOnThread() async throws {
         let configuration = configuration
-        let wasStarted = thread.withLock { state in
-            defer { state.started = true }
-            return state.started
-        }
-        precondition(!wasStarted, "BPFSource.attach() called twice")
-        try await withCheckedThrowingContinuation { (attached: CheckedContinuation<Void, any Error>) in
+        try await withCheckedThrowingContinuation { (done: CheckedContinuation<Void, any Error>) in
             DedicatedThread.start { [self] in
                 let monitor: KernelMonitor
                 do {
                     monitor = try KernelMonitor(configuration: configuration)
                 } catch {
                     continuation.finish()
-                    ended()
-                    attached.resume(throwing: error)
+                    done.resume(throwing: error)
                     return
                 }
                 logger.info(
@@ -86,7 +77,6 @@ public final class BPFSource: Service, Sendable {
                     metadata: ["step_bytes": "\(configuration.stepBytes)", "heartbeat_ns": "\(configuration.heartbeatNanoseconds)"])
                 send(.attached, count: 0)
                 onAttached()
-                attached.resume()
                 var settled = false
                 var nextStats = monotonicNanoseconds() + statsIntervalNanoseconds
                 while !stopRequested.load(ordering: .relaxed) {
@@ -107,29 +97,9 @@ public final class BPFSource: Service, Sendable {
                 if !rest.isEmpty { send(.records(rest), count: rest.count) }
                 send(.counters(counters(monitor)), count: 0)
                 continuation.finish()
-                ended()
+                done.resume()
             }
         }
-    }
-
-    private func drained() async {
-        await withCheckedContinuation { (waiter: CheckedContinuation<Void, Never>) in
-            let resumeNow = thread.withLock { state in
-                if state.ended { return true }
-                state.waiters.append(waiter)
-                return false
-            }
-            if resumeNow { waiter.resume() }
-        }
-    }
-
-    private func ended() {
-        let waiters = thread.withLock { state in
-            state.ended = true
-            defer { state.waiters = [] }
-            return state.waiters
-        }
-        for waiter in waiters { waiter.resume() }
     }
 
     private func counters(_ monitor: KernelMonitor) -> KernelCounters {
