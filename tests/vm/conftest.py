@@ -49,6 +49,19 @@ def swift_product(product: str) -> Path:
     return Path(bin_path) / product
 
 
+def runs_in_guest(path: Path, source: str) -> Path:
+    """The guest has no Swift runtime: a binary linked against it would exit 127 there, in the
+    middle of a check and far from the cause, so it is refused here, naming where it came from."""
+    assert path.is_file(), f"{source}: {path} is not a file"
+    linked = subprocess.run(["ldd", str(path)], capture_output=True, text=True).stdout
+    runtime = [line.split()[0] for line in linked.splitlines() if "libswift" in line]
+    assert not runtime, (
+        f"{source}: {path} needs the Swift runtime ({', '.join(runtime)}), which the guest does not have: "
+        "build it with --static-swift-stdlib (scripts/build-release for the agent)"
+    )
+    return path
+
+
 @pytest.fixture(scope="session")
 def binaries() -> dict[str, Path]:
     """The release agent (scripts/build-release, as shipped) and leaksim, built once.
@@ -61,6 +74,8 @@ def binaries() -> dict[str, Path]:
         assert result.returncode == 0, f"scripts/build-release failed:\n{result.stderr[-4000:]}"
         agent = Path(result.stdout.strip().splitlines()[-1])
     leaksim = Path(os.environ["MEMWARDEN_LEAKSIM_BINARY"]) if os.environ.get("MEMWARDEN_LEAKSIM_BINARY") else swift_product("leaksim")
+    agent = runs_in_guest(agent, "MEMWARDEN_RELEASE_BINARY" if given else "scripts/build-release")
+    leaksim = runs_in_guest(leaksim, "MEMWARDEN_LEAKSIM_BINARY" if os.environ.get("MEMWARDEN_LEAKSIM_BINARY") else "swift build leaksim")
     return {"memwarden": inside_project(agent), "leaksim": inside_project(leaksim)}
 
 
