@@ -47,9 +47,8 @@ public final class OutputSinks: EventSink, Sendable {
         for sink in sinks { sink.submit(event) }
     }
 
-    /// What each sink dropped so far, for the agent's loss ledger: stdout's lines under
-    /// `stdout` (its key in events and metrics), the other sinks' events under `sink.<name>`.
+    /// What each sink dropped so far, under its `lossKey`, for the agent's loss ledger.
     public func lossTotals() -> [String: UInt64] {
-        Dictionary(counting.map { ($0 is StdoutSink ? $0.name : "sink." + $0.name, $0.statistics.dropped) }) { $0 + $1 }
+        Dictionary(counting.map { ($0.lossKey, $0.statistics.dropped) }) { $0 + $1 }
     }
 }

@@ -36,6 +36,12 @@ public struct SinkStatistics: Sendable, Hashable {
 /// sink, and agent.events_lost reports the drops.
 public protocol CountingSink: EventSink {
     var statistics: SinkStatistics { get }
+    /// The key of this sink's drops in agent.events_lost's `lost` (docs/events.md).
+    var lossKey: String { get }
+}
+
+extension CountingSink {
+    public var lossKey: String { "sink." + name }
 }
 
 /// The counters behind `SinkStatistics`, shared by the submitting threads and

@@ -10,6 +10,8 @@ import ServiceLifecycle
 /// the same writer through `submit(line:)`.
 public struct StdoutSink: CountingSink, Service {
     public let name = "stdout"
+    /// Stdout's lost lines have been `stdout` in events and metrics since the first version.
+    public var lossKey: String { name }
     private let queue: SinkQueue<String>
     private let counters = SinkCounters()
     private let writer: LineWriter

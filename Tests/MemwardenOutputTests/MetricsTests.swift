@@ -253,6 +253,13 @@ struct PrometheusScrapeTests {
         #expect(ledger.grown(outputs.lossTotals()).isEmpty, "reported once")
     }
 
+    @Test func stdoutsLostLinesKeepTheirKeyAndTheOtherSinksAreNamedSinkDot() throws {
+        let outputs = try OutputSinks(
+            settings: OutputSettings(stdout: true, webhook: WebhookSettings(url: "http://127.0.0.1:\(try freePort())")),
+            logger: Logger(label: "t"))
+        #expect(outputs.lossTotals() == ["stdout": 0, "sink.webhook": 0])
+    }
+
     @Test func aBadSinkSettingStopsTheStart() {
         #expect(throws: OutputConfigurationError.self) {
             try OutputSinks(
