@@ -73,9 +73,10 @@ def binaries() -> dict[str, Path]:
         result = subprocess.run([str(ROOT / "scripts" / "build-release")], cwd=ROOT, capture_output=True, text=True, timeout=3600)
         assert result.returncode == 0, f"scripts/build-release failed:\n{result.stderr[-4000:]}"
         agent = Path(result.stdout.strip().splitlines()[-1])
-    leaksim = Path(os.environ["MEMWARDEN_LEAKSIM_BINARY"]) if os.environ.get("MEMWARDEN_LEAKSIM_BINARY") else swift_product("leaksim")
+    given_leaksim = os.environ.get("MEMWARDEN_LEAKSIM_BINARY")
+    leaksim = Path(given_leaksim) if given_leaksim else swift_product("leaksim")
     agent = runs_in_guest(agent, "MEMWARDEN_RELEASE_BINARY" if given else "scripts/build-release")
-    leaksim = runs_in_guest(leaksim, "MEMWARDEN_LEAKSIM_BINARY" if os.environ.get("MEMWARDEN_LEAKSIM_BINARY") else "swift build leaksim")
+    leaksim = runs_in_guest(leaksim, "MEMWARDEN_LEAKSIM_BINARY" if given_leaksim else "swift build leaksim")
     return {"memwarden": inside_project(agent), "leaksim": inside_project(leaksim)}
 
 
